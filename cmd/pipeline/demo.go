@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+
+	"sluice/proxy"
+	"sluice/record"
+	"sluice/testbed"
+)
+
+func cmdDemo(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pages := fs.Int("n", 3000, "product pages to scrape")
+	nproxies := fs.Int("proxies", 10, "proxies in the local farm")
+	out := fs.String("out", "results.jsonl", "results JSONL file (replaced)")
+	pageBytes := fs.Int("page-bytes", 8<<10, "size of each product page")
+	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
+	fill := runFlags(fs)
+	// The local site has no limit of its own: scrape it briskly by default.
+	if err := fs.Set("rate", "500"); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *pages < 1 || *nproxies < 0 || *nproxies > 250 {
+		return usagef("-n must be at least 1 and -proxies within 0..250")
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	site, err := testbed.StartSite(testbed.SiteConfig{Products: *pages, PageBytes: *pageBytes})
+	if err != nil {
+		return fmt.Errorf("start catalog site: %w", err)
+	}
+	defer site.Close()
+	cfg := jobConfig{Out: *out, Log: log}
+	if err := fill(&cfg); err != nil {
+		return err
+	}
+	if *nproxies > 0 {
+		farm, err := testbed.StartFarm(testbed.FarmConfig{N: *nproxies})
+		if err != nil {
+			return fmt.Errorf("start proxy farm: %w", err)
+		}
+		defer farm.Close()
+		for i, u := range farm.URLs() {
+			p, err := proxy.Parse(fmt.Sprintf("p%d", i+1), u)
+			if err != nil {
+				return err
+			}
+			cfg.Proxies = append(cfg.Proxies, p)
+		}
+	}
+	var urls strings.Builder
+	for id := 1; id <= *pages; id++ {
+		urls.WriteString(site.ProductURL(id))
+		urls.WriteByte('\n')
+	}
+	cfg.URLReader = strings.NewReader(urls.String())
+	if err := os.Remove(*out); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	fmt.Fprintf(stdout, "demo: scraping %d pages of %s through %d local proxies into %s\n", *pages, site.URL(), *nproxies, *out)
+	sum, err := runJob(context.Background(), cfg)
+	sum.print(stdout)
+	if err != nil {
+		return err
+	}
+	ips := site.Stats().ByIP
+	fmt.Fprintf(stdout, "site saw %d client addresses:", len(ips))
+	for _, ip := range sortedKeys(ips) {
+		fmt.Fprintf(stdout, " %s=%d", ip, ips[ip])
+	}
+	fmt.Fprintln(stdout)
+	v, err := verifyFile(*out, *pages)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "check: %d records, %d correct, %d wrong, %d missing, %d duplicated\n", v.Records, v.Correct, len(v.Wrong), v.Missing, v.Duplicates)
+	if !v.ok() {
+		for _, w := range v.Wrong[:min(len(v.Wrong), 10)] {
+			fmt.Fprintln(stdout, "  wrong:", w)
+		}
+		return fmt.Errorf("%d of %d records are not correct", *pages-v.Correct, *pages)
+	}
+	fmt.Fprintln(stdout, "every record is correct")
+	return nil
+}
+
+// verification compares a results file with the catalog's expected values.
+type verification struct {
+	Records    int
+	Correct    int
+	Missing    int
+	Duplicates int
+	Wrong      []string
+}
+
+func (v verification) ok() bool { return len(v.Wrong) == 0 && v.Missing == 0 }
+
+// verifyFile checks that products 1..n each have exactly one correct
+// result in the JSONL file at path.
+func verifyFile(path string, n int) (verification, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return verification{}, err
+	}
+	defer f.Close()
+	return verifyResults(f, n)
+}
+
+func verifyResults(r io.Reader, n int) (verification, error) {
+	var v verification
+	seen := map[int]bool{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		v.Records++
+		var res record.Result
+		if err := json.Unmarshal(sc.Bytes(), &res); err != nil {
+			v.Wrong = append(v.Wrong, fmt.Sprintf("line %d: %v", v.Records, err))
+			continue
+		}
+		id, ok := productID(res.URL)
+		if !ok || id < 1 || id > n {
+			v.Wrong = append(v.Wrong, fmt.Sprintf("line %d: unexpected URL %q", v.Records, res.URL))
+			continue
+		}
+		if seen[id] {
+			v.Duplicates++
+			continue
+		}
+		seen[id] = true
+		if msg := checkResult(res, testbed.ExpectedProduct(id)); msg != "" {
+			v.Wrong = append(v.Wrong, fmt.Sprintf("%s: %s", res.URL, msg))
+			continue
+		}
+		v.Correct++
+	}
+	v.Missing = n - len(seen)
+	return v, sc.Err()
+}
+
+func productID(raw string) (int, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || path.Dir(u.Path) != "/product" {
+		return 0, false
+	}
+	id, err := strconv.Atoi(path.Base(u.Path))
+	return id, err == nil
+}
+
+func checkResult(res record.Result, want testbed.Product) string {
+	if res.Error != nil {
+		return fmt.Sprintf("error %s: %s", res.Error.Class, res.Error.Message)
+	}
+	if res.Schema != record.SchemaVersion || res.Status != 200 {
+		return fmt.Sprintf("schema %d status %d", res.Schema, res.Status)
+	}
+	for field, exp := range map[string]string{"name": want.Name, "price": want.Price, "sku": want.SKU} {
+		got := res.Fields[field]
+		if got == nil || *got != exp {
+			return fmt.Sprintf("field %s = %v, want %q", field, deref(got), exp)
+		}
+	}
+	return ""
+}
+
+func deref(s *string) any {
+	if s == nil {
+		return nil
+	}
+	return *s
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"sluice/flow"
+	"sluice/proxy"
+	"sluice/record"
+	"sluice/stages/fetch"
+	"sluice/stages/parse"
+	"sluice/stages/sink"
+	"sluice/stages/source"
+)
+
+// jobConfig is everything one batch run needs, filled in one place from
+// flags (see runFlags) and validated by the stages' own constructors.
+type jobConfig struct {
+	URLs      string    // input file, "-" for stdin
+	URLReader io.Reader // replaces stdin (tests)
+	Out       string    // results file, "-" for stdout
+	OutWriter io.Writer // replaces stdout (tests)
+	Pages     string    // optional pages file
+	Proxies   []*proxy.Proxy
+	Rules     *parse.Rules
+	Fetch     fetch.Config
+	Parse     parse.Config
+	Sink      sink.JSONLConfig
+	Drain     time.Duration
+	Log       zerolog.Logger
+}
+
+// summary is what a finished run reports.
+type summary struct {
+	Read     uint64            `json:"read"`
+	Written  int               `json:"written"`
+	OK       int               `json:"ok"`
+	Errors   map[string]int    `json:"errors"`
+	Dropped  uint64            `json:"dropped"`
+	Elapsed  time.Duration     `json:"elapsed"`
+	PerProxy map[string]int64  `json:"requests_per_proxy"`
+	Stages   []stageSummary    `json:"-"`
+}
+
+type stageSummary struct {
+	Name      string
+	Processed uint64
+	Dropped   uint64
+}
+
+func (s summary) errorCount() int {
+	n := 0
+	for _, v := range s.Errors {
+		n += v
+	}
+	return n
+}
+
+func (s summary) print(w io.Writer) {
+	secs := s.Elapsed.Seconds()
+	rate := 0.0
+	if secs > 0 {
+		rate = float64(s.Written) / secs
+	}
+	fmt.Fprintf(w, "pages: %d read, %d written, %d ok, %d errors, %.1f pages/s over %s\n",
+		s.Read, s.Written, s.OK, s.errorCount(), rate, s.Elapsed.Round(time.Millisecond))
+	if len(s.Errors) > 0 {
+		fmt.Fprintf(w, "errors by class:")
+		for _, k := range sortedKeys(s.Errors) {
+			fmt.Fprintf(w, " %s=%d", k, s.Errors[k])
+		}
+		fmt.Fprintln(w)
+	}
+	if s.Dropped > 0 {
+		fmt.Fprintf(w, "unfinished at abort (not written, not acknowledged): %d\n", s.Dropped)
+	}
+	if len(s.PerProxy) > 0 {
+		fmt.Fprintf(w, "requests per proxy:")
+		for _, k := range sortedKeys(s.PerProxy) {
+			fmt.Fprintf(w, " %s=%d", k, s.PerProxy[k])
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// pipeline is a built, not yet started, batch pipeline.
+type pipeline struct {
+	src   *flow.Source[record.Task]
+	fetch *fetch.Stage
+	parse *parse.Stage
+	sink  *sink.JSONL
+	pool  *proxy.Pool
+
+	mu  sync.Mutex // guards sum
+	sum summary
+}
+
+// build assembles source → fetch → parse → sink.
+func build(cfg jobConfig) (*pipeline, error) {
+	p := &pipeline{sum: summary{Errors: map[string]int{}}}
+	var err error
+	if p.src, err = source.Lines(source.LinesConfig{Path: cfg.URLs, Reader: cfg.URLReader}); err != nil {
+		return nil, err
+	}
+	if len(cfg.Proxies) > 0 {
+		if p.pool, err = proxy.New(cfg.Proxies); err != nil {
+			return nil, err
+		}
+	}
+	fc := cfg.Fetch
+	fc.Pool = p.pool
+	fc.Logger = cfg.Log
+	if p.fetch, err = fetch.New(fc); err != nil {
+		return nil, usageError{err}
+	}
+	pc := cfg.Parse
+	pc.Rules = cfg.Rules
+	pc.KeepPages = cfg.Pages != ""
+	if p.parse, err = parse.NewStage(pc); err != nil {
+		return nil, usageError{err}
+	}
+	sc := cfg.Sink
+	sc.Path, sc.Writer, sc.PagesPath = cfg.Out, cfg.OutWriter, cfg.Pages
+	sc.OnDone = p.count
+	if p.sink, err = sink.NewJSONL(sc); err != nil {
+		return nil, err
+	}
+	flow.Connect(p.src, p.fetch.Flow())
+	flow.Connect(p.fetch.Flow(), p.parse.Flow())
+	flow.Connect(p.parse.Flow(), p.sink.Sink())
+	return p, nil
+}
+
+func (p *pipeline) count(o record.Output) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sum.Written++
+	switch {
+	case o.Result != nil && o.Result.Error == nil:
+		p.sum.OK++
+	case o.Result != nil:
+		p.sum.Errors[o.Result.Error.Class]++
+	case o.Dead != nil:
+		p.sum.Errors["dead_letter"]++
+	}
+}
+
+func (p *pipeline) stats() []*flow.Stats {
+	return []*flow.Stats{p.src.Stats(), p.fetch.Flow().Stats(), p.parse.Flow().Stats(), p.sink.Sink().Stats()}
+}
+
+// run runs the pipeline until its input ends (or soft ends and it has
+// drained, or hard ends) and returns the summary.
+func (p *pipeline) run(hard, soft context.Context) (summary, error) {
+	start := time.Now()
+	err := flow.Run(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.sink.Sink())
+	p.fetch.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.sum
+	s.Elapsed = time.Since(start)
+	s.Read = p.src.Stats().Processed()
+	for _, st := range p.stats() {
+		s.Dropped += st.Dropped()
+		s.Stages = append(s.Stages, stageSummary{Name: st.Name, Processed: st.Processed(), Dropped: st.Dropped()})
+	}
+	if p.pool != nil {
+		s.PerProxy = p.pool.Uses()
+	}
+	return s, err
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"sluice/proxy"
+	"sluice/stages/parse"
+)
+
+// runFlags declares the flags shared by run and demo into fs, and returns a
+// function that fills a jobConfig from them once fs is parsed.
+func runFlags(fs *flag.FlagSet) func(cfg *jobConfig) error {
+	concurrency := fs.Int("concurrency", 32, "requests in flight at most")
+	rate := fs.Float64("rate", 10, "requests per second per domain (negative: unlimited)")
+	attempts := fs.Int("max-attempts", 4, "attempts per URL, the first included")
+	maxBody := fs.Int64("max-body", 10<<20, "largest response body in bytes, after decompression")
+	timeout := fs.Duration("timeout", 60*time.Second, "deadline of one attempt, body included")
+	rules := fs.String("rules", "", "extraction rules (YAML); default: h1 as name, .price, meta[itemprop=sku]")
+	pages := fs.String("pages", "", "also write raw pages (for replay) as JSONL to this file")
+	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to drain before aborting requests")
+	return func(cfg *jobConfig) error {
+		cfg.Fetch.Concurrency = *concurrency
+		cfg.Fetch.DomainRate = *rate
+		cfg.Fetch.MaxAttempts = *attempts
+		cfg.Fetch.MaxBodyBytes = *maxBody
+		cfg.Fetch.AttemptTimeout = *timeout
+		cfg.Pages = *pages
+		cfg.Drain = *drain
+		if *rules != "" {
+			r, err := parse.LoadRules(*rules)
+			if err != nil {
+				return usageError{err}
+			}
+			cfg.Rules = r
+		} else {
+			cfg.Rules = parse.DefaultRules()
+		}
+		return nil
+	}
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	urls := fs.String("urls", "-", "input: a file of URL lines (bare URLs or JSON URL messages), - for stdin")
+	out := fs.String("out", "-", "output: results JSONL file, - for stdout")
+	proxies := fs.String("proxies", "", "proxy list file, one proxy URL per line; default: direct connections")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	fill := runFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments: %v", fs.Args())
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	cfg := jobConfig{URLs: *urls, Out: *out, Log: log}
+	if err := fill(&cfg); err != nil {
+		return err
+	}
+	if *proxies != "" {
+		if cfg.Proxies, err = proxy.LoadFile(*proxies); err != nil {
+			return usageError{err}
+		}
+	}
+	if *out == "-" {
+		cfg.OutWriter = stdout
+	}
+	sum, err := runJob(context.Background(), cfg)
+	sum.print(stderr)
+	return err
+}
+
+// runJob builds and runs one batch job under signal handling.
+func runJob(ctx context.Context, cfg jobConfig) (summary, error) {
+	p, err := build(cfg)
+	if err != nil {
+		return summary{}, err
+	}
+	hard, soft, stop := signalContexts(ctx, cfg.Drain, cfg.Log)
+	defer stop()
+	cfg.Log.Info().Int("proxies", len(cfg.Proxies)).Int("concurrency", cfg.Fetch.Concurrency).Msg("run started")
+	sum, err := p.run(hard, soft)
+	if err != nil {
+		return sum, fmt.Errorf("pipeline: %w", err)
+	}
+	return sum, nil
+}

@@ -1,0 +1,97 @@
+// Package record defines the records that travel through sluice and leave it:
+// the URL message that comes in, the Result and Page that go out, the dead
+// letter for input that cannot be understood, and the classified error that a
+// failed input carries. Every record written out carries SchemaVersion.
+package record
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// SchemaVersion is written into every outgoing record. Consumers should
+// reject versions they do not know.
+const SchemaVersion = 1
+
+// Message is one URL message: a line of an input file or the value of an
+// input topic record. A bare URL line is a Message with only URL set.
+type Message struct {
+	URL     string          `json:"url"`
+	Key     string          `json:"key,omitempty"`
+	Session string          `json:"session,omitempty"`
+	Meta    json.RawMessage `json:"meta,omitempty"`
+}
+
+// Error is the classified error of a failed input, as written in a Result
+// (`{"class": ..., "message": ...}`).
+type Error struct {
+	Class   string `json:"class"`
+	Message string `json:"message"`
+}
+
+// Parser names the rule set that produced a Result's fields.
+type Parser struct {
+	Rules   string `json:"rules"`
+	Version string `json:"version"`
+}
+
+// Result is the outcome of one input: key = URL. A permanent failure is a
+// Result with Error set, never a silence.
+type Result struct {
+	Schema    int                `json:"schema"`
+	URL       string             `json:"url"`
+	Key       string             `json:"key,omitempty"`
+	FinalURL  string             `json:"final_url,omitempty"`
+	Status    int                `json:"status"`
+	FetchedAt time.Time          `json:"fetched_at"`
+	ElapsedMS int64              `json:"elapsed_ms"`
+	Attempts  int                `json:"attempts"`
+	Proxy     string             `json:"proxy,omitempty"`
+	Fields    map[string]*string `json:"fields"`
+	Links     []string           `json:"links"`
+	Truncated bool               `json:"truncated,omitempty"`
+	Parser    *Parser            `json:"parser,omitempty"`
+	Meta      json.RawMessage    `json:"meta,omitempty"`
+	Error     *Error             `json:"error"`
+}
+
+// Timings are the phases of the last fetch attempt, as offsets from its start.
+type Timings struct {
+	DNSMS       int64 `json:"dns_ms"`
+	ConnectMS   int64 `json:"connect_ms"`
+	TLSMS       int64 `json:"tls_ms"`
+	FirstByteMS int64 `json:"first_byte_ms"`
+	TotalMS     int64 `json:"total_ms"`
+}
+
+// Page is a raw fetched page kept for replay: key = URL. Body holds the
+// bytes as received after content decoding; writers compress the record.
+type Page struct {
+	Schema    int                 `json:"schema"`
+	URL       string              `json:"url"`
+	Key       string              `json:"key,omitempty"`
+	FinalURL  string              `json:"final_url"`
+	Method    string              `json:"method"`
+	Status    int                 `json:"status"`
+	Header    map[string][]string `json:"header"`
+	Body      []byte              `json:"body"`
+	Truncated bool                `json:"truncated,omitempty"`
+	FetchedAt time.Time           `json:"fetched_at"`
+	Attempts  int                 `json:"attempts"`
+	Proxy     string              `json:"proxy,omitempty"`
+	Timings   Timings             `json:"timings"`
+	Meta      json.RawMessage     `json:"meta,omitempty"`
+}
+
+// DeadLetter holds input that could not even be understood: the original
+// bytes, where they came from and why they were refused.
+type DeadLetter struct {
+	Schema    int       `json:"schema"`
+	Value     []byte    `json:"value"`
+	Key       []byte    `json:"key,omitempty"`
+	Topic     string    `json:"topic,omitempty"`
+	Partition int       `json:"partition"`
+	Offset    int64     `json:"offset"`
+	Error     Error     `json:"error"`
+	At        time.Time `json:"at"`
+}

@@ -1,0 +1,150 @@
+// Package fetch is sluice's fetch stage: it takes Tasks, fetches each
+// through a proxy from the pool under a global concurrency limit and a
+// per-domain rate limit, retries what may succeed on another proxy, and
+// passes on a record.Fetched for every Task it took.
+package fetch
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"sluice/proxy"
+)
+
+// Config configures the fetch stage. The zero value of every field is a
+// documented, usable default.
+type Config struct {
+	// Concurrency is the global limit on requests in flight. 0 means 32.
+	Concurrency int
+	// QueueSize is the capacity of the stage's input queue. 0 means
+	// 2 × Concurrency.
+	QueueSize int
+	// DomainRate is the sustained request rate allowed per domain, in
+	// requests per second. 0 means 10; a negative value means unlimited.
+	DomainRate float64
+	// DomainBurst is the token bucket size per domain. 0 means 1, so that
+	// requests are evenly spaced.
+	DomainBurst int
+
+	// Pool supplies proxies; nil means direct connections.
+	Pool *proxy.Pool
+
+	// ConnectTimeout bounds the TCP connect (to the proxy or target). 0 means 10 s.
+	ConnectTimeout time.Duration
+	// TLSTimeout bounds a TLS handshake. 0 means 10 s.
+	TLSTimeout time.Duration
+	// HeaderTimeout bounds the wait for response headers once the request
+	// is written. 0 means 30 s.
+	HeaderTimeout time.Duration
+	// AttemptTimeout bounds one whole attempt, body included. 0 means 60 s.
+	AttemptTimeout time.Duration
+
+	// MaxBodyBytes caps a response body after decompression. 0 means 10 MiB.
+	MaxBodyBytes int64
+	// TruncateLarge keeps the first MaxBodyBytes of a larger body and marks
+	// the result truncated; false (the default) refuses it with a too_large
+	// error.
+	TruncateLarge bool
+	// MaxHeaderBytes caps the response headers. 0 means 1 MiB.
+	MaxHeaderBytes int64
+
+	// MaxAttempts bounds attempts per input, the first included. 0 means 4.
+	MaxAttempts int
+	// BackoffBase is the delay before the first retry; each further retry
+	// doubles it, up to BackoffMax, with jitter (see Jitter). 0 means 500 ms.
+	BackoffBase time.Duration
+	// BackoffMax caps the backoff. 0 means 30 s.
+	BackoffMax time.Duration
+	// Jitter spreads each backoff uniformly by ± this fraction; it must lie
+	// in 0.3–0.5. 0 means 0.5.
+	Jitter float64
+	// MaxRetryAfter caps how long a Retry-After header may make an input
+	// wait before its next attempt. 0 means 2 min.
+	MaxRetryAfter time.Duration
+
+	// UserAgent is sent with every request. "" means "sluice/1".
+	UserAgent string
+
+	// Logger receives per-attempt debug lines and warnings. The zero value
+	// logs nothing.
+	Logger zerolog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 32
+	}
+	if c.QueueSize == 0 {
+		c.QueueSize = 2 * c.Concurrency
+	}
+	if c.DomainRate == 0 {
+		c.DomainRate = 10
+	}
+	if c.DomainBurst == 0 {
+		c.DomainBurst = 1
+	}
+	def(&c.ConnectTimeout, 10*time.Second)
+	def(&c.TLSTimeout, 10*time.Second)
+	def(&c.HeaderTimeout, 30*time.Second)
+	def(&c.AttemptTimeout, 60*time.Second)
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 10 << 20
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 1 << 20
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 4
+	}
+	def(&c.BackoffBase, 500*time.Millisecond)
+	def(&c.BackoffMax, 30*time.Second)
+	def(&c.MaxRetryAfter, 2*time.Minute)
+	if c.Jitter == 0 {
+		c.Jitter = 0.5
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = "sluice/1"
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports the first invalid setting.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Concurrency < 1 || c.Concurrency > 100000 {
+		errs = append(errs, fmt.Errorf("concurrency %d out of range 1..100000", c.Concurrency))
+	}
+	if c.QueueSize < 1 {
+		errs = append(errs, fmt.Errorf("queue size %d must be at least 1", c.QueueSize))
+	}
+	if c.DomainBurst < 1 {
+		errs = append(errs, fmt.Errorf("domain burst %d must be at least 1", c.DomainBurst))
+	}
+	if c.MaxAttempts < 1 || c.MaxAttempts > 100 {
+		errs = append(errs, fmt.Errorf("max attempts %d out of range 1..100", c.MaxAttempts))
+	}
+	if c.Jitter < 0.3 || c.Jitter > 0.5 {
+		errs = append(errs, fmt.Errorf("jitter %v out of range 0.3..0.5", c.Jitter))
+	}
+	if c.MaxBodyBytes < 1 {
+		errs = append(errs, fmt.Errorf("max body bytes %d must be positive", c.MaxBodyBytes))
+	}
+	for name, d := range map[string]time.Duration{"connect": c.ConnectTimeout, "tls": c.TLSTimeout, "header": c.HeaderTimeout, "attempt": c.AttemptTimeout, "backoff base": c.BackoffBase, "backoff max": c.BackoffMax} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s timeout %v is negative", name, d))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,418 @@
+package fetch
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"sluice/failure"
+	"sluice/flow"
+	"sluice/proxy"
+	"sluice/record"
+)
+
+// directID is the proxy id reported for direct connections.
+const directID = "direct"
+
+// Stage is the fetch stage. Build it with New, then place Flow() in a
+// pipeline. Safe for concurrent use by its own workers only.
+type Stage struct {
+	cfg     Config
+	clients map[string]*http.Client // by proxy id; directID when there is no pool
+	flow    *flow.Stage[record.Task, record.Fetched]
+
+	mu       sync.Mutex // guards limiters
+	limiters map[string]*domainLimiter
+}
+
+type domainLimiter struct {
+	lim      *rate.Limiter
+	lastUsed time.Time
+}
+
+// maxIdleLimiters bounds the per-domain limiter map: past it, limiters idle
+// for a minute (whose buckets are full again) are dropped.
+const maxIdleLimiters = 10000
+
+// New validates cfg, applies defaults and builds one HTTP client per proxy.
+// It starts no goroutines: they run while the pipeline runs.
+func New(cfg Config) (*Stage, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("fetch config: %w", err)
+	}
+	s := &Stage{cfg: cfg, clients: map[string]*http.Client{}, limiters: map[string]*domainLimiter{}}
+	if cfg.Pool == nil || cfg.Pool.Len() == 0 {
+		s.clients[directID] = s.newClient(nil, cfg.Concurrency)
+	} else {
+		share := (cfg.Concurrency + cfg.Pool.Len() - 1) / cfg.Pool.Len()
+		for _, p := range cfg.Pool.Proxies() {
+			s.clients[p.ID] = s.newClient(p, share)
+		}
+	}
+	s.flow = flow.NewStage("fetch", cfg.QueueSize, s.run)
+	return s, nil
+}
+
+// Flow returns the stage to connect into a pipeline.
+func (s *Stage) Flow() *flow.Stage[record.Task, record.Fetched] { return s.flow }
+
+// Close releases idle connections. Call it after the pipeline has finished.
+func (s *Stage) Close() {
+	for _, c := range s.clients {
+		c.CloseIdleConnections()
+	}
+}
+
+// newClient builds the long-lived client for one proxy (nil = direct). Its
+// keep-alive pool is sized to the proxy's share of the concurrency plus 20%,
+// so rotation is per proxy and idle connections never pin traffic.
+func (s *Stage) newClient(p *proxy.Proxy, share int) *http.Client {
+	pool := share + (share+4)/5
+	dialer := &net.Dialer{Timeout: s.cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		DialContext:            dialer.DialContext,
+		TLSHandshakeTimeout:    s.cfg.TLSTimeout,
+		ResponseHeaderTimeout:  s.cfg.HeaderTimeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxIdleConns:           pool,
+		MaxIdleConnsPerHost:    pool,
+		IdleConnTimeout:        90 * time.Second,
+		MaxResponseHeaderBytes: s.cfg.MaxHeaderBytes,
+		ForceAttemptHTTP2:      true,
+	}
+	if p != nil {
+		tr.Proxy = http.ProxyURL(p.URL)
+	}
+	return &http.Client{
+		Transport: tr,
+		// Redirects are followed by the client, at most 10, each under the
+		// attempt's deadline.
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 10 {
+				return failure.Errorf(failure.Redirects, "stopped after %d redirects", len(via))
+			}
+			return nil
+		},
+	}
+}
+
+// run is the stage body: Concurrency workers, each fetching one Task at a
+// time until the input closes.
+func (s *Stage) run(ctx context.Context, in flow.Inbox[record.Task], out flow.Outbox[record.Fetched]) error {
+	var wg sync.WaitGroup
+	for range s.cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				t, ok := in.Recv(ctx)
+				if !ok {
+					return
+				}
+				f := s.fetch(ctx, t)
+				if f.Err != nil {
+					s.flow.Stats().AddError()
+				}
+				if err := out.Send(ctx, f); err != nil {
+					continue // hard stop: the input stays unacknowledged
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// fetch runs the attempts for one Task and always returns a Fetched.
+func (s *Stage) fetch(ctx context.Context, t record.Task) (f record.Fetched) {
+	f = record.Fetched{Task: t, Started: s.cfg.Now()}
+	defer func() {
+		if r := recover(); r != nil {
+			f.Err = failure.Errorf(failure.Internal, "fetch panicked: %v", r)
+		}
+		f.Elapsed = s.cfg.Now().Sub(f.Started)
+	}()
+	if t.Err != nil {
+		f.Err = t.Err
+		return f
+	}
+	var tried []string
+	var lastErr error
+	for attempt := 1; attempt <= s.cfg.MaxAttempts; attempt++ {
+		f.Attempts = attempt
+		if err := s.waitDomain(ctx, t.URL.Hostname()); err != nil {
+			f.Err = failure.New(failure.Canceled, failure.ErrPermanent, err)
+			return f
+		}
+		res, err := s.attempt(ctx, t, tried)
+		f.Proxy = res.proxy
+		if res.proxy != "" && res.proxy != directID {
+			tried = append(tried, res.proxy)
+		}
+		if err == nil {
+			f.FinalURL, f.Status, f.Header, f.Body, f.Truncated, f.Timings = res.finalURL, res.status, res.header, res.body, res.truncated, res.timings
+			f.Err = nil
+			return f
+		}
+		lastErr = err
+		f.Status = res.status
+		if !failure.Retryable(err) || attempt == s.cfg.MaxAttempts || ctx.Err() != nil {
+			break
+		}
+		delay := Backoff(s.cfg.BackoffBase, s.cfg.BackoffMax, attempt, s.cfg.Jitter, rand.Float64)
+		if res.retryAfter > 0 {
+			delay = max(delay, min(res.retryAfter, s.cfg.MaxRetryAfter))
+		}
+		s.cfg.Logger.Debug().Str("url", t.URL.String()).Str("proxy", res.proxy).Int("attempt", attempt).
+			Str("class", string(failure.ClassOf(err))).Dur("backoff", delay).Msg("retrying")
+		if err := sleep(ctx, delay); err != nil {
+			break
+		}
+	}
+	f.Err = lastErr
+	return f
+}
+
+// attemptResult is what one attempt learned, successful or not.
+type attemptResult struct {
+	proxy      string
+	status     int
+	finalURL   string
+	header     http.Header
+	body       []byte
+	truncated  bool
+	timings    record.Timings
+	retryAfter time.Duration
+}
+
+// attempt makes one request through one leased proxy. The lease is returned
+// with the outcome before attempt returns, whatever happens.
+func (s *Stage) attempt(ctx context.Context, t record.Task, avoid []string) (res attemptResult, err error) {
+	client := s.clients[directID]
+	res.proxy = directID
+	var lease *proxy.Lease
+	if s.cfg.Pool != nil && s.cfg.Pool.Len() > 0 {
+		lease, err = s.cfg.Pool.Acquire(ctx, proxy.Request{Domain: t.URL.Hostname(), Avoid: avoid})
+		if err != nil {
+			return res, failure.New(failure.Canceled, failure.ErrPermanent, err)
+		}
+		res.proxy = lease.Proxy.ID
+		client = s.clients[lease.Proxy.ID]
+	}
+	start := s.cfg.Now()
+	defer func() {
+		if lease != nil {
+			lease.Release(proxy.Outcome{OK: err == nil, Status: res.status, Class: string(failure.ClassOf(err)), Latency: s.cfg.Now().Sub(start)})
+		}
+		if fe := (*failure.Error)(nil); errors.As(err, &fe) {
+			err = &failure.Error{Class: fe.Class, Kind: fe.Kind, Err: fe.Err, URL: t.URL.Redacted(), Status: res.status, Proxy: res.proxy}
+		}
+	}()
+
+	actx, cancel := context.WithTimeout(ctx, s.cfg.AttemptTimeout)
+	defer cancel()
+	var tm timer
+	actx = httptrace.WithClientTrace(actx, tm.trace(s.cfg.Now))
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, t.URL.String(), nil)
+	if err != nil {
+		return res, failure.New(failure.BadInput, failure.ErrPermanent, err)
+	}
+	req.Header.Set("User-Agent", s.cfg.UserAgent)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8")
+
+	resp, err := client.Do(req)
+	if err != nil {
+		return res, classifyTransport(err, lease != nil, ctx)
+	}
+	defer resp.Body.Close()
+	res.status = resp.StatusCode
+	res.finalURL = resp.Request.URL.String()
+	res.header = resp.Header
+	if err := statusError(resp.StatusCode, lease != nil); err != nil {
+		res.retryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), s.cfg.Now())
+		// Drain a little so the connection can be reused, never much.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		return res, err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, s.cfg.MaxBodyBytes+1))
+	if err != nil {
+		return res, classifyBody(err, ctx)
+	}
+	if int64(len(body)) > s.cfg.MaxBodyBytes {
+		if !s.cfg.TruncateLarge {
+			return res, failure.Errorf(failure.TooLarge, "body exceeds %d bytes", s.cfg.MaxBodyBytes)
+		}
+		body, res.truncated = body[:s.cfg.MaxBodyBytes], true
+	}
+	res.body = body
+	res.timings = tm.done(s.cfg.Now())
+	return res, nil
+}
+
+// statusError classifies a non-2xx status; nil for 2xx and 3xx (the client
+// follows redirects, so a 3xx here has no Location and is kept as is).
+func statusError(status int, viaProxy bool) error {
+	switch {
+	case status < 400:
+		return nil
+	case status == http.StatusProxyAuthRequired:
+		return failure.New(failure.ProxyAuth, failure.ErrProxy, fmt.Errorf("proxy answered %d", status))
+	case status == http.StatusTooManyRequests:
+		return failure.New(failure.RateLimited, failure.ErrRateLimited, fmt.Errorf("target answered %d", status))
+	case viaProxy && (status == http.StatusBadGateway || status == http.StatusGatewayTimeout):
+		return failure.New(failure.ProxyProtocol, failure.ErrProxy, fmt.Errorf("proxy answered %d", status))
+	case status >= 500:
+		return failure.New(failure.ServerError, failure.ErrRetryable, fmt.Errorf("target answered %d", status))
+	case status == http.StatusForbidden:
+		return failure.New(failure.Blocked, failure.ErrPermanent, fmt.Errorf("target answered %d", status))
+	default:
+		return failure.New(failure.ClientError, failure.ErrPermanent, fmt.Errorf("target answered %d", status))
+	}
+}
+
+// classifyTransport classifies an error from http.Client.Do.
+func classifyTransport(err error, viaProxy bool, parent context.Context) error {
+	if parent.Err() != nil {
+		return failure.New(failure.Canceled, failure.ErrPermanent, parent.Err())
+	}
+	var fe *failure.Error
+	if errors.As(err, &fe) {
+		return fe
+	}
+	msg := err.Error()
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	var netErr net.Error
+	switch {
+	case viaProxy && (strings.Contains(msg, "Proxy Authentication Required") || strings.Contains(msg, "proxy authentication") || strings.Contains(msg, "username/password authentication failed")):
+		return failure.New(failure.ProxyAuth, failure.ErrProxy, err)
+	case viaProxy && errors.As(err, &opErr) && opErr.Op == "proxyconnect":
+		return failure.New(failure.ProxyConnect, failure.ErrProxy, err)
+	case viaProxy && strings.Contains(msg, "socks connect"):
+		return failure.New(failure.ProxyConnect, failure.ErrProxy, err)
+	case errors.As(err, &dnsErr):
+		return failure.New(failure.DNS, failure.ErrRetryable, err)
+	case errors.As(err, &netErr) && netErr.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		return failure.New(failure.Timeout, failure.ErrRetryable, err)
+	case strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:"):
+		return failure.New(failure.TLS, failure.ErrPermanent, err)
+	case viaProxy && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(msg, "malformed HTTP")):
+		return failure.New(failure.ProxyProtocol, failure.ErrProxy, err)
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return failure.New(failure.Connect, failure.ErrRetryable, err)
+	case viaProxy:
+		return failure.New(failure.ProxyProtocol, failure.ErrProxy, err)
+	default:
+		return failure.New(failure.Protocol, failure.ErrRetryable, err)
+	}
+}
+
+// classifyBody classifies an error while reading a body.
+func classifyBody(err error, parent context.Context) error {
+	if parent.Err() != nil {
+		return failure.New(failure.Canceled, failure.ErrPermanent, parent.Err())
+	}
+	var netErr net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout() {
+		return failure.New(failure.Timeout, failure.ErrRetryable, fmt.Errorf("reading body: %w", err))
+	}
+	return failure.New(failure.Protocol, failure.ErrRetryable, fmt.Errorf("reading body: %w", err))
+}
+
+// waitDomain takes one token from the domain's bucket, blocking until it is
+// available or ctx ends.
+func (s *Stage) waitDomain(ctx context.Context, domain string) error {
+	if s.cfg.DomainRate < 0 {
+		return ctx.Err()
+	}
+	now := s.cfg.Now()
+	s.mu.Lock()
+	d, ok := s.limiters[domain]
+	if !ok {
+		if len(s.limiters) >= maxIdleLimiters {
+			s.evictIdleLocked(now)
+		}
+		d = &domainLimiter{lim: rate.NewLimiter(rate.Limit(s.cfg.DomainRate), s.cfg.DomainBurst)}
+		s.limiters[domain] = d
+	}
+	d.lastUsed = now
+	s.mu.Unlock()
+	return d.lim.Wait(ctx)
+}
+
+func (s *Stage) evictIdleLocked(now time.Time) {
+	for k, d := range s.limiters {
+		if now.Sub(d.lastUsed) > time.Minute {
+			delete(s.limiters, k)
+		}
+	}
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// timer records the phases of one attempt through httptrace.
+type timer struct {
+	mu                                     sync.Mutex
+	start, dnsStart, dnsDone, connStart    time.Time
+	connDone, tlsStart, tlsDone, firstByte time.Time
+}
+
+func (tm *timer) trace(now func() time.Time) *httptrace.ClientTrace {
+	tm.start = now()
+	set := func(p *time.Time) {
+		tm.mu.Lock()
+		if p.IsZero() {
+			*p = now()
+		}
+		tm.mu.Unlock()
+	}
+	return &httptrace.ClientTrace{
+		DNSStart:             func(httptrace.DNSStartInfo) { set(&tm.dnsStart) },
+		DNSDone:              func(httptrace.DNSDoneInfo) { set(&tm.dnsDone) },
+		ConnectStart:         func(string, string) { set(&tm.connStart) },
+		ConnectDone:          func(string, string, error) { set(&tm.connDone) },
+		TLSHandshakeStart:    func() { set(&tm.tlsStart) },
+		TLSHandshakeDone:     func(tls.ConnectionState, error) { set(&tm.tlsDone) },
+		GotFirstResponseByte: func() { set(&tm.firstByte) },
+	}
+}
+
+func (tm *timer) done(end time.Time) record.Timings {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	span := func(a, b time.Time) int64 {
+		if a.IsZero() || b.IsZero() {
+			return 0
+		}
+		return b.Sub(a).Milliseconds()
+	}
+	return record.Timings{
+		DNSMS:       span(tm.dnsStart, tm.dnsDone),
+		ConnectMS:   span(tm.connStart, tm.connDone),
+		TLSMS:       span(tm.tlsStart, tm.tlsDone),
+		FirstByteMS: span(tm.start, tm.firstByte),
+		TotalMS:     span(tm.start, end),
+	}
+}

@@ -1,0 +1,390 @@
+package parse
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/net/html"
+	"golang.org/x/net/html/atom"
+	"golang.org/x/net/html/charset"
+)
+
+// Defaults applied by Extract for zero (or negative) Limits fields.
+const (
+	DefaultMaxLinks      = 1000
+	DefaultMaxFieldBytes = 64 << 10
+	DefaultMaxNodes      = 500000
+)
+
+// ClassParse classifies errors caused by the document itself: it could not
+// be parsed, or it has more element nodes than Limits.MaxNodes.
+const ClassParse = "parse"
+
+// ErrTooManyNodes is wrapped (inside an *Error of class ClassParse) when a
+// document exceeds Limits.MaxNodes.
+var ErrTooManyNodes = errors.New("too many element nodes")
+
+// Error is the error type returned by Extract.
+type Error struct {
+	Class string // ClassParse
+	Err   error
+}
+
+func (e *Error) Error() string {
+	if e.Err == nil {
+		return e.Class
+	}
+	return e.Class + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func parseError(err error) error { return &Error{Class: ClassParse, Err: err} }
+
+// Extraction is the result of applying a rule set to one page.
+type Extraction struct {
+	// Fields has every field of the matching rule as a key. A nil value
+	// means the selector matched nothing (or the first match lacks the
+	// requested attribute) and marshals to JSON null. Values are trimmed,
+	// valid UTF-8 and at most Limits.MaxFieldBytes long.
+	Fields map[string]*string
+	// Links are the absolute http(s) URLs of the page's <a href> elements,
+	// resolved against the page URL (honouring <base href>), without
+	// fragment, de-duplicated in page order, at most Limits.MaxLinks.
+	// Never nil.
+	Links []string
+	// Rule is the domain glob of the rule that matched, "" if none (then
+	// Fields is an empty, non-nil map).
+	Rule string
+}
+
+// Limits bounds the work and output of one Extract call. Zero or negative
+// fields mean the Default* value.
+type Limits struct {
+	MaxLinks      int // 0 = DefaultMaxLinks
+	MaxFieldBytes int // 0 = DefaultMaxFieldBytes; longer values are truncated at a UTF-8 boundary
+	MaxNodes      int // 0 = DefaultMaxNodes; a document with more element nodes fails with ErrTooManyNodes
+}
+
+func (l Limits) normalized() Limits {
+	if l.MaxLinks <= 0 {
+		l.MaxLinks = DefaultMaxLinks
+	}
+	if l.MaxFieldBytes <= 0 {
+		l.MaxFieldBytes = DefaultMaxFieldBytes
+	}
+	if l.MaxNodes <= 0 {
+		l.MaxNodes = DefaultMaxNodes
+	}
+	return l
+}
+
+// Extract parses body as HTML (decoding it to UTF-8 according to
+// contentType, a BOM or a <meta> charset declaration), applies the first
+// rule whose domain glob matches pageURL's hostname and collects the page's
+// links. pageURL may be nil (then no rule but "*" matches and only absolute
+// links are kept). Errors are *Error values.
+//
+// Extract is safe for concurrent use.
+func (r *Rules) Extract(pageURL *url.URL, contentType string, body []byte, lim Limits) (Extraction, error) {
+	lim = lim.normalized()
+
+	text, err := decode(body, contentType)
+	if err != nil {
+		return Extraction{}, parseError(err)
+	}
+	if err := precheckNodes(text, lim.MaxNodes); err != nil {
+		return Extraction{}, parseError(err)
+	}
+	doc, err := html.Parse(bytes.NewReader(text))
+	if err != nil {
+		return Extraction{}, parseError(err)
+	}
+
+	// One pass over the tree: count elements, find the first <base href>,
+	// collect raw <a href> values in document order.
+	var (
+		nodes   int
+		baseRef string
+		hasBase bool
+		hrefs   []string
+	)
+	for n := doc; n != nil; n = nextNode(n, doc) {
+		if n.Type != html.ElementNode {
+			continue
+		}
+		nodes++
+		if nodes > lim.MaxNodes {
+			return Extraction{}, parseError(fmt.Errorf("%w: more than %d", ErrTooManyNodes, lim.MaxNodes))
+		}
+		if n.Namespace != "" {
+			continue
+		}
+		switch n.DataAtom {
+		case atom.A:
+			if v, ok := htmlAttr(n, "href"); ok {
+				hrefs = append(hrefs, v)
+			}
+		case atom.Base:
+			if !hasBase {
+				baseRef, hasBase = htmlAttr(n, "href")
+			}
+		}
+	}
+
+	var host string
+	if pageURL != nil {
+		host = strings.TrimSuffix(strings.ToLower(pageURL.Hostname()), ".")
+	}
+	out := Extraction{Fields: map[string]*string{}}
+	if ru := r.match(host); ru != nil {
+		out.Rule = ru.domain
+		out.Fields = make(map[string]*string, len(ru.fields))
+		for i := range ru.fields {
+			out.Fields[ru.fields[i].name] = ru.fields[i].extract(doc, lim.MaxFieldBytes)
+		}
+	}
+	out.Links = resolveLinks(pageURL, baseRef, hasBase, hrefs, lim.MaxLinks)
+	return out, nil
+}
+
+// decode converts body to UTF-8 and guarantees the result is valid UTF-8.
+func decode(body []byte, contentType string) ([]byte, error) {
+	if len(body) == 0 {
+		return nil, nil // charset.NewReader fails on empty input
+	}
+	rd, err := charset.NewReader(bytes.NewReader(body), contentType)
+	if err != nil {
+		return nil, fmt.Errorf("charset: %w", err)
+	}
+	text, err := io.ReadAll(rd)
+	if err != nil {
+		return nil, fmt.Errorf("charset: %w", err)
+	}
+	if !utf8.Valid(text) {
+		text = bytes.ToValidUTF8(text, []byte("\uFFFD"))
+	}
+	return text, nil
+}
+
+// maxOpenElements is x/net/html's cap on the stack of open elements (it
+// fails the parse beyond it), which also caps how many elements one
+// reconstruction of active formatting elements can create.
+const maxOpenElements = 512
+
+// precheckNodes rejects, before any tree is built, documents that would
+// obviously exceed maxNodes: more start tags than maxNodes, or enough
+// unclosed formatting elements (<b>, <font>, ...) that the parser's
+// "reconstruct the active formatting elements" step could multiply the node
+// count (a few KB of such markup can expand to hundreds of thousands of
+// nodes). The second test is an estimate, so it only fires at twice the
+// limit; the exact count is checked on the parsed tree.
+func precheckNodes(text []byte, maxNodes int) error {
+	z := html.NewTokenizer(bytes.NewReader(text))
+	var (
+		starts   int
+		estimate int
+		unclosed int
+		open     [len(formattingTags)]int
+	)
+	for {
+		switch z.Next() {
+		case html.ErrorToken:
+			return nil // io.EOF: the input is in memory, no other error is possible
+		case html.TextToken:
+			estimate += min(unclosed, maxOpenElements)
+		case html.StartTagToken, html.SelfClosingTagToken:
+			starts++
+			estimate += 1 + min(unclosed, maxOpenElements)
+			name, _ := z.TagName()
+			if i := formattingIndex(name); i >= 0 {
+				open[i]++
+				unclosed++
+			}
+		case html.EndTagToken:
+			name, _ := z.TagName()
+			if i := formattingIndex(name); i >= 0 && open[i] > 0 {
+				open[i]--
+				unclosed--
+			}
+		default:
+			continue
+		}
+		if starts > maxNodes || estimate > 2*maxNodes {
+			return fmt.Errorf("%w: more than %d", ErrTooManyNodes, maxNodes)
+		}
+	}
+}
+
+// formattingTags are the HTML "formatting elements" that take part in the
+// active formatting elements list.
+var formattingTags = [...]string{"a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u"}
+
+func formattingIndex(name []byte) int {
+	if len(name) > 6 {
+		return -1
+	}
+	for i, t := range formattingTags {
+		if string(name) == t {
+			return i
+		}
+	}
+	return -1
+}
+
+// nextNode returns the node after n in a pre-order walk of root's subtree,
+// or nil. It needs no stack, so it allocates nothing.
+func nextNode(n, root *html.Node) *html.Node {
+	if n.FirstChild != nil {
+		return n.FirstChild
+	}
+	for n != root {
+		if n.NextSibling != nil {
+			return n.NextSibling
+		}
+		n = n.Parent
+	}
+	return nil
+}
+
+// htmlAttr returns the value of n's non-namespaced attribute key.
+func htmlAttr(n *html.Node, key string) (string, bool) {
+	for _, a := range n.Attr {
+		if a.Namespace == "" && a.Key == key {
+			return a.Val, true
+		}
+	}
+	return "", false
+}
+
+// extract evaluates the field on doc: nil when there is no match (or the
+// first match lacks the attribute), else the trimmed, bounded value.
+func (f *field) extract(doc *html.Node, maxBytes int) *string {
+	m := f.sel.MatchFirst(doc)
+	if m == nil {
+		return nil
+	}
+	var v string
+	if f.attr != "" {
+		found := false
+		for _, a := range m.Attr {
+			// Foreign (SVG/MathML) attributes such as xlink:href are
+			// split by the parser; match them by their qualified name.
+			if a.Namespace == "" && a.Key == f.attr ||
+				a.Namespace != "" && a.Namespace+":"+a.Key == f.attr {
+				v, found = a.Val, true
+				break
+			}
+		}
+		if !found {
+			return nil
+		}
+	} else {
+		v = nodeText(m, maxBytes)
+	}
+	v = clean(v, maxBytes)
+	return &v
+}
+
+// nodeText concatenates the text under n, dropping leading white space and
+// stopping once it has clearly more than maxBytes (the rest would be
+// truncated anyway).
+func nodeText(n *html.Node, maxBytes int) string {
+	var b strings.Builder
+	for c := n; c != nil; c = nextNode(c, n) {
+		if c.Type != html.TextNode {
+			continue
+		}
+		s := c.Data
+		if b.Len() == 0 {
+			s = strings.TrimLeftFunc(s, unicode.IsSpace)
+		}
+		if room := maxBytes + utf8.UTFMax - b.Len(); len(s) > room {
+			b.WriteString(s[:room])
+			break
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+// clean makes s valid UTF-8, trims white space and truncates it to at most
+// maxBytes without splitting a UTF-8 sequence.
+func clean(s string, maxBytes int) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	s = strings.TrimSpace(s)
+	if len(s) > maxBytes {
+		cut := maxBytes
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = strings.TrimRightFunc(s[:cut], unicode.IsSpace)
+	}
+	return s
+}
+
+// resolveLinks turns raw href values into absolute, fragment-less,
+// de-duplicated http(s) URLs.
+func resolveLinks(pageURL *url.URL, baseRef string, hasBase bool, hrefs []string, maxLinks int) []string {
+	base := pageURL
+	if hasBase {
+		// Per HTML, a <base href> is resolved against the document URL; one
+		// that is unparsable or not http(s) is ignored.
+		if u, err := parseRef(pageURL, baseRef); err == nil && isHTTP(u) {
+			base = u
+		}
+	}
+	links := make([]string, 0, min(len(hrefs), maxLinks))
+	seen := make(map[string]struct{}, min(len(hrefs), maxLinks))
+	for _, h := range hrefs {
+		u, err := parseRef(base, h)
+		if err != nil || !isHTTP(u) {
+			continue
+		}
+		u.Fragment, u.RawFragment = "", ""
+		u.Host = strings.ToLower(u.Host)
+		s := u.String()
+		if !utf8.ValidString(s) {
+			s = strings.ToValidUTF8(s, "\uFFFD")
+		}
+		if _, dup := seen[s]; dup {
+			continue
+		}
+		seen[s] = struct{}{}
+		links = append(links, s)
+		if len(links) >= maxLinks {
+			break
+		}
+	}
+	return links
+}
+
+// parseRef parses an href the way browsers clean it (surrounding white space
+// trimmed, tabs and newlines removed) and resolves it against base (which
+// may be nil: then only absolute references survive).
+func parseRef(base *url.URL, ref string) (*url.URL, error) {
+	ref = strings.TrimFunc(ref, func(r rune) bool { return r <= ' ' })
+	if strings.ContainsAny(ref, "\t\n\r") {
+		ref = strings.NewReplacer("\t", "", "\n", "", "\r", "").Replace(ref)
+	}
+	u, err := url.Parse(ref)
+	if err != nil {
+		return nil, err
+	}
+	if base != nil {
+		u = base.ResolveReference(u)
+	}
+	return u, nil
+}
+
+func isHTTP(u *url.URL) bool {
+	return (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Opaque == ""
+}

@@ -1,0 +1,134 @@
+package parse
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func FuzzParseRules(f *testing.F) {
+	seeds := []string{
+		defaultRulesYAML,
+		"",
+		"[]",
+		"- domain: \"*.example.com\"\n  fields:\n    a: \"a[href] @href\"\n    b: \"div > p:nth-child(2n+1)\"\n- domain: \"*\"\n",
+		"- domain: \"[a-\"\n",
+		"- domain: \"*\"\n  fields:\n    price: \"div[\"\n",
+		"- domain: &a \"*\"\n  fields: {x: *a}\n",
+		"- {domain: '*', fields: {x: 'p:contains(\"a\")', y: 'p:matches(^\\d+$)'}}\n",
+		"- domain: \"*\"\n---\n- domain: \"x\"\n",
+		"0: [:!00 \xef",
+		"- domain: \"*\"\n  fields:\n    \"\": h1\n",
+		"\xff\xfe- domain: x",
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r1, err1 := ParseRules("fuzz", data)
+		r2, err2 := ParseRules("fuzz", data)
+		if (err1 == nil) != (err2 == nil) {
+			t.Fatalf("nondeterministic: %v vs %v", err1, err2)
+		}
+		if err1 != nil {
+			return
+		}
+		if r1.Version() != r2.Version() || r1.Version() != versionOf(data) || !versionRE.MatchString(r1.Version()) {
+			t.Fatalf("versions %q %q", r1.Version(), r2.Version())
+		}
+		if len(r1.rules) == 0 {
+			t.Fatalf("successful parse without rules")
+		}
+		// A loaded rule set must be usable.
+		if _, err := r1.Extract(nil, "", []byte("<h1>x</h1>"), Limits{}); err != nil {
+			t.Fatalf("extract with fuzzed rules: %v", err)
+		}
+	})
+}
+
+var fuzzRules = func() *Rules {
+	r, err := ParseRules("fuzz", []byte(`
+- domain: "*"
+  fields:
+    name: "h1"
+    price: ".price"
+    sku: "meta[itemprop=sku] @content"
+    title: "title"
+    text: "body"
+    href: "a @href"
+    first_p: "p:first-of-type"
+`))
+	if err != nil {
+		panic(err)
+	}
+	return r
+}()
+
+func FuzzExtract(f *testing.F) {
+	seeds := []struct {
+		ct   string
+		body string
+	}{
+		{"text/html; charset=utf-8", productPage(3)},
+		{"", "<h1>Caf\xe9</h1><a href=\"/x\xe9#f\">x</a>"},
+		{"text/html; charset=iso-8859-1", "<meta charset=utf-8><h1>\xe9\x80\xff</h1>"},
+		{"text/html; charset=utf-16", "\xff\xfe<\x00h\x001\x00>\x00"},
+		{"text/html; charset=shift_jis", "<h1>\x82\xa0\x82</h1>"},
+		{"", "<base href=\"javascript:x\"><a href=\"//h/\">a</a><a href=\"http://[::1]:80/%zz\">b</a>"},
+		{"", "<table><td><b><i><p>x</table></b>&#xD800;\x00<svg><a xlink:href=y>"},
+		{"", strings.Repeat("<div>", 600)},
+		{"", amplification(20, 50)},
+		{"", "<p>" + strings.Repeat("é", 40) + "</p><h1>  \u00a0 </h1>"},
+		{"", ""},
+		{"text/plain", "\x00\x01\x02"},
+	}
+	for _, s := range seeds {
+		f.Add(s.ct, []byte(s.body))
+	}
+	page, _ := url.Parse("https://fuzz.example.com/a/b?c=d")
+	lim := Limits{MaxLinks: 8, MaxFieldBytes: 17, MaxNodes: 3000}
+	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
+		e, err := fuzzRules.Extract(page, contentType, body, lim)
+		if err != nil {
+			if pe, ok := err.(*Error); !ok || pe.Class != ClassParse {
+				t.Fatalf("error %v is not a parse-class *Error", err)
+			}
+			return
+		}
+		if e.Rule != "*" || len(e.Fields) != len(fuzzRules.rules[0].fields) {
+			t.Fatalf("rule %q fields %d", e.Rule, len(e.Fields))
+		}
+		for k, v := range e.Fields {
+			if v == nil {
+				continue
+			}
+			if !utf8.ValidString(*v) {
+				t.Fatalf("field %s = %q not valid UTF-8", k, *v)
+			}
+			if len(*v) > lim.MaxFieldBytes {
+				t.Fatalf("field %s is %d bytes", k, len(*v))
+			}
+			if strings.TrimSpace(*v) != *v {
+				t.Fatalf("field %s = %q not trimmed", k, *v)
+			}
+		}
+		if len(e.Links) > lim.MaxLinks {
+			t.Fatalf("%d links", len(e.Links))
+		}
+		seen := map[string]bool{}
+		for _, l := range e.Links {
+			if !utf8.ValidString(l) {
+				t.Fatalf("link %q not valid UTF-8", l)
+			}
+			if seen[l] {
+				t.Fatalf("duplicate link %q", l)
+			}
+			seen[l] = true
+			u, err := url.Parse(l)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
+				t.Fatalf("bad link %q (%v)", l, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,264 @@
+// Package parse is the extraction library of sluice's parse stage: it loads
+// per-domain CSS extraction rules from YAML and applies them to fetched HTML
+// pages, producing field values and the page's outgoing links.
+//
+// A *Rules value is immutable once loaded and safe for concurrent use by any
+// number of goroutines.
+package parse
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"unicode"
+
+	"github.com/andybalholm/cascadia"
+	"gopkg.in/yaml.v3"
+)
+
+const (
+	// MaxRulesFileBytes is the largest rules file LoadRules and ParseRules accept.
+	MaxRulesFileBytes = 1 << 20
+	// MaxFieldsPerRule is the largest number of fields a single rule may declare.
+	MaxFieldsPerRule = 256
+)
+
+// defaultRulesYAML is the built-in rule set returned by DefaultRules.
+const defaultRulesYAML = `- domain: "*"
+  fields:
+    name: "h1"
+    price: ".price"
+    sku: "meta[itemprop=sku] @content"
+`
+
+// Rules is a loaded, compiled rule set. It is immutable after loading and
+// safe for concurrent use.
+type Rules struct {
+	name    string
+	version string
+	rules   []rule
+}
+
+type rule struct {
+	domain string  // lower-cased path.Match glob
+	fields []field // sorted by name
+}
+
+type field struct {
+	name string
+	sel  cascadia.Selector
+	attr string // "" means the element's text
+}
+
+// ruleYAML is the on-disk shape of one rule.
+type ruleYAML struct {
+	Domain string            `yaml:"domain"`
+	Fields map[string]string `yaml:"fields"`
+}
+
+// LoadRules reads and compiles the rules file at path. Files larger than
+// MaxRulesFileBytes are rejected. The rule set's Name is the file's base name.
+func LoadRules(p string) (*Rules, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("parse rules: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxRulesFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("parse rules %s: %w", p, err)
+	}
+	if len(data) > MaxRulesFileBytes {
+		return nil, fmt.Errorf("parse rules %s: file larger than %d bytes", p, MaxRulesFileBytes)
+	}
+	return ParseRules(filepath.Base(p), data)
+}
+
+// ParseRules compiles the YAML rules in data. name is what Name reports
+// (and appears in error messages).
+func ParseRules(name string, data []byte) (*Rules, error) {
+	if len(data) > MaxRulesFileBytes {
+		return nil, fmt.Errorf("parse rules %s: larger than %d bytes", name, MaxRulesFileBytes)
+	}
+	raw, err := decodeYAML(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse rules %s: %w", name, err)
+	}
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("parse rules %s: no rules", name)
+	}
+	rs := &Rules{name: name, version: versionOf(data), rules: make([]rule, 0, len(raw))}
+	for i, ry := range raw {
+		r, err := compileRule(ry)
+		if err != nil {
+			return nil, fmt.Errorf("parse rules %s: rule %d: %w", name, i, err)
+		}
+		rs.rules = append(rs.rules, r)
+	}
+	return rs, nil
+}
+
+// decodeYAML decodes exactly one YAML document holding a list of rules.
+// Unknown keys are errors so that typos do not silently disable a rule.
+func decodeYAML(data []byte) (out []ruleYAML, err error) {
+	defer func() {
+		// yaml.v3 is not supposed to panic, but rules files are operator
+		// input; never let a malformed one take the process down.
+		if p := recover(); p != nil {
+			out, err = nil, fmt.Errorf("invalid YAML: %v", p)
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&out); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil // empty document: reported as "no rules"
+		}
+		return nil, fmt.Errorf("invalid YAML: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("invalid YAML: more than one document")
+	}
+	return out, nil
+}
+
+func compileRule(ry ruleYAML) (rule, error) {
+	dom := strings.ToLower(strings.TrimSpace(ry.Domain))
+	if dom == "" {
+		return rule{}, errors.New("empty domain")
+	}
+	if _, err := path.Match(dom, ""); err != nil {
+		return rule{}, fmt.Errorf("domain %q: invalid glob: %w", ry.Domain, err)
+	}
+	if strings.ContainsRune(dom, '/') {
+		// path.Match's * never crosses '/', and hostnames have none, so such
+		// a rule could never match: almost certainly a URL pasted by mistake.
+		return rule{}, fmt.Errorf("domain %q: must be a hostname glob, not a URL or path", ry.Domain)
+	}
+	if len(ry.Fields) > MaxFieldsPerRule {
+		return rule{}, fmt.Errorf("domain %q: %d fields, at most %d allowed", ry.Domain, len(ry.Fields), MaxFieldsPerRule)
+	}
+	r := rule{domain: dom, fields: make([]field, 0, len(ry.Fields))}
+	for fname, spec := range ry.Fields {
+		if strings.TrimSpace(fname) == "" {
+			return rule{}, fmt.Errorf("domain %q: empty field name", ry.Domain)
+		}
+		f, err := compileField(fname, spec)
+		if err != nil {
+			return rule{}, fmt.Errorf("domain %q: field %q: %w", ry.Domain, fname, err)
+		}
+		r.fields = append(r.fields, f)
+	}
+	sort.Slice(r.fields, func(i, j int) bool { return r.fields[i].name < r.fields[j].name })
+	return r, nil
+}
+
+// compileField splits "selector @attr" and compiles the selector.
+func compileField(name, spec string) (field, error) {
+	sel := strings.TrimSpace(spec)
+	attr := ""
+	last := sel
+	if i := strings.LastIndexFunc(sel, unicode.IsSpace); i >= 0 {
+		last = sel[i+1:]
+	}
+	if strings.HasPrefix(last, "@") {
+		attr = asciiLower(last[1:])
+		sel = strings.TrimSpace(sel[:len(sel)-len(last)])
+		if !validAttrName(attr) {
+			return field{}, fmt.Errorf("invalid attribute name %q", last)
+		}
+	}
+	if sel == "" {
+		return field{}, fmt.Errorf("empty selector in %q", spec)
+	}
+	compiled, err := cascadia.Compile(sel)
+	if err != nil {
+		return field{}, fmt.Errorf("bad selector %q: %w", sel, err)
+	}
+	return field{name: name, sel: compiled, attr: attr}, nil
+}
+
+// validAttrName accepts what the HTML tokenizer can produce as an attribute
+// name (so Vue's @click or Angular's [prop] are fine).
+func validAttrName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		switch {
+		case c <= ' ', c == 0x7f, c == '"', c == '\'', c == '<', c == '>', c == '/', c == '=',
+			c == unicode.ReplacementChar:
+			return false
+		}
+	}
+	return true
+}
+
+// asciiLower lower-cases ASCII letters only, as the HTML tokenizer does for
+// attribute names.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+func versionOf(data []byte) string {
+	sum := sha256.Sum256(data)
+	return "sha256:" + hex.EncodeToString(sum[:])[:12]
+}
+
+var defaultRules = func() *Rules {
+	r, err := ParseRules("default", []byte(defaultRulesYAML))
+	if err != nil {
+		panic("parse: built-in rules do not compile: " + err.Error())
+	}
+	return r
+}()
+
+// DefaultRules returns the built-in rule set: one rule for every domain
+// extracting name (h1), price (.price) and sku (meta[itemprop=sku] @content).
+func DefaultRules() *Rules { return defaultRules }
+
+// Name identifies the rule set: the file's base name for LoadRules, the
+// given name for ParseRules, "default" for DefaultRules.
+func (r *Rules) Name() string {
+	if r == nil {
+		return ""
+	}
+	return r.name
+}
+
+// Version is "sha256:" followed by the first 12 hex digits of the SHA-256 of
+// the rules file's bytes; identical bytes always give the same version.
+func (r *Rules) Version() string {
+	if r == nil {
+		return ""
+	}
+	return r.version
+}
+
+// match returns the first rule whose domain glob matches host, or nil.
+func (r *Rules) match(host string) *rule {
+	if r == nil {
+		return nil
+	}
+	for i := range r.rules {
+		if ok, _ := path.Match(r.rules[i].domain, host); ok {
+			return &r.rules[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,70 @@
+package testbed
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// gate counts in-flight handlers so that a Close can wait for all of them.
+// Once closed it admits nobody, which makes the WaitGroup safe: no Add can
+// race with Wait while the count is zero.
+type gate struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// enter registers a handler; it reports false once the gate is closed, in
+// which case the caller must not call leave.
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.wg.Add(1)
+	return true
+}
+
+// leave unregisters a handler admitted by enter.
+func (g *gate) leave() { g.wg.Done() }
+
+// closeAndWait stops admitting handlers and waits for the admitted ones.
+func (g *gate) closeAndWait() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.wg.Wait()
+}
+
+// sleepCtx waits for d or until ctx is done, whichever comes first. It
+// returns ctx.Err() if the wait was cut short.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// abortResponse makes net/http drop the connection without completing the
+// response (see http.ErrAbortHandler). Deferred functions, such as
+// gate.leave, still run.
+func abortResponse() { panic(http.ErrAbortHandler) }
+
+// Server timeouts shared by the site and the proxies. A connection may take
+// at most headerTimeout to send its request headers, and an idle keep-alive
+// connection is closed after idleTimeout.
+const (
+	headerTimeout = 10 * time.Second
+	idleTimeout   = 60 * time.Second
+	shutdownGrace = 5 * time.Second
+)
