@@ -95,3 +95,29 @@ type DeadLetter struct {
 	Error     Error     `json:"error"`
 	At        time.Time `json:"at"`
 }
+
+// Span is one fetch attempt, for the request waterfall (`--trace FILE`).
+// Times are absolute; a phase that did not happen (no DNS lookup on a
+// reused connection, say) has a zero time and is omitted.
+type Span struct {
+	Schema       int        `json:"schema"`
+	URL          string     `json:"url"`
+	Domain       string     `json:"domain"`
+	Proxy        string     `json:"proxy"`
+	Attempt      int        `json:"attempt"`
+	Enqueued     time.Time  `json:"enqueued"`
+	WaitEnd      time.Time  `json:"wait_end"` // the rate-limit token was granted
+	Start        time.Time  `json:"start"`
+	DNSStart     *time.Time `json:"dns_start,omitempty"`
+	DNSDone      *time.Time `json:"dns_done,omitempty"`
+	ConnectStart *time.Time `json:"connect_start,omitempty"`
+	ConnectDone  *time.Time `json:"connect_done,omitempty"`
+	TLSStart     *time.Time `json:"tls_start,omitempty"`
+	TLSDone      *time.Time `json:"tls_done,omitempty"`
+	FirstByte    *time.Time `json:"first_byte,omitempty"`
+	End          time.Time  `json:"end"`
+	Status       int        `json:"status"`
+	Bytes        int64      `json:"bytes"`
+	Reused       bool       `json:"reused"`
+	Error        string     `json:"error,omitempty"` // failure class
+}

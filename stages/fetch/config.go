@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"sluice/proxy"
+	"sluice/record"
 )
 
 // Config configures the fetch stage. The zero value of every field is a
@@ -67,6 +68,10 @@ type Config struct {
 
 	// UserAgent is sent with every request. "" means "sluice/1".
 	UserAgent string
+
+	// Trace, if set, receives one span per attempt, from the fetching
+	// goroutine; it must be quick and safe for concurrent use.
+	Trace func(record.Span)
 
 	// Logger receives per-attempt debug lines and warnings. The zero value
 	// logs nothing.

@@ -2,7 +2,6 @@ package fetch
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -75,39 +74,6 @@ func (s *Stage) Close() {
 	}
 }
 
-// newClient builds the long-lived client for one proxy (nil = direct). Its
-// keep-alive pool is sized to the proxy's share of the concurrency plus 20%,
-// so rotation is per proxy and idle connections never pin traffic.
-func (s *Stage) newClient(p *proxy.Proxy, share int) *http.Client {
-	pool := share + (share+4)/5
-	dialer := &net.Dialer{Timeout: s.cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
-		DialContext:            dialer.DialContext,
-		TLSHandshakeTimeout:    s.cfg.TLSTimeout,
-		ResponseHeaderTimeout:  s.cfg.HeaderTimeout,
-		ExpectContinueTimeout:  time.Second,
-		MaxIdleConns:           pool,
-		MaxIdleConnsPerHost:    pool,
-		IdleConnTimeout:        90 * time.Second,
-		MaxResponseHeaderBytes: s.cfg.MaxHeaderBytes,
-		ForceAttemptHTTP2:      true,
-	}
-	if p != nil {
-		tr.Proxy = http.ProxyURL(p.URL)
-	}
-	return &http.Client{
-		Transport: tr,
-		// Redirects are followed by the client, at most 10, each under the
-		// attempt's deadline.
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 10 {
-				return failure.Errorf(failure.Redirects, "stopped after %d redirects", len(via))
-			}
-			return nil
-		},
-	}
-}
-
 // run is the stage body: Concurrency workers, each fetching one Task at a
 // time until the input closes.
 func (s *Stage) run(ctx context.Context, in flow.Inbox[record.Task], out flow.Outbox[record.Fetched]) error {
@@ -156,7 +122,7 @@ func (s *Stage) fetch(ctx context.Context, t record.Task) (f record.Fetched) {
 			f.Err = failure.New(failure.Canceled, failure.ErrPermanent, err)
 			return f
 		}
-		res, err := s.attempt(ctx, t, tried)
+		res, err := s.attempt(ctx, t, attempt, tried)
 		f.Proxy = res.proxy
 		if res.proxy != "" && res.proxy != directID {
 			tried = append(tried, res.proxy)
@@ -199,7 +165,8 @@ type attemptResult struct {
 
 // attempt makes one request through one leased proxy. The lease is returned
 // with the outcome before attempt returns, whatever happens.
-func (s *Stage) attempt(ctx context.Context, t record.Task, avoid []string) (res attemptResult, err error) {
+func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []string) (res attemptResult, err error) {
+	waitEnd := s.cfg.Now()
 	client := s.clients[directID]
 	res.proxy = directID
 	var lease *proxy.Lease
@@ -211,10 +178,19 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, avoid []string) (res
 		res.proxy = lease.Proxy.ID
 		client = s.clients[lease.Proxy.ID]
 	}
-	start := s.cfg.Now()
+	tm := newTimer(s.cfg.Now)
 	defer func() {
+		tm.finish()
+		res.timings = tm.timings()
 		if lease != nil {
-			lease.Release(proxy.Outcome{OK: err == nil, Status: res.status, Class: string(failure.ClassOf(err)), Latency: s.cfg.Now().Sub(start)})
+			lease.Release(proxy.Outcome{OK: err == nil, Status: res.status, Class: string(failure.ClassOf(err)), Latency: tm.end.Sub(tm.start)})
+		}
+		if s.cfg.Trace != nil {
+			sp := record.Span{Schema: record.SchemaVersion, URL: t.URL.Redacted(), Domain: t.URL.Hostname(), Proxy: res.proxy,
+				Attempt: n, Enqueued: t.Enqueued, WaitEnd: waitEnd, Status: res.status, Bytes: int64(len(res.body)),
+				Error: string(failure.ClassOf(err))}
+			tm.fill(&sp)
+			s.cfg.Trace(sp)
 		}
 		if fe := (*failure.Error)(nil); errors.As(err, &fe) {
 			err = &failure.Error{Class: fe.Class, Kind: fe.Kind, Err: fe.Err, URL: t.URL.Redacted(), Status: res.status, Proxy: res.proxy}
@@ -223,8 +199,7 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, avoid []string) (res
 
 	actx, cancel := context.WithTimeout(ctx, s.cfg.AttemptTimeout)
 	defer cancel()
-	var tm timer
-	actx = httptrace.WithClientTrace(actx, tm.trace(s.cfg.Now))
+	actx = httptrace.WithClientTrace(actx, tm.trace())
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, t.URL.String(), nil)
 	if err != nil {
 		return res, failure.New(failure.BadInput, failure.ErrPermanent, err)
@@ -257,7 +232,6 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, avoid []string) (res
 		body, res.truncated = body[:s.cfg.MaxBodyBytes], true
 	}
 	res.body = body
-	res.timings = tm.done(s.cfg.Now())
 	return res, nil
 }
 
@@ -369,50 +343,5 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// timer records the phases of one attempt through httptrace.
-type timer struct {
-	mu                                     sync.Mutex
-	start, dnsStart, dnsDone, connStart    time.Time
-	connDone, tlsStart, tlsDone, firstByte time.Time
-}
-
-func (tm *timer) trace(now func() time.Time) *httptrace.ClientTrace {
-	tm.start = now()
-	set := func(p *time.Time) {
-		tm.mu.Lock()
-		if p.IsZero() {
-			*p = now()
-		}
-		tm.mu.Unlock()
-	}
-	return &httptrace.ClientTrace{
-		DNSStart:             func(httptrace.DNSStartInfo) { set(&tm.dnsStart) },
-		DNSDone:              func(httptrace.DNSDoneInfo) { set(&tm.dnsDone) },
-		ConnectStart:         func(string, string) { set(&tm.connStart) },
-		ConnectDone:          func(string, string, error) { set(&tm.connDone) },
-		TLSHandshakeStart:    func() { set(&tm.tlsStart) },
-		TLSHandshakeDone:     func(tls.ConnectionState, error) { set(&tm.tlsDone) },
-		GotFirstResponseByte: func() { set(&tm.firstByte) },
-	}
-}
-
-func (tm *timer) done(end time.Time) record.Timings {
-	tm.mu.Lock()
-	defer tm.mu.Unlock()
-	span := func(a, b time.Time) int64 {
-		if a.IsZero() || b.IsZero() {
-			return 0
-		}
-		return b.Sub(a).Milliseconds()
-	}
-	return record.Timings{
-		DNSMS:       span(tm.dnsStart, tm.dnsDone),
-		ConnectMS:   span(tm.connStart, tm.connDone),
-		TLSMS:       span(tm.tlsStart, tm.tlsDone),
-		FirstByteMS: span(tm.start, tm.firstByte),
-		TotalMS:     span(tm.start, end),
 	}
 }

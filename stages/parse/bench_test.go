@@ -44,8 +44,10 @@ ships in <i>two days</i>, and comes with a <a href="/warranty#terms">lifetime wa
 	b.WriteString(`</tbody></table></article><section class="related"><h2>Related products</h2>`)
 	for i := 0; i < related; i++ {
 		fmt.Fprintf(&b, `<div class="card"><a href="/p/widget-%d?ref=related#reviews"><img src="/img/w%d.jpg" alt="Widget %d"></a>
-<h3><a href="/p/widget-%d">Widget %d</a></h3><span class="card-price">$%d.99</span></div>
-`, i, i, i, i, i, 10+i)
+<h3><a href="/p/widget-%d">Widget %d</a></h3><span class="card-price">$%d.99</span>
+<p class="blurb">Short description of widget %d: a sturdy, reliable tool for everyday jobs around the house.</p>
+<div class="rating" data-score="4.%d">&#9733;&#9733;&#9733;&#9733;&#9734; <small>(%d reviews)</small></div></div>
+`, i, i, i, i, i, 10+i, i, i%10, 3*i+7)
 	}
 	b.WriteString(`</section></main><footer><a href="mailto:help@example.com">Help</a> <a href="javascript:void(0)">Top</a>
 <a href="https://twitter.com/exampleshop">Twitter</a></footer></body></html>`)
@@ -82,8 +84,9 @@ func TestProductPage(t *testing.T) {
 			t.Errorf("%s = %s, want %q", k, fieldsString(e.Fields), v)
 		}
 	}
-	// 15 nav + home + widgets + warranty + 40 related + twitter.
-	if got := len(e.Links); got != 15+2+1+40+1 {
+	// 15 nav + home + widgets + warranty + 40 related (two URLs each,
+	// fragment dropped) + twitter; mailto: and javascript: are skipped.
+	if got := len(e.Links); got != 15+2+1+2*40+1 {
 		t.Errorf("got %d links: %q", got, e.Links)
 	}
 }
