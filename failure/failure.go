@@ -40,6 +40,11 @@ const (
 	Unknown       Class = "unknown"
 )
 
+// Classes of the bounds on what a response may cost (see stages/fetch).
+const (
+	HeaderTooLarge Class = "header_too_large" // the response headers passed their cap (too_large is the body)
+)
+
 // The protocol between stages: what a caller may do about an error.
 var (
 	ErrRetryable   = errors.New("retryable")

@@ -5,12 +5,14 @@
 package fetch
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"sluice/guard"
 	"sluice/proxy"
 	"sluice/record"
 )
@@ -42,15 +44,42 @@ type Config struct {
 	HeaderTimeout time.Duration
 	// AttemptTimeout bounds one whole attempt, body included. 0 means 60 s.
 	AttemptTimeout time.Duration
+	// BodyTimeout bounds reading the body once the headers are in, so a
+	// body trickled a byte at a time is cut; it ends as a timeout error.
+	// 0 means 30 s (and AttemptTimeout still applies).
+	BodyTimeout time.Duration
 
-	// MaxBodyBytes caps a response body after decompression. 0 means 10 MiB.
+	// Policy is the URL policy (package guard) applied before each
+	// attempt, on every redirect and on every address dialled. The zero
+	// value refuses loopback, private, link-local (cloud metadata), CGNAT
+	// and other non-public destinations; tests and the demo, which run on
+	// loopback, set Policy.AllowLoopback. Refusals end as errors of class
+	// policy, before any network access.
+	Policy guard.Config
+
+	// MaxBodyBytes caps a response body, both as received and after
+	// Content-Encoding (gzip, deflate, br) is undone. 0 means 10 MiB.
 	MaxBodyBytes int64
 	// TruncateLarge keeps the first MaxBodyBytes of a larger body and marks
 	// the result truncated; false (the default) refuses it with a too_large
 	// error.
 	TruncateLarge bool
-	// MaxHeaderBytes caps the response headers. 0 means 1 MiB.
+	// MaxHeaderBytes caps the response headers; more is an error of class
+	// header_too_large. 0 means 1 MiB.
 	MaxHeaderBytes int64
+	// MaxRedirects bounds the redirects followed in one attempt; one more,
+	// or a redirect back to a URL already visited, is an error of class
+	// redirects. 0 means 10; negative means redirects are not followed (the
+	// 3xx is the result).
+	MaxRedirects int
+
+	// TLSRootCAs, if set, replaces the system roots when verifying
+	// targets' certificates (a private CA, a test server). Verification is
+	// on unless TLSInsecureSkipVerify is set.
+	TLSRootCAs *x509.CertPool
+	// TLSInsecureSkipVerify turns certificate verification off. It exists
+	// for tests against self-signed servers; never set it in production.
+	TLSInsecureSkipVerify bool
 
 	// MaxAttempts bounds attempts per input, the first included. 0 means 4.
 	MaxAttempts int
@@ -102,6 +131,10 @@ func (c *Config) setDefaults() {
 	def(&c.TLSTimeout, 10*time.Second)
 	def(&c.HeaderTimeout, 30*time.Second)
 	def(&c.AttemptTimeout, 60*time.Second)
+	def(&c.BodyTimeout, 30*time.Second)
+	if c.MaxRedirects == 0 {
+		c.MaxRedirects = 10
+	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 10 << 20
 	}
@@ -146,7 +179,13 @@ func (c *Config) Validate() error {
 	if c.MaxBodyBytes < 1 {
 		errs = append(errs, fmt.Errorf("max body bytes %d must be positive", c.MaxBodyBytes))
 	}
-	for name, d := range map[string]time.Duration{"connect": c.ConnectTimeout, "tls": c.TLSTimeout, "header": c.HeaderTimeout, "attempt": c.AttemptTimeout, "backoff base": c.BackoffBase, "backoff max": c.BackoffMax} {
+	if c.MaxHeaderBytes < 1 {
+		errs = append(errs, fmt.Errorf("max header bytes %d must be positive", c.MaxHeaderBytes))
+	}
+	if c.MaxRedirects > 100 {
+		errs = append(errs, fmt.Errorf("max redirects %d out of range ..100", c.MaxRedirects))
+	}
+	for name, d := range map[string]time.Duration{"connect": c.ConnectTimeout, "tls": c.TLSTimeout, "header": c.HeaderTimeout, "attempt": c.AttemptTimeout, "body": c.BodyTimeout, "backoff base": c.BackoffBase, "backoff max": c.BackoffMax} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s timeout %v is negative", name, d))
 		}

@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"sluice/failure"
 	"sluice/flow"
+	"sluice/guard"
 	"sluice/proxy"
 	"sluice/record"
 )
@@ -28,6 +30,7 @@ const directID = "direct"
 // pipeline. Safe for concurrent use by its own workers only.
 type Stage struct {
 	cfg     Config
+	policy  *guard.Policy
 	clients map[string]*http.Client // by proxy id; directID when there is no pool
 	flow    *flow.Stage[record.Task, record.Fetched]
 
@@ -51,7 +54,11 @@ func New(cfg Config) (*Stage, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("fetch config: %w", err)
 	}
-	s := &Stage{cfg: cfg, clients: map[string]*http.Client{}, limiters: map[string]*domainLimiter{}}
+	policy, err := guard.New(cfg.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("fetch config: url policy: %w", err)
+	}
+	s := &Stage{cfg: cfg, policy: policy, clients: map[string]*http.Client{}, limiters: map[string]*domainLimiter{}}
 	if cfg.Pool == nil || cfg.Pool.Len() == 0 {
 		s.clients[directID] = s.newClient(nil, cfg.Concurrency)
 	} else {
@@ -169,6 +176,12 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 	waitEnd := s.cfg.Now()
 	client := s.clients[directID]
 	res.proxy = directID
+	// The URL policy, before any network access (and before a proxy is
+	// leased, so that a refusal never counts against one).
+	target, err := s.policy.CheckURL(t.URL)
+	if err != nil {
+		return res, err
+	}
 	var lease *proxy.Lease
 	if s.cfg.Pool != nil && s.cfg.Pool.Len() > 0 {
 		lease, err = s.cfg.Pool.Acquire(ctx, proxy.Request{Domain: t.URL.Hostname(), Avoid: avoid})
@@ -199,19 +212,24 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 
 	actx, cancel := context.WithTimeout(ctx, s.cfg.AttemptTimeout)
 	defer cancel()
-	actx = httptrace.WithClientTrace(actx, tm.trace())
-	req, err := http.NewRequestWithContext(actx, http.MethodGet, t.URL.String(), nil)
+	bctx, bcancel := context.WithCancelCause(actx) // ended by BodyTimeout too
+	defer bcancel(nil)
+	bctx = httptrace.WithClientTrace(bctx, tm.trace())
+	req, err := http.NewRequestWithContext(bctx, http.MethodGet, target.String(), nil)
 	if err != nil {
 		return res, failure.New(failure.BadInput, failure.ErrPermanent, err)
 	}
 	req.Header.Set("User-Agent", s.cfg.UserAgent)
 	req.Header.Set("Accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8")
+	req.Header.Set("Accept-Encoding", acceptEncoding)
 
 	resp, err := client.Do(req)
 	if err != nil {
 		return res, classifyTransport(err, lease != nil, ctx)
 	}
 	defer resp.Body.Close()
+	bodyTimer := time.AfterFunc(s.cfg.BodyTimeout, func() { bcancel(errBodyTimeout) })
+	defer bodyTimer.Stop()
 	res.status = resp.StatusCode
 	res.finalURL = resp.Request.URL.String()
 	res.header = resp.Header
@@ -221,18 +239,8 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return res, err
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, s.cfg.MaxBodyBytes+1))
-	if err != nil {
-		return res, classifyBody(err, ctx)
-	}
-	if int64(len(body)) > s.cfg.MaxBodyBytes {
-		if !s.cfg.TruncateLarge {
-			return res, failure.Errorf(failure.TooLarge, "body exceeds %d bytes", s.cfg.MaxBodyBytes)
-		}
-		body, res.truncated = body[:s.cfg.MaxBodyBytes], true
-	}
-	res.body = body
-	return res, nil
+	res.body, res.truncated, err = s.readBody(ctx, bctx, resp, lease != nil)
+	return res, err
 }
 
 // statusError classifies a non-2xx status; nil for 2xx and 3xx (the client
@@ -269,7 +277,12 @@ func classifyTransport(err error, viaProxy bool, parent context.Context) error {
 	var dnsErr *net.DNSError
 	var opErr *net.OpError
 	var netErr net.Error
+	var certErr *tls.CertificateVerificationError
 	switch {
+	case strings.Contains(msg, "server response headers exceeded"):
+		return failure.New(failure.HeaderTooLarge, failure.ErrPermanent, err)
+	case errors.As(err, &certErr):
+		return failure.New(failure.TLS, failure.ErrPermanent, err)
 	case viaProxy && (strings.Contains(msg, "Proxy Authentication Required") || strings.Contains(msg, "proxy authentication") || strings.Contains(msg, "username/password authentication failed")):
 		return failure.New(failure.ProxyAuth, failure.ErrProxy, err)
 	case viaProxy && errors.As(err, &opErr) && opErr.Op == "proxyconnect":
@@ -293,14 +306,18 @@ func classifyTransport(err error, viaProxy bool, parent context.Context) error {
 	}
 }
 
-// classifyBody classifies an error while reading a body.
-func classifyBody(err error, parent context.Context) error {
+// classifyBody classifies an error while reading a body. Through a proxy,
+// a body cut short counts against the proxy.
+func classifyBody(err error, parent context.Context, viaProxy bool) error {
 	if parent.Err() != nil {
 		return failure.New(failure.Canceled, failure.ErrPermanent, parent.Err())
 	}
 	var netErr net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout() {
 		return failure.New(failure.Timeout, failure.ErrRetryable, fmt.Errorf("reading body: %w", err))
+	}
+	if viaProxy {
+		return failure.New(failure.ProxyProtocol, failure.ErrProxy, fmt.Errorf("reading body through proxy: %w", err))
 	}
 	return failure.New(failure.Protocol, failure.ErrRetryable, fmt.Errorf("reading body: %w", err))
 }

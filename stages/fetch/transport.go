@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"time"
 
-	"sluice/failure"
 	"sluice/proxy"
 )
 
@@ -29,15 +28,11 @@ func (s *Stage) newClient(p *proxy.Proxy, share int) *http.Client {
 	if p != nil {
 		tr.Proxy = http.ProxyURL(p.URL)
 	}
+	s.harden(tr, p) // URL policy on every dial, TLS, caps: see bounds.go
 	return &http.Client{
 		Transport: tr,
-		// Redirects are followed by the client, at most 10, each under the
-		// attempt's deadline.
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 10 {
-				return failure.Errorf(failure.Redirects, "stopped after %d redirects", len(via))
-			}
-			return nil
-		},
+		// Redirects are followed by the client under the attempt's
+		// deadline, each checked by the URL policy: see bounds.go.
+		CheckRedirect: s.checkRedirect,
 	}
 }

@@ -1,0 +1,291 @@
+package fetch
+
+import (
+	"bufio"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+
+	"github.com/andybalholm/brotli"
+
+	"sluice/failure"
+	"sluice/proxy"
+)
+
+// This file holds the fetch stage's defences against hostile targets and
+// proxies: the URL policy hooks (transport and redirects), the body caps
+// with content decoding done here rather than by net/http, and the body
+// deadline.
+
+// acceptEncoding is what every request asks for. The transport's own
+// transparent gzip is off, so every encoding is decoded by readBody, under
+// the cap.
+const acceptEncoding = "gzip, deflate, br"
+
+// harden finishes a transport built by newClient: TLS verification,
+// no transparent decompression, the header cap, and the URL policy on
+// every dial (see guard.Policy.Apply). p is the transport's proxy, nil for
+// direct connections.
+func (s *Stage) harden(tr *http.Transport, p *proxy.Proxy) {
+	tr.DisableCompression = true
+	tr.MaxResponseHeaderBytes = s.cfg.MaxHeaderBytes
+	tr.TLSClientConfig = &tls.Config{
+		RootCAs:            s.cfg.TLSRootCAs,
+		InsecureSkipVerify: s.cfg.TLSInsecureSkipVerify, //nolint:gosec // off unless a test asks
+		MinVersion:         tls.VersionTLS12,
+	}
+	var pu *url.URL
+	if p != nil {
+		pu = p.URL
+	}
+	s.policy.Apply(tr, pu)
+}
+
+// checkRedirect is every client's CheckRedirect: the URL policy on the
+// new location, a bound on the number of redirects, and loop detection.
+func (s *Stage) checkRedirect(req *http.Request, via []*http.Request) error {
+	if s.cfg.MaxRedirects < 0 {
+		return http.ErrUseLastResponse
+	}
+	if len(via) > s.cfg.MaxRedirects {
+		return failure.Errorf(failure.Redirects, "stopped after %d redirects", s.cfg.MaxRedirects)
+	}
+	c, err := s.policy.CheckURL(req.URL)
+	if err != nil {
+		return fmt.Errorf("redirect to %s: %w", clipURL(req.URL), err)
+	}
+	for _, v := range via {
+		if v.URL.String() == c.String() {
+			return failure.Errorf(failure.Redirects, "redirect loop back to %s after %d redirects", clipURL(c), len(via))
+		}
+	}
+	req.URL = c
+	return nil
+}
+
+func clipURL(u *url.URL) string {
+	s := u.Redacted()
+	if len(s) > 200 {
+		s = strings.ToValidUTF8(s[:200], "") + "…"
+	}
+	return s
+}
+
+// errBodyTimeout is the cancel cause when BodyTimeout passes.
+var errBodyTimeout = errors.New("body timeout")
+
+// errWireTooLarge marks a body whose encoded bytes passed the cap.
+var errWireTooLarge = errors.New("encoded body exceeds the cap")
+
+// cappedReader fails with errWireTooLarge once more than n bytes have
+// been read through it.
+type cappedReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if c.n < 0 {
+		return 0, errWireTooLarge
+	}
+	if int64(len(p)) > c.n+1 {
+		p = p[:c.n+1]
+	}
+	n, err := c.r.Read(p)
+	c.n -= int64(n)
+	if c.n < 0 {
+		return n, errWireTooLarge
+	}
+	return n, err
+}
+
+// readBody reads resp.Body through its Content-Encoding under
+// MaxBodyBytes, counted both on the wire and after decoding. A body over
+// the cap is refused with class too_large, or, with TruncateLarge, cut to
+// the cap and reported truncated. When the body was decoded, the
+// Content-Encoding and Content-Length headers are dropped, since they no
+// longer describe it.
+func (s *Stage) readBody(ctx, bodyCtx context.Context, resp *http.Response, viaProxy bool) (body []byte, truncated bool, err error) {
+	limit := s.cfg.MaxBodyBytes
+	ce := resp.Header.Get("Content-Encoding")
+	wire := &cappedReader{r: resp.Body, n: limit}
+	r, encoded, err := decoder(ce, wire)
+	if err != nil {
+		return nil, false, s.bodyError(err, ctx, bodyCtx, viaProxy)
+	}
+	hint := int64(32 << 10)
+	if !encoded && resp.ContentLength >= 0 {
+		if resp.ContentLength > limit && !s.cfg.TruncateLarge {
+			return nil, false, failure.Errorf(failure.TooLarge, "Content-Length %d exceeds the cap of %d bytes", resp.ContentLength, limit)
+		}
+		hint = resp.ContentLength + 1
+	}
+	body, over, err := readCapped(r, hint, limit)
+	if errors.Is(err, errWireTooLarge) {
+		over, err = true, nil
+	}
+	if err != nil {
+		return nil, false, s.bodyError(err, ctx, bodyCtx, viaProxy)
+	}
+	if encoded {
+		resp.Header.Del("Content-Encoding")
+		resp.Header.Del("Content-Length")
+	}
+	if over {
+		if !s.cfg.TruncateLarge {
+			return nil, false, failure.Errorf(failure.TooLarge, "body exceeds the cap of %d bytes (Content-Encoding %q)", limit, ce)
+		}
+		return body, true, nil
+	}
+	return body, false, nil
+}
+
+// bodyError classifies an error met while reading or decoding a body.
+func (s *Stage) bodyError(err error, ctx, bodyCtx context.Context, viaProxy bool) error {
+	if ctx.Err() != nil {
+		return failure.New(failure.Canceled, failure.ErrPermanent, ctx.Err())
+	}
+	if cause := context.Cause(bodyCtx); cause != nil {
+		if errors.Is(cause, errBodyTimeout) {
+			return failure.New(failure.Timeout, failure.ErrRetryable, fmt.Errorf("body not read within %v", s.cfg.BodyTimeout))
+		}
+		return failure.New(failure.Timeout, failure.ErrRetryable, fmt.Errorf("attempt deadline of %v passed while reading the body", s.cfg.AttemptTimeout))
+	}
+	var de *decodeError
+	var ne net.Error
+	if errors.As(err, &de) && !errors.As(de.err, &ne) && !errors.Is(de.err, io.ErrUnexpectedEOF) && !errors.Is(de.err, syscall.ECONNRESET) {
+		return failure.New(failure.Protocol, failure.ErrPermanent, err) // the bytes arrived and are not what they claim
+	}
+	return classifyBody(err, ctx, viaProxy)
+}
+
+// decodeError marks a body that cannot be decoded.
+type decodeError struct {
+	enc string
+	err error
+}
+
+func (e *decodeError) Error() string { return fmt.Sprintf("decoding %s body: %v", e.enc, e.err) }
+func (e *decodeError) Unwrap() error { return e.err }
+
+// decodingReader labels the errors of a decoder.
+type decodingReader struct {
+	enc string
+	r   io.Reader
+}
+
+func (d *decodingReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err != nil && err != io.EOF && !errors.Is(err, errWireTooLarge) {
+		err = &decodeError{d.enc, err}
+	}
+	return n, err
+}
+
+// maxEncodings bounds how many stacked Content-Encodings are undone.
+const maxEncodings = 2
+
+// decoder returns a reader that undoes the Content-Encoding header value
+// ce (a comma-separated list, applied in order, so undone in reverse) and
+// whether there was anything to undo.
+func decoder(ce string, r io.Reader) (io.Reader, bool, error) {
+	var encs []string
+	for e := range strings.SplitSeq(ce, ",") {
+		e = strings.ToLower(strings.TrimSpace(e))
+		if e != "" && e != "identity" {
+			encs = append(encs, e)
+		}
+	}
+	if len(encs) > maxEncodings {
+		return nil, false, &decodeError{ce, fmt.Errorf("more than %d content encodings", maxEncodings)}
+	}
+	for i := len(encs) - 1; i >= 0; i-- {
+		var err error
+		switch encs[i] {
+		case "gzip", "x-gzip":
+			var zr *gzip.Reader
+			if zr, err = gzip.NewReader(r); err == nil {
+				r = zr
+			}
+		case "deflate":
+			r, err = deflateReader(r)
+		case "br":
+			r = brotli.NewReader(r)
+		default:
+			err = fmt.Errorf("unsupported content encoding %q", encs[i])
+		}
+		if err != nil {
+			if errors.Is(err, errWireTooLarge) {
+				return nil, false, err
+			}
+			return nil, false, &decodeError{encs[i], err}
+		}
+		r = &decodingReader{encs[i], r}
+	}
+	return r, len(encs) > 0, nil
+}
+
+// deflateReader reads HTTP "deflate": a zlib stream, or (as some servers
+// send it) a raw deflate stream.
+func deflateReader(r io.Reader) (io.Reader, error) {
+	br := bufio.NewReader(r)
+	h, err := br.Peek(2)
+	if err != nil && len(h) < 2 {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	if (uint16(h[0])<<8|uint16(h[1]))%31 == 0 && h[0]&0x0f == 8 {
+		return zlib.NewReader(br)
+	}
+	return flate.NewReader(br), nil
+}
+
+// readCapped reads r to its end, keeping at most limit bytes; over
+// reports that there was more. hint is the expected size (+1), for the
+// first allocation.
+//
+// Memory: the buffer doubles while it is at most limit/2, then jumps to
+// limit+1, so the peak while growing is below 1.5 × limit and the total
+// allocated below 2 × limit, whatever the body: a decompression bomb costs
+// the cap and no more.
+func readCapped(r io.Reader, hint, limit int64) (data []byte, over bool, err error) {
+	size := min(max(hint, 512), limit+1)
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit {
+				return buf[:limit], true, nil
+			}
+			next := int64(cap(buf)) * 2
+			if next > limit/2 {
+				next = limit + 1
+			}
+			nb := make([]byte, len(buf), next)
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return buf[:limit], true, nil
+		}
+		if err == io.EOF {
+			return buf, false, nil
+		}
+		if err != nil {
+			return buf, false, err
+		}
+	}
+}
