@@ -225,8 +225,9 @@ func Canonical(u *url.URL) (*url.URL, error) {
 	if err != nil {
 		return nil, err
 	}
+	port := c.Port()
 	c.Host = h.String()
-	if p := c.Port(); p != "" {
+	if p := port; p != "" {
 		n, ok := parsePort(p)
 		if !ok {
 			return nil, fmt.Errorf("port %q out of range 1..65535", clip(p))

@@ -35,7 +35,8 @@ type HostileConfig struct {
 // Hostile is a web server on loopback that misbehaves on purpose, one way
 // per route, for tests of a client's bounds:
 //
-//	/ok/{n}              a small valid page: <h1>ok {n}</h1>
+//	/ok/{n}              a small valid page: <h1>ok {n}</h1>; with ?close=1
+//	                     the connection is closed after it
 //	/bomb/{enc}?mib=N    Content-Encoding enc (gzip, deflate or br): a small
 //	                     body that decodes to N MiB of spaces (default 1024
 //	                     for gzip: about 1 MB on the wire; 64 for deflate
@@ -69,6 +70,7 @@ type Hostile struct {
 	serveDone chan struct{}
 	serveErr  error
 	handlers  gate
+	srvConns  connTracker
 
 	active    atomic.Int64
 	connsNew  atomic.Int64
@@ -133,7 +135,8 @@ func StartHostile(cfg HostileConfig) (*Hostile, error) {
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          errLog,
 		BaseContext:       func(net.Listener) context.Context { return h.ctx },
-		ConnState: func(_ net.Conn, st http.ConnState) {
+		ConnState: func(c net.Conn, st http.ConnState) {
+			h.srvConns.hook(c, st)
 			switch st {
 			case http.StateNew:
 				h.connsNew.Add(1)
@@ -177,6 +180,7 @@ func (h *Hostile) Close() error {
 		_ = h.srv.Close()
 		h.handlers.closeAndWait()
 		<-h.serveDone
+		h.srvConns.wait()
 		if h.serveErr != nil && !errors.Is(h.serveErr, http.ErrServerClosed) {
 			h.closeErr = fmt.Errorf("testbed: hostile serve: %w", h.serveErr)
 		}
@@ -207,6 +211,9 @@ func (h *Hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	switch route {
 	case "ok":
+		if q.Get("close") != "" {
+			w.Header().Set("Connection", "close")
+		}
 		h.write(w, route, "text/html; charset=utf-8", fmt.Sprintf("<!DOCTYPE html><html><head><title>ok %s</title></head><body><h1>ok %s</h1><span class=\"price\">$%s</span></body></html>\n", rest, rest, rest))
 	case "bomb":
 		h.serveBomb(w, r, rest, q.Get("mib"))

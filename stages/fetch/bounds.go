@@ -256,10 +256,10 @@ func deflateReader(r io.Reader) (io.Reader, error) {
 // reports that there was more. hint is the expected size (+1), for the
 // first allocation.
 //
-// Memory: the buffer doubles while it is at most limit/2, then jumps to
-// limit+1, so the peak while growing is below 1.5 × limit and the total
-// allocated below 2 × limit, whatever the body: a decompression bomb costs
-// the cap and no more.
+// Memory: the buffer doubles while it stays at most limit/4, then jumps
+// to limit+1, so everything allocated along the way (the last buffer and
+// the outgrown ones, garbage or not) stays below 1.5 × limit, whatever the
+// body: a decompression bomb costs the cap and no more.
 func readCapped(r io.Reader, hint, limit int64) (data []byte, over bool, err error) {
 	size := min(max(hint, 512), limit+1)
 	buf := make([]byte, 0, size)
@@ -269,7 +269,7 @@ func readCapped(r io.Reader, hint, limit int64) (data []byte, over bool, err err
 				return buf[:limit], true, nil
 			}
 			next := int64(cap(buf)) * 2
-			if next > limit/2 {
+			if next > limit/4 {
 				next = limit + 1
 			}
 			nb := make([]byte, len(buf), next)
