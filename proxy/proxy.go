@@ -35,20 +35,22 @@ func (p *Proxy) String() string { return p.ID }
 var schemes = map[string]bool{"http": true, "https": true, "socks5": true, "socks5h": true}
 
 // Parse parses one proxy URL (scheme://[user:pass@]host:port) and gives it
-// the id. Errors never contain the password.
+// the id. Errors never quote the URL: a password with a '/', '?' or '#' in
+// it (not percent-encoded) ends the URL's authority early, so any part of
+// the text may be a piece of it.
 func Parse(id, raw string) (*Proxy, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
 		return nil, fmt.Errorf("proxy %s: malformed proxy URL", id)
 	}
 	if !schemes[u.Scheme] {
-		return nil, fmt.Errorf("proxy %s: scheme %q is not http, https, socks5 or socks5h", id, u.Scheme)
+		return nil, fmt.Errorf("proxy %s: scheme is not http, https, socks5 or socks5h", id)
 	}
-	if u.Hostname() == "" || u.Port() == "" {
-		return nil, fmt.Errorf("proxy %s: %s needs a host and a port", id, u.Redacted())
+	if u.Opaque != "" || u.Hostname() == "" || u.Port() == "" {
+		return nil, fmt.Errorf("proxy %s: the URL needs a host and a port", id)
 	}
-	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
-		return nil, fmt.Errorf("proxy %s: %s must not have a path or query", id, u.Redacted())
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") {
+		return nil, fmt.Errorf("proxy %s: the URL must not have a path, query or fragment (percent-encode '/', '?' and '#' in a password)", id)
 	}
 	u.Path = ""
 	return &Proxy{ID: id, URL: u}, nil

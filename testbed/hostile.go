@@ -253,7 +253,7 @@ func (h *Hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n := intParam(q.Get("n"), 100000)
 		h.write(w, route, "text/html; charset=utf-8", "<html><body>"+strings.Repeat("<div>", n)+"<h1>deep</h1>"+strings.Repeat("</div>", n)+"</body></html>")
 	case "broken":
-		h.write(w, route, "text/html", `<html><head><title>broken</head><body><h1>broken <b><i>page</b></i><table><td>cell<tr><p>para</table></x><span class=price>$1<div id=a id=b><!-- unclosed comment <h1>second</h1>`)
+		h.write(w, route, "text/html", `<html><head><title>broken</title><body><h1>broken <b><i>page</b></i></h1><table><td>cell<tr><p>para</table></x><span class=price>$1<div id=a id=b><a href=/x<y>link</a><!-- unclosed comment <h1>second</h1>`)
 	case "garbage":
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err != nil {

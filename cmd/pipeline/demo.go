@@ -50,6 +50,9 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if err := fill(&cfg); err != nil {
 		return err
 	}
+	// The demo's site and proxies are on loopback, which the URL policy
+	// refuses by default.
+	cfg.Fetch.Policy.AllowLoopback = true
 	if *nproxies > 0 {
 		farm, err := testbed.StartFarm(testbed.FarmConfig{N: *nproxies})
 		if err != nil {

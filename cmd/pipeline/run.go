@@ -22,7 +22,11 @@ func runFlags(fs *flag.FlagSet) func(cfg *jobConfig) error {
 	rules := fs.String("rules", "", "extraction rules (YAML); default: h1 as name, .price, meta[itemprop=sku]")
 	pages := fs.String("pages", "", "also write raw pages (for replay) as JSONL to this file")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to drain before aborting requests")
+	fillBounds := boundsFlags(fs)
 	return func(cfg *jobConfig) error {
+		if err := fillBounds(cfg); err != nil {
+			return err
+		}
 		cfg.Fetch.Concurrency = *concurrency
 		cfg.Fetch.DomainRate = *rate
 		cfg.Fetch.MaxAttempts = *attempts

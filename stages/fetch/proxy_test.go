@@ -1,0 +1,68 @@
+package fetch_test
+
+import (
+	"sync"
+	"testing"
+
+	"sluice/failure"
+	"sluice/record"
+	"sluice/testbed"
+)
+
+// TestBadProxiesPenalisedAndRetriedElsewhere: of three proxies one answers
+// garbage, one closes mid-response and one works. Every URL ends fetched;
+// every attempt on a bad proxy ends with a proxy-kind error (which is what
+// the lease reports to the pool) and is followed by an attempt on another
+// proxy.
+func TestBadProxiesPenalisedAndRetriedElsewhere(t *testing.T) {
+	site := startSite(t, testbed.SiteConfig{Products: 100, PageBytes: 4 << 10})
+	farm := startFarm(t, 3)
+	farm.Proxy(0).SetFailure(testbed.FailGarbage)
+	farm.Proxy(1).SetFailure(testbed.FailCloseMidResponse)
+	var mu sync.Mutex
+	spans := map[string][]record.Span{}
+	cfg := fast()
+	cfg.MaxAttempts = 3
+	cfg.Pool = pool(t, farm)
+	cfg.Trace = func(sp record.Span) {
+		mu.Lock()
+		spans[sp.URL] = append(spans[sp.URL], sp)
+		mu.Unlock()
+	}
+	var urls []string
+	for id := 1; id <= 60; id++ {
+		urls = append(urls, site.ProductURL(id))
+	}
+	res := run(t, cfg, urls)
+	for i, f := range res {
+		if f.Err != nil || f.Proxy != "p3" {
+			t.Errorf("%s: %v via %s, want success via p3", urls[i], f.Err, f.Proxy)
+		}
+	}
+	failed := map[string]int{}
+	for u, ss := range spans {
+		for i, sp := range ss {
+			switch sp.Proxy {
+			case "p1", "p2":
+				failed[sp.Proxy]++
+				if c := failure.Class(sp.Error); c != failure.ProxyProtocol {
+					t.Errorf("%s attempt %d via %s: class %q, want proxy_protocol", u, sp.Attempt, sp.Proxy, c)
+				}
+				if i+1 >= len(ss) || ss[i+1].Proxy == sp.Proxy {
+					t.Errorf("%s: attempt %d via %s not retried on another proxy", u, sp.Attempt, sp.Proxy)
+				}
+			case "p3":
+				if sp.Error != "" {
+					t.Errorf("%s via p3: %s", u, sp.Error)
+				}
+			}
+		}
+	}
+	if failed["p1"] == 0 || failed["p2"] == 0 {
+		t.Errorf("the bad proxies were not tried: %v", failed)
+	}
+	if got := site.Stats().ByIP; got["127.0.0.4"] != 60 || got["127.0.0.2"] != 0 {
+		t.Errorf("site saw %v: want all 60 from p3 (127.0.0.4), none from the garbage proxy", got)
+	}
+	t.Logf("failed attempts per bad proxy: %v", failed)
+}
