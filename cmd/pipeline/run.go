@@ -24,6 +24,9 @@ func runFlags(fs *flag.FlagSet) func(cfg *jobConfig) error {
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to drain before aborting requests")
 	fillBounds := boundsFlags(fs)
 	return func(cfg *jobConfig) error {
+		if *concurrency < 1 || *attempts < 1 || *maxBody < 1 || *timeout <= 0 || *drain <= 0 {
+			return usagef("--concurrency, --max-attempts, --max-body, --timeout and --drain-timeout must be positive")
+		}
 		if err := fillBounds(cfg); err != nil {
 			return err
 		}
