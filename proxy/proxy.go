@@ -164,17 +164,37 @@ func (p *Pool) Acquire(ctx context.Context, req Request) (*Lease, error) {
 	defer p.mu.Unlock()
 	n := len(p.proxies)
 	pick := p.proxies[p.next%n]
+	found := false
 	for i := 0; i < n; i++ {
 		c := p.proxies[(p.next+i)%n]
 		if !slices.Contains(req.Avoid, c.ID) {
-			pick = c
+			pick, found = c, true
 			p.next = (p.next + i) % n
 			break
+		}
+	}
+	if !found && len(req.Avoid) > 0 {
+		// Every proxy was tried: take the one tried longest ago, so a
+		// retry never goes through the proxy that just failed.
+		oldest := len(req.Avoid)
+		for _, c := range p.proxies {
+			if i := lastIndex(req.Avoid, c.ID); i < oldest {
+				pick, oldest = c, i
+			}
 		}
 	}
 	p.next = (p.next + 1) % n
 	p.uses[pick.ID]++
 	return &Lease{Proxy: pick, pool: p}, nil
+}
+
+func lastIndex(ids []string, id string) int {
+	for i := len(ids) - 1; i >= 0; i-- {
+		if ids[i] == id {
+			return i
+		}
+	}
+	return -1
 }
 
 func (p *Pool) release(*Lease, Outcome) {}
