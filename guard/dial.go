@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -431,25 +430,4 @@ func (f *forward) DialContext(ctx context.Context, network, addr string) (net.Co
 		return nil, &proxyUnreachable{err}
 	}
 	return c, nil
-}
-
-// String describes the policy's non-default settings, for logs.
-func (p *Policy) String() string {
-	var parts []string
-	if p.allowLoopback {
-		parts = append(parts, "allow loopback")
-	}
-	if n := len(p.allowNets); n > 0 {
-		parts = append(parts, strconv.Itoa(n)+" allowed nets")
-	}
-	if n := len(p.denyNets); n > 0 {
-		parts = append(parts, strconv.Itoa(n)+" denied nets")
-	}
-	if p.remoteDNS {
-		parts = append(parts, "remote proxy DNS")
-	}
-	if len(parts) == 0 {
-		return "default"
-	}
-	return strings.Join(parts, ", ")
 }

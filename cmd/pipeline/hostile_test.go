@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -179,4 +180,33 @@ func validUTF8(r record.Result) string {
 		return "no name field"
 	}
 	return ""
+}
+
+func TestBoundsFlags(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fill := runFlags(fs)
+	err := fs.Parse([]string{"--allow-loopback", "--allow-nets", "10.1.0.0/16, 192.168.7.7", "--deny-hosts", "*.internal.example",
+		"--allow-ports", "80,443,8000-8099", "--proxy-dns", "remote", "--max-redirects", "0", "--truncate", "--body-timeout", "5s", "--max-header-bytes", "4096"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg jobConfig
+	if err := fill(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Fetch.Policy
+	if !p.AllowLoopback || len(p.AllowNets) != 2 || p.AllowNets[1] != "192.168.7.7" || len(p.DenyHosts) != 1 || len(p.AllowPorts) != 3 || p.ProxyDNS != "remote" {
+		t.Errorf("policy %+v", p)
+	}
+	f := cfg.Fetch
+	if f.MaxRedirects != -1 || !f.TruncateLarge || f.BodyTimeout != 5*time.Second || f.MaxHeaderBytes != 4096 {
+		t.Errorf("bounds: redirects %d truncate %v body %v header %d", f.MaxRedirects, f.TruncateLarge, f.BodyTimeout, f.MaxHeaderBytes)
+	}
+	for _, bad := range [][]string{{"--allow-nets", "10.0.0.0/33"}, {"--deny-ports", "0"}, {"--proxy-dns", "maybe"}} {
+		var stderr bytes.Buffer
+		if code := realMain(append([]string{"run"}, bad...), io.Discard, &stderr); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d (%s)", bad, code, exitUsage, stderr.String())
+		}
+	}
 }

@@ -41,7 +41,7 @@ func (s *Stage) harden(tr *http.Transport, p *proxy.Proxy) {
 	tr.MaxResponseHeaderBytes = s.cfg.MaxHeaderBytes
 	tr.TLSClientConfig = &tls.Config{
 		RootCAs:            s.cfg.TLSRootCAs,
-		InsecureSkipVerify: s.cfg.TLSInsecureSkipVerify, //nolint:gosec // off unless a test asks
+		InsecureSkipVerify: s.cfg.TLSInsecureSkipVerify,
 		MinVersion:         tls.VersionTLS12,
 	}
 	var pu *url.URL
@@ -62,7 +62,11 @@ func (s *Stage) checkRedirect(req *http.Request, via []*http.Request) error {
 	}
 	c, err := s.policy.CheckURL(req.URL)
 	if err != nil {
-		return fmt.Errorf("redirect to %s: %w", clipURL(req.URL), err)
+		var fe *failure.Error
+		if errors.As(err, &fe) {
+			return failure.New(fe.Class, fe.Kind, fmt.Errorf("redirect to %s: %w", clipURL(req.URL), fe.Err))
+		}
+		return err
 	}
 	for _, v := range via {
 		if v.URL.String() == c.String() {

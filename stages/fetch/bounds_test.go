@@ -91,7 +91,7 @@ func TestGzipBombStoppedAtCap(t *testing.T) {
 		before := h.Stats().BodyBytes["bomb"]
 		peak := heapPeak(func() { f = run(t, cfg, []string{h.URL() + "/bomb/gzip"})[0] })
 		sent := h.Stats().BodyBytes["bomb"] - before
-		t.Logf("truncate=%v: heap peak +%.1f MiB for a cap of %d MiB; %d KiB of %d KiB sent before the cut",
+		t.Logf("truncate=%v: heap peak +%.1f MiB for a cap of %d MiB (the server wrote %d KiB of its %d KiB into the socket)",
 			truncate, float64(peak)/(1<<20), limit>>20, sent>>10, wire>>10)
 		if truncate {
 			if f.Err != nil || !f.Truncated || len(f.Body) != limit || len(bytes.TrimLeft(f.Body, " ")) != 0 {
