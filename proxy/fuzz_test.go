@@ -35,7 +35,7 @@ func FuzzParse(f *testing.F) {
 			// Only a password that cannot be found elsewhere in the
 			// text can be looked for.
 			secrets := []string{pass, url.PathEscape(pass), url.QueryEscape(pass), url.UserPassword("", pass).String()[1:]}
-			rest := scheme + "://" + user + ":@" + host + tail
+			rest := scheme + "://" + user + ":@" + host + tail + " " + url.User(user).String() + " " + strings.ToLower(scheme)
 			p, err := Parse("p1", raw)
 			for _, secret := range secrets {
 				if len(secret) < 4 || strings.Contains(rest, secret) || strings.Contains("p1 proxy http https socks5 socks5h", secret) {
