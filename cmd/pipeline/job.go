@@ -38,14 +38,14 @@ type jobConfig struct {
 
 // summary is what a finished run reports.
 type summary struct {
-	Read     uint64            `json:"read"`
-	Written  int               `json:"written"`
-	OK       int               `json:"ok"`
-	Errors   map[string]int    `json:"errors"`
-	Dropped  uint64            `json:"dropped"`
-	Elapsed  time.Duration     `json:"elapsed"`
-	PerProxy map[string]int64  `json:"requests_per_proxy"`
-	Stages   []stageSummary    `json:"-"`
+	Read     uint64           `json:"read"`
+	Written  int              `json:"written"`
+	OK       int              `json:"ok"`
+	Errors   map[string]int   `json:"errors"`
+	Dropped  uint64           `json:"dropped"`
+	Elapsed  time.Duration    `json:"elapsed"`
+	PerProxy map[string]int64 `json:"requests_per_proxy"`
+	Stages   []stageSummary   `json:"-"`
 }
 
 type stageSummary struct {
