@@ -90,7 +90,7 @@ func TestObserveSpan(t *testing.T) {
 	m.ObserveSpan(span("p1", "a.example", 429, "rate_limited", t0, 5*time.Millisecond))
 	m.ObserveSpan(span("p2", "b.example", 0, "proxy_connect", t0, time.Millisecond))
 	m.ObserveSpan(span("p2", "c.example", 503, "server_error", t0, time.Millisecond)) // past the domain cap
-	m.ObserveSpan(span("p2", "d.example", 200, "", t0, time.Millisecond))            // also past it
+	m.ObserveSpan(span("p2", "d.example", 200, "", t0, time.Millisecond))             // also past it
 
 	f := gather(t, m)
 	for _, c := range []struct {
@@ -187,7 +187,9 @@ func TestLiveSources(t *testing.T) {
 			return fetch.Activity{Workers: 8, InFlight: 6, TokenWait: map[string]int{"a.example": 2}, LeaseWait: 1,
 				Requests: map[string]int{"p1": 2}, DomainRequests: map[string]int{"a.example": 2}, Backoff: 1}
 		},
-		Domains: func() []fetch.DomainState { return []fetch.DomainState{{Domain: "a.example", Rate: 2.5, Burst: 1, Limit: 8}} },
+		Domains: func() []fetch.DomainState {
+			return []fetch.DomainState{{Domain: "a.example", Rate: 2.5, Burst: 1, Limit: 8}}
+		},
 		Conns: func() []fetch.ConnStats {
 			return []fetch.ConnStats{{Proxy: "p1", Open: 3, InUse: 2, Idle: 1, Capacity: 4, Dials: 7}, {Proxy: "p2", Capacity: 4}}
 		},

@@ -19,7 +19,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var t0 = time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
 
-func at(ms float64) time.Time { return t0.Add(time.Duration(ms * float64(time.Millisecond))) }
+func at(ms float64) time.Time    { return t0.Add(time.Duration(ms * float64(time.Millisecond))) }
 func ptr(t time.Time) *time.Time { return &t }
 
 // mkSpan builds a span starting at startMS taking durMS, with a full set
