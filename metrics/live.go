@@ -36,7 +36,6 @@ type Sources struct {
 type ProxyState struct {
 	ID          string // the proxy id, never its URL
 	Quarantined bool
-	Leases      int // leases held now
 }
 
 // KafkaState is a snapshot of the Kafka source and sinks, for the metrics.
@@ -79,7 +78,7 @@ type liveCollector struct {
 
 	running, queueDepth, queueCap, stageInFlight, processed, errs, dropped gauge
 	workers, fetchInputs                                                   gauge
-	proxyInFlight, proxyQuarantined, proxyLeases                           gauge
+	proxyInFlight, proxyQuarantined                                        gauge
 	domainInFlight, domainWaiters, domainRate, domainLimit                 gauge
 	connOpen, connIdle, connInUse, connCap, connUtil, connDials            gauge
 	fdsOpen, fdsLimit, fdsNeeded                                           gauge
@@ -100,7 +99,6 @@ func newLiveCollector() *liveCollector {
 		fetchInputs:      newDesc("sluice_fetch_inputs", "Inputs inside the fetch stage by what they are doing: token_wait, lease_wait, request, backoff, handover.", g, "state"),
 		proxyInFlight:    newDesc("sluice_proxy_requests_in_flight", "Requests in flight through each proxy.", g, "proxy"),
 		proxyQuarantined: newDesc("sluice_proxy_quarantined", "1 while the pool keeps the proxy in quarantine, else 0.", g, "proxy"),
-		proxyLeases:      newDesc("sluice_proxy_leases", "Leases of the proxy held now.", g, "proxy"),
 		domainInFlight:   newDesc("sluice_domain_requests_in_flight", "Requests in flight per domain.", g, "domain"),
 		domainWaiters:    newDesc("sluice_domain_token_waiters", "Inputs waiting for the domain's rate-limit token.", g, "domain"),
 		domainRate:       newDesc("sluice_domain_rate_limit", "Token rate of the domain's limiter, in requests per second; -1 when unlimited.", g, "domain"),
@@ -129,7 +127,7 @@ func (l *liveCollector) attach(src *Sources) {
 
 func (l *liveCollector) all() []gauge {
 	return []gauge{l.running, l.queueDepth, l.queueCap, l.stageInFlight, l.processed, l.errs, l.dropped,
-		l.workers, l.fetchInputs, l.proxyInFlight, l.proxyQuarantined, l.proxyLeases,
+		l.workers, l.fetchInputs, l.proxyInFlight, l.proxyQuarantined,
 		l.domainInFlight, l.domainWaiters, l.domainRate, l.domainLimit,
 		l.connOpen, l.connIdle, l.connInUse, l.connCap, l.connUtil, l.connDials,
 		l.fdsOpen, l.fdsLimit, l.fdsNeeded, l.kafkaCommitted, l.kafkaLag, l.kafkaWrites, l.kafkaDead}
@@ -192,9 +190,7 @@ func (l *liveCollector) Collect(ch chan<- prometheus.Metric) {
 			if p.Quarantined {
 				q = 1
 			}
-			id := l.proxies.label(p.ID)
-			emit(l.proxyQuarantined, q, id)
-			emit(l.proxyLeases, float64(p.Leases), id)
+			emit(l.proxyQuarantined, q, l.proxies.label(p.ID))
 		}
 	}
 	if src.Conns != nil {

@@ -151,7 +151,7 @@ func (r *Reporter) logLine(now time.Time) {
 	if c.Total > 0 {
 		ev = ev.Int64("total", c.Total)
 		if eta, ok := ETA(c, rate); ok {
-			ev = ev.Dur("eta", eta)
+			ev = ev.Str("eta", eta.String())
 		}
 	}
 	if len(r.cfg.Stages) > 0 {

@@ -158,7 +158,7 @@ func (w *Watchdog) log(d Diagnosis) {
 		ev = w.cfg.Logger.Info()
 		msg = "idle: " + d.Summary
 	}
-	ev = ev.Str("cause", d.Cause).Dur("no_progress_for", d.Since)
+	ev = ev.Str("cause", d.Cause).Str("no_progress_for", d.Since.Round(time.Millisecond).String())
 	for _, st := range d.Stages {
 		ev = ev.Str(st.Name, st.Waiting)
 	}

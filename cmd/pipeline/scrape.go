@@ -22,7 +22,7 @@ func scrape(ctx context.Context, addr string) (map[string]*dto.MetricFamily, err
 		return nil, err
 	}
 	req.Header.Set("Accept", "text/plain")
-	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
+	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}).Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("scrape metrics: %w", err)
 	}
