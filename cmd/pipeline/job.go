@@ -207,3 +207,14 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	s.Spans = spans
 	return s, err
 }
+
+// inFlightBound is the most inputs that can have been read and not yet
+// written: every queue full, every worker holding one, every hand-off
+// between stages holding one (three connections, and the feeder and
+// forwarder around go-streams' Map), and a full batch in the sink.
+func (p *pipeline) inFlightBound() int {
+	const handoffs = 5
+	return p.fetch.Flow().Stats().Capacity + p.fetch.Concurrency() +
+		p.parse.Flow().Stats().Capacity + p.parse.Workers() +
+		p.sink.Sink().Stats().Capacity + p.sink.BatchSize() + handoffs
+}

@@ -29,6 +29,9 @@ func runFlags(fs *flag.FlagSet) func(cfg *jobConfig) error {
 	statsEvery := fs.Duration("stats-interval", 10*time.Second, "interval of the one-line stats log when no progress bar is drawn")
 	progressMode := fs.String("progress", "auto", "auto (a bar on a terminal, else a stats line at an interval), bar, log or off")
 	return func(cfg *jobConfig) error {
+		if *concurrency < 1 || *attempts < 1 || *maxBody < 1 || *timeout <= 0 || *drain <= 0 {
+			return usagef("--concurrency, --max-attempts, --max-body, --timeout and --drain-timeout must be positive")
+		}
 		switch *progressMode {
 		case "auto", "bar", "log", "off":
 		default:

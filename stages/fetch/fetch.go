@@ -359,3 +359,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// Concurrency returns the number of workers: the most inputs the stage
+// holds outside its queue.
+func (s *Stage) Concurrency() int { return s.cfg.Concurrency }

@@ -1,3 +1,5 @@
+// Helpers for the tests of metrics, watchdog, waterfall and demo (TestMain
+// with its leak check is in pipeline_test.go).
 package main
 
 import (
@@ -13,15 +15,12 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
-	"go.uber.org/goleak"
 
 	"sluice/metrics"
 	"sluice/proxy"
 	"sluice/stages/parse"
 	"sluice/testbed"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // world is a catalog site and a proxy farm for one test.
 type world struct {
