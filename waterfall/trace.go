@@ -23,33 +23,60 @@ import (
 // fetch.Config.Trace. Safe for concurrent use; a write error is kept and
 // returned by Close, and later spans are dropped.
 type Writer struct {
-	mu  sync.Mutex // guards everything below
-	bw  *bufio.Writer
-	f   *os.File // nil when writing to a caller's io.Writer
-	n   int64
-	err error
+	max int64 // spans kept at most; later ones are counted in dropped
+
+	mu      sync.Mutex // guards everything below
+	bw      *bufio.Writer
+	f       *os.File // nil when writing to a caller's io.Writer
+	n       int64
+	dropped int64
+	err     error
 }
 
-// Create creates (or truncates) the trace file at path.
-func Create(path string) (*Writer, error) {
+// DefaultMaxSpans bounds a trace file when Create is given 0: about 100 MB
+// of spans.
+const DefaultMaxSpans = 250000
+
+// Create creates (or truncates) the trace file at path, which will hold at
+// most maxSpans spans (0 means DefaultMaxSpans, negative means no limit).
+func Create(path string, maxSpans int64) (*Writer, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("trace: %w", err)
 	}
-	return &Writer{bw: bufio.NewWriterSize(f, 256<<10), f: f}, nil
+	w := NewWriter(f, maxSpans)
+	w.f = f
+	return w, nil
 }
 
-// NewWriter writes the trace to w; Close flushes but does not close w.
-func NewWriter(w io.Writer) *Writer {
-	return &Writer{bw: bufio.NewWriterSize(w, 256<<10)}
+// NewWriter writes the trace to w (see Create for maxSpans); Close flushes
+// but does not close w.
+func NewWriter(w io.Writer, maxSpans int64) *Writer {
+	if maxSpans == 0 {
+		maxSpans = DefaultMaxSpans
+	}
+	return &Writer{bw: bufio.NewWriterSize(w, 256<<10), max: maxSpans}
 }
 
 // Write appends one span. It blocks only while the buffer is written out.
 func (w *Writer) Write(sp record.Span) {
+	w.mu.Lock()
+	full := w.max > 0 && w.n >= w.max
+	if full {
+		w.dropped++
+	}
+	w.mu.Unlock()
+	if full {
+		return
+	}
 	b, err := json.Marshal(sp)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil || w.bw == nil {
+		return
+	}
+	if w.max > 0 && w.n >= w.max {
+		w.dropped++
 		return
 	}
 	if err != nil {
@@ -69,6 +96,13 @@ func (w *Writer) Spans() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.n
+}
+
+// Dropped returns how many spans were left out past the limit.
+func (w *Writer) Dropped() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.dropped
 }
 
 // Close flushes the trace and closes its file; later writes are dropped.

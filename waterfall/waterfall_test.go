@@ -40,7 +40,7 @@ func mkSpan(proxy string, attempt int, startMS, durMS float64, class string) rec
 
 func TestTraceRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "trace.jsonl")
-	w, err := Create(path)
+	w, err := Create(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +76,20 @@ func TestTraceRoundTrip(t *testing.T) {
 	}
 	if !got.FirstByte.Equal(*want.FirstByte) || !got.WaitStart.Equal(want.WaitStart) || got.Status != 200 {
 		t.Errorf("span did not round-trip: %+v", got)
+	}
+}
+
+func TestWriterLimit(t *testing.T) {
+	var b bytes.Buffer
+	w := NewWriter(&b, 3)
+	for i := range 10 {
+		w.Write(mkSpan("p1", 1, float64(i), 1, ""))
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if w.Spans() != 3 || w.Dropped() != 7 || strings.Count(b.String(), "\n") != 3 {
+		t.Errorf("kept %d, dropped %d, %d lines", w.Spans(), w.Dropped(), strings.Count(b.String(), "\n"))
 	}
 }
 
@@ -232,7 +246,7 @@ func FuzzRead(f *testing.F) {
 }
 
 func TestCreateError(t *testing.T) {
-	if _, err := Create(filepath.Join(t.TempDir(), "missing", "trace.jsonl")); err == nil {
+	if _, err := Create(filepath.Join(t.TempDir(), "missing", "trace.jsonl"), 0); err == nil {
 		t.Error("Create in a missing directory succeeded")
 	}
 	if _, _, err := ReadFile(filepath.Join(t.TempDir(), "none"), 0); !os.IsNotExist(errorsUnwrap(err)) {

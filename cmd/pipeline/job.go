@@ -119,7 +119,7 @@ type pipeline struct {
 func build(cfg jobConfig) (p *pipeline, err error) {
 	p = &pipeline{sum: summary{Errors: map[string]int{}}}
 	if cfg.Observe.Trace != "" {
-		if p.obs.trace, err = waterfall.Create(cfg.Observe.Trace); err != nil {
+		if p.obs.trace, err = waterfall.Create(cfg.Observe.Trace, cfg.Observe.TraceMax); err != nil {
 			return nil, err
 		}
 		defer func() {

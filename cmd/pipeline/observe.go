@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"sluice/metrics"
 	"sluice/progress"
 	"sluice/proxy"
@@ -25,6 +27,7 @@ type observeConfig struct {
 	MetricsAddr string        // serve /metrics etc. here; "" none
 	Pprof       bool          // mount pprof on the metrics listener
 	Trace       string        // span trace file; "" none
+	TraceMax    int64         // spans kept in the trace at most; 0 means waterfall.DefaultMaxSpans
 	StallAfter  time.Duration // watchdog threshold; <= 0 disables it
 	StatsEvery  time.Duration // stats line interval; 0 means 10 s
 	Progress    string        // auto, bar, log or off
@@ -99,11 +102,13 @@ type observers struct {
 	bar      bool // progress draws a bar on cfg.Term
 	trace    *waterfall.Writer
 	sources  metrics.Sources
+	log      zerolog.Logger
 }
 
 // setup builds the watchdog and the progress reporter for p.
 func (o *observers) setup(cfg jobConfig, p *pipeline) error {
 	o.cfg = cfg.Observe
+	o.log = cfg.Log
 	o.metrics = cfg.Observe.Metrics
 	o.sources = metrics.Sources{
 		Stages:    p.stats(),
@@ -221,6 +226,9 @@ func (o *observers) start(p *pipeline) func() (int64, error) {
 			return 0, nil
 		}
 		n := o.trace.Spans()
+		if d := o.trace.Dropped(); d > 0 {
+			o.log.Warn().Int64("kept", n).Int64("dropped", d).Str("trace", o.cfg.Trace).Msg("the trace reached its limit (--trace-max); later spans were left out")
+		}
 		return n, o.trace.Close()
 	}
 }

@@ -25,6 +25,7 @@ func runFlags(fs *flag.FlagSet) func(cfg *jobConfig) error {
 	metricsAddr := fs.String("metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9090); default: off")
 	pprofOn := fs.Bool("pprof", false, "also serve Go's profiling handlers under /debug/pprof/ on --metrics-addr")
 	trace := fs.String("trace", "", "write one span per fetch attempt as JSON lines to this file, for 'pipeline waterfall'")
+	traceMax := fs.Int64("trace-max", 250000, "keep at most this many spans in the --trace file")
 	stallAfter := fs.Duration("stall-after", 30*time.Second, "after this long without a successful output, log what every stage waits on (0: off)")
 	statsEvery := fs.Duration("stats-interval", 10*time.Second, "interval of the one-line stats log when no progress bar is drawn")
 	progressMode := fs.String("progress", "auto", "auto (a bar on a terminal, else a stats line at an interval), bar, log or off")
@@ -37,6 +38,9 @@ func runFlags(fs *flag.FlagSet) func(cfg *jobConfig) error {
 		default:
 			return usagef("--progress %q: want auto, bar, log or off", *progressMode)
 		}
+		if *traceMax < 1 {
+			return usagef("--trace-max must be positive")
+		}
 		if *statsEvery <= 0 {
 			return usagef("--stats-interval must be positive")
 		}
@@ -46,6 +50,7 @@ func runFlags(fs *flag.FlagSet) func(cfg *jobConfig) error {
 		cfg.Observe.MetricsAddr = *metricsAddr
 		cfg.Observe.Pprof = *pprofOn
 		cfg.Observe.Trace = *trace
+		cfg.Observe.TraceMax = *traceMax
 		cfg.Observe.StallAfter = *stallAfter
 		cfg.Observe.StatsEvery = *statsEvery
 		cfg.Observe.Progress = *progressMode
