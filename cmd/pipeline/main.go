@@ -107,11 +107,11 @@ func isTerminal(w io.Writer) bool {
 // on the same terminal, writes go through the bar (see progress.Writer) so
 // that log lines do not garble it. Safe for concurrent use.
 type logOutput struct {
-	term bool // the writer is a terminal
+	term bool      // w is a terminal
+	w    io.Writer // the real writer, set once
 
-	mu  sync.Mutex // guards w and via
-	w   io.Writer
-	via io.Writer // the bar's wrapper of w, if set
+	mu  sync.Mutex // guards via
+	via io.Writer  // the bar's wrapper of w, if set
 }
 
 func (o *logOutput) Write(p []byte) (int, error) {
