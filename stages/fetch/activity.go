@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"maps"
+	"math"
 	"sort"
 	"sync"
 )
@@ -68,7 +69,11 @@ func (s *Stage) Domains() []DomainState {
 	s.mu.Lock()
 	out := make([]DomainState, 0, len(s.limiters))
 	for name, d := range s.limiters {
-		out = append(out, DomainState{Domain: name, Rate: float64(d.lim.Limit()), Burst: d.lim.Burst(), Limit: s.cfg.Concurrency})
+		r := float64(d.lim.Limit())
+		if math.IsInf(r, 1) {
+			r = -1
+		}
+		out = append(out, DomainState{Domain: name, Rate: r, Burst: d.lim.Burst(), Limit: s.cfg.Concurrency})
 	}
 	s.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Domain < out[j].Domain })
