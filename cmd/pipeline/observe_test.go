@@ -125,12 +125,12 @@ func TestSlowProxyStandsOut(t *testing.T) {
 	slow := w.farm.Proxy(1) // p2
 	slow.SetLatency(300 * time.Millisecond)
 	cfg := w.job(t, pages, 10, nil)
-	cfg.Fetch.AttemptTimeout = time.Second
+	cfg.Fetch.AttemptTimeout = 2 * time.Second
 	cfg.Fetch.BackoffBase = 10 * time.Millisecond
 	o := withMetrics(t, &cfg)
 	done := runInBackground(context.Background(), cfg)
 	waitUntil(t, "p2 to serve 5 requests", func() bool { return slow.Requests() >= 5 })
-	slow.SetLatency(3 * time.Second)
+	slow.SetLatency(5 * time.Second)
 	res := <-done
 	if res.err != nil {
 		t.Fatal(res.err)
