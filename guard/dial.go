@@ -155,7 +155,7 @@ func (p *Policy) Dial(base DialFunc) DialFunc {
 //   - direct: the target name is resolved here, every address checked,
 //     and the connection made to a checked IP (tr.Proxy is cleared, so no
 //     environment proxy is used).
-//   - socks5, and http/https proxies in local-DNS mode (the default): the
+//   - socks5, and http/https proxies in local-DNS mode: the
 //     same resolution and check, then the proxy is asked for the checked
 //     IP literal (SOCKS5 CONNECT with an IPv4/IPv6 address, HTTP CONNECT
 //     ip:port); plain-http targets are tunnelled through CONNECT too. The
@@ -164,12 +164,12 @@ func (p *Policy) Dial(base DialFunc) DialFunc {
 //     tr.Proxy is cleared and the handshake is done here, honouring the
 //     proxy URL's credentials, tr.ProxyConnectHeader,
 //     tr.GetProxyConnectHeader and tr.OnProxyConnectResponse.
-//   - socks5h, and http/https proxies in remote-DNS mode: the proxy
-//     resolves the name, so its answer cannot be checked here. What holds
-//     is CheckURL (scheme, port, host lists, IP literals in every numeric
-//     spelling) plus a best-effort check of the name as the local resolver
-//     answers it: a name that resolves here to any refused address is
-//     refused. A name the proxy resolves differently (split-horizon DNS,
+//   - socks5h, and http/https proxies in remote-DNS mode (the default):
+//     the proxy resolves the name, so its answer cannot be checked here.
+//     What holds is CheckURL (scheme, port, host lists, IP literals in
+//     every numeric spelling) plus a best-effort check of the name as the
+//     local resolver answers it: a name that resolves here to any refused
+//     address is refused. A name the proxy resolves differently (split-horizon DNS,
 //     rebinding between the two lookups, a provider's endpoint that
 //     resolves inside its own network) is outside this package's reach;
 //     use local-DNS mode, or a proxy that enforces its own egress policy,
@@ -186,7 +186,7 @@ func (p *Policy) Apply(tr *http.Transport, proxyURL *url.URL) {
 	case proxyURL == nil:
 		tr.Proxy = nil
 		tr.DialContext = p.Dial(base)
-	case proxyURL.Scheme == "socks5" || !p.remoteDNS && (proxyURL.Scheme == "http" || proxyURL.Scheme == "https"):
+	case proxyURL.Scheme == "socks5" || p.localDNS && (proxyURL.Scheme == "http" || proxyURL.Scheme == "https"):
 		tr.Proxy = nil
 		v := &via{p: p, proxy: proxyURL, base: base, tr: tr}
 		tr.DialContext = v.dial
@@ -356,9 +356,9 @@ func (v *via) connect(ctx context.Context, target netip.AddrPort) (_ net.Conn, e
 	}
 	switch {
 	case resp.StatusCode == http.StatusProxyAuthRequired:
-		return nil, fail(failure.ProxyAuth, "proxy answered %d to CONNECT", resp.StatusCode)
+		return nil, withStatus(fail(failure.ProxyAuth, "proxy answered %d to CONNECT", resp.StatusCode), resp.StatusCode)
 	case resp.StatusCode/100 != 2:
-		return nil, fail(failure.ProxyProtocol, "proxy answered %d to CONNECT %s", resp.StatusCode, hostport)
+		return nil, withStatus(fail(failure.ProxyProtocol, "proxy answered %d to CONNECT %s", resp.StatusCode, hostport), resp.StatusCode)
 	}
 	_ = c.SetDeadline(time.Time{})
 	if n := br.Buffered(); n > 0 {
@@ -367,6 +367,15 @@ func (v *via) connect(ctx context.Context, target netip.AddrPort) (_ net.Conn, e
 		return &prefixConn{Conn: c, r: io.MultiReader(bytes.NewReader(bytes.Clone(early)), c)}, nil
 	}
 	return c, nil
+}
+
+// withStatus records the proxy's answer to CONNECT in a classified error,
+// so that the attempt reports the status as a forwarded request would.
+func withStatus(err error, status int) error {
+	if fe, ok := err.(*failure.Error); ok {
+		fe.Status = status
+	}
+	return err
 }
 
 // prefixConn replays bytes read ahead of a tunnel's start.

@@ -235,7 +235,7 @@ func TestApplyHTTPProxyLocalDNS(t *testing.T) {
 	})
 	// Only the site's address is let through; the canary's is loopback
 	// and refused like any other.
-	p := mustPolicy(t, Config{Resolver: dns.Resolver(), AllowNets: []string{"127.0.0.1/32"}})
+	p := mustPolicy(t, Config{Resolver: dns.Resolver(), AllowNets: []string{"127.0.0.1/32"}, ProxyDNS: ProxyDNSLocal})
 	c := client(t, p, farm.URLs()[0], nil)
 	sitePort := site.URL()[strings.LastIndex(site.URL(), ":")+1:]
 
@@ -270,7 +270,7 @@ func TestApplyHTTPProxyLocalDNS(t *testing.T) {
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "tls ok") }))
 	t.Cleanup(tlsSrv.Close)
 	dns2 := startDNS(t, map[string][]string{"example.com": {"127.0.0.1"}, "wrong.sluice.test": {"127.0.0.1"}})
-	p2 := mustPolicy(t, Config{Resolver: dns2.Resolver(), AllowNets: []string{"127.0.0.1/32"}})
+	p2 := mustPolicy(t, Config{Resolver: dns2.Resolver(), AllowNets: []string{"127.0.0.1/32"}, ProxyDNS: ProxyDNSLocal})
 	tr := &http.Transport{Proxy: http.ProxyURL(mustParse(t, farm.URLs()[0])), TLSClientConfig: tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()}
 	p2.Apply(tr, mustParse(t, farm.URLs()[0]))
 	t.Cleanup(tr.CloseIdleConnections)
@@ -292,7 +292,7 @@ func TestApplyProxyFailuresClassified(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = farm.Close() })
-	p := mustPolicy(t, Config{AllowLoopback: true})
+	p := mustPolicy(t, Config{AllowLoopback: true, ProxyDNS: ProxyDNSLocal})
 	good := client(t, p, farm.URLs()[0], nil)
 	wrongPass := client(t, p, strings.Replace(farm.URLs()[0], "s3cret-pw", "not-the-pw", 1), nil)
 	fp := farm.Proxy(0)
@@ -311,6 +311,9 @@ func TestApplyProxyFailuresClassified(t *testing.T) {
 	check("wrong password", wrongPass, failure.ProxyAuth)
 	fp.SetFailure(testbed.Fail502)
 	check("502", good, failure.ProxyProtocol)
+	if _, _, err := get(good, u); func() bool { var fe *failure.Error; return !errors.As(err, &fe) || fe.Status != 502 }() {
+		t.Errorf("the CONNECT answer's status is not in the error: %v", err)
+	}
 	fp.SetFailure(testbed.FailGarbage)
 	check("garbage", good, failure.ProxyProtocol)
 	fp.SetFailure(testbed.FailNone)
@@ -397,7 +400,7 @@ func TestApplyHTTPProxyRemoteDNS(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = farm.Close() })
 	dns := startDNS(t, map[string][]string{"canary.sluice.test": {"127.0.0.66"}})
-	p := mustPolicy(t, Config{Resolver: dns.Resolver(), AllowNets: []string{"127.0.0.1/32"}, ProxyDNS: ProxyDNSRemote})
+	p := mustPolicy(t, Config{Resolver: dns.Resolver(), AllowNets: []string{"127.0.0.1/32"}}) // remote DNS is the default
 	c := client(t, p, farm.URLs()[0], nil)
 	// An IP literal target goes to the proxy as an absolute-form request.
 	if status, _, err := get(c, site.ProductURL(4)); err != nil || status != 200 {
@@ -444,7 +447,7 @@ func TestConnectKeepsEarlyTunnelBytes(t *testing.T) {
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\n220 banner\r\n")
 	}()
 	defer func() { _ = ln.Close(); <-done }()
-	p := mustPolicy(t, Config{})
+	p := mustPolicy(t, Config{ProxyDNS: ProxyDNSLocal})
 	tr := &http.Transport{}
 	p.Apply(tr, mustParse(t, "http://"+ln.Addr().String()))
 	conn, err := tr.DialContext(context.Background(), "tcp", "8.8.8.8:25")

@@ -13,11 +13,12 @@
 //   - at dial time (Dial, Apply) on every address the name resolves to,
 //     and the connection is made to exactly the address that was checked,
 //     so a resolver that changes its answer (DNS rebinding) cannot swap it;
-//   - through proxies (Apply): for socks5 proxies and HTTP proxies in the
-//     default local-DNS mode the target is resolved and checked here and
-//     the proxy is asked for the checked IP literal; for socks5h and
-//     remote-DNS HTTP proxies, which resolve the name themselves, the name
-//     is checked here on a best-effort basis (see Apply).
+//   - through proxies (Apply): for socks5 proxies, and HTTP proxies in
+//     local-DNS mode, the target is resolved and checked here and the
+//     proxy is asked for the checked IP literal; for socks5h and HTTP
+//     proxies in the default remote-DNS mode, which resolve the name
+//     themselves, the URL is checked and the name is checked here on a
+//     best-effort basis (see Apply).
 //
 // By default the policy refuses loopback, private (RFC 1918), CGNAT,
 // link-local (169.254.0.0/16, including the metadata address
@@ -41,7 +42,7 @@ import (
 )
 
 // Config configures a Policy. The zero value is the safe default: http and
-// https to any port of any public address, through local DNS resolution.
+// https to any port of any public address.
 type Config struct {
 	// AllowLoopback admits 127.0.0.0/8 and ::1. Off by default; tests and
 	// the demo, which run on loopback, turn it on.
@@ -67,12 +68,15 @@ type Config struct {
 	// DenyPorts refuses these ports (same syntax); it wins over AllowPorts.
 	DenyPorts []string
 	// ProxyDNS says who resolves target names when an HTTP or HTTPS proxy
-	// is used: "local" (the default) resolves and checks here and sends the
-	// proxy a CONNECT for the checked IP literal; "remote" sends the proxy
-	// the name (absolute-form requests, CONNECT host:port) and lets it
-	// resolve, after a best-effort local check. socks5 proxies always
-	// resolve locally and socks5h proxies always remotely, as their
-	// schemes say.
+	// is used. "remote" (the default, what proxy providers expect) sends
+	// the proxy the name (absolute-form requests, CONNECT host:port) and
+	// lets it resolve, after the URL check and a best-effort check of the
+	// name as the local resolver answers it. "local" resolves and checks
+	// here and sends the proxy a CONNECT for the checked IP literal (plain
+	// http is tunnelled too), so the proxy cannot be steered elsewhere by
+	// its own DNS; use it when the proxies sit inside a network to
+	// protect. socks5 proxies always resolve locally and socks5h proxies
+	// always remotely, as their schemes say.
 	ProxyDNS string
 	// Resolver resolves names at dial time; nil means net.DefaultResolver.
 	// A caching resolver can be plugged in here.
@@ -158,7 +162,7 @@ type Policy struct {
 	denyHosts     []hostPattern
 	allowPorts    []portRange
 	denyPorts     []portRange
-	remoteDNS     bool
+	localDNS      bool
 	resolver      Resolver
 	handshake     time.Duration
 	maxProxyHdr   int64
@@ -188,9 +192,9 @@ func New(cfg Config) (*Policy, error) {
 		errs = append(errs, fmt.Errorf("deny ports: %w", err))
 	}
 	switch cfg.ProxyDNS {
-	case "", ProxyDNSLocal:
-	case ProxyDNSRemote:
-		p.remoteDNS = true
+	case "", ProxyDNSRemote:
+	case ProxyDNSLocal:
+		p.localDNS = true
 	default:
 		errs = append(errs, fmt.Errorf("proxy dns %q is not %q or %q", cfg.ProxyDNS, ProxyDNSLocal, ProxyDNSRemote))
 	}

@@ -19,7 +19,7 @@ func boundsFlags(fs *flag.FlagSet) func(cfg *jobConfig) error {
 	denyHosts := fs.String("deny-hosts", "", "comma-separated host patterns to refuse")
 	allowPorts := fs.String("allow-ports", "", "comma-separated ports or ranges (443,8000-8099); if set, only these ports")
 	denyPorts := fs.String("deny-ports", "", "comma-separated ports or ranges to refuse")
-	proxyDNS := fs.String("proxy-dns", guard.ProxyDNSLocal, "who resolves target names behind http(s) proxies: local (checked here, CONNECT to the IP) or remote")
+	proxyDNS := fs.String("proxy-dns", guard.ProxyDNSRemote, "who resolves target names behind http(s) proxies: remote (the proxy, after a best-effort check here) or local (checked here, CONNECT to the checked IP)")
 	maxRedirects := fs.Int("max-redirects", 10, "redirects followed per attempt (negative: none)")
 	maxHeader := fs.Int64("max-header-bytes", 1<<20, "largest response header block in bytes")
 	bodyTimeout := fs.Duration("body-timeout", 30*time.Second, "time allowed to read a body once its headers are in")

@@ -187,7 +187,7 @@ func TestBoundsFlags(t *testing.T) {
 	fs.SetOutput(io.Discard)
 	fill := runFlags(fs)
 	err := fs.Parse([]string{"--allow-loopback", "--allow-nets", "10.1.0.0/16, 192.168.7.7", "--deny-hosts", "*.internal.example",
-		"--allow-ports", "80,443,8000-8099", "--proxy-dns", "remote", "--max-redirects", "0", "--truncate", "--body-timeout", "5s", "--max-header-bytes", "4096"})
+		"--allow-ports", "80,443,8000-8099", "--proxy-dns", "local", "--max-redirects", "0", "--truncate", "--body-timeout", "5s", "--max-header-bytes", "4096"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestBoundsFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := cfg.Fetch.Policy
-	if !p.AllowLoopback || len(p.AllowNets) != 2 || p.AllowNets[1] != "192.168.7.7" || len(p.DenyHosts) != 1 || len(p.AllowPorts) != 3 || p.ProxyDNS != "remote" {
+	if !p.AllowLoopback || len(p.AllowNets) != 2 || p.AllowNets[1] != "192.168.7.7" || len(p.DenyHosts) != 1 || len(p.AllowPorts) != 3 || p.ProxyDNS != "local" {
 		t.Errorf("policy %+v", p)
 	}
 	f := cfg.Fetch

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -17,6 +18,7 @@ import (
 	"sluice/stages/parse"
 	"sluice/stages/sink"
 	"sluice/stages/source"
+	"sluice/waterfall"
 )
 
 // jobConfig is everything one batch run needs, filled in one place from
@@ -34,6 +36,7 @@ type jobConfig struct {
 	Sink      sink.JSONLConfig
 	Drain     time.Duration
 	Log       zerolog.Logger
+	Observe   observeConfig
 }
 
 // summary is what a finished run reports.
@@ -46,6 +49,7 @@ type summary struct {
 	Elapsed  time.Duration    `json:"elapsed"`
 	PerProxy map[string]int64 `json:"requests_per_proxy"`
 	Stages   []stageSummary   `json:"-"`
+	Spans    int64            `json:"spans,omitempty"` // written to the trace
 }
 
 type stageSummary struct {
@@ -105,15 +109,25 @@ type pipeline struct {
 	parse *parse.Stage
 	sink  *sink.JSONL
 	pool  *proxy.Pool
+	obs   observers
 
 	mu  sync.Mutex // guards sum
 	sum summary
 }
 
-// build assembles source → fetch → parse → sink.
-func build(cfg jobConfig) (*pipeline, error) {
-	p := &pipeline{sum: summary{Errors: map[string]int{}}}
-	var err error
+// build assembles source → fetch → parse → sink, and what watches them.
+func build(cfg jobConfig) (p *pipeline, err error) {
+	p = &pipeline{sum: summary{Errors: map[string]int{}}}
+	if cfg.Observe.Trace != "" {
+		if p.obs.trace, err = waterfall.Create(cfg.Observe.Trace, cfg.Observe.TraceMax); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				_ = p.obs.trace.Close()
+			}
+		}()
+	}
 	if p.src, err = source.Lines(source.LinesConfig{Path: cfg.URLs, Reader: cfg.URLReader}); err != nil {
 		return nil, err
 	}
@@ -125,6 +139,7 @@ func build(cfg jobConfig) (*pipeline, error) {
 	fc := cfg.Fetch
 	fc.Pool = p.pool
 	fc.Logger = cfg.Log
+	fc.Trace = p.obs.span
 	if p.fetch, err = fetch.New(fc); err != nil {
 		return nil, usageError{err}
 	}
@@ -143,10 +158,14 @@ func build(cfg jobConfig) (*pipeline, error) {
 	flow.Connect(p.src, p.fetch.Flow())
 	flow.Connect(p.fetch.Flow(), p.parse.Flow())
 	flow.Connect(p.parse.Flow(), p.sink.Sink())
+	if err := p.obs.setup(cfg, p); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
 func (p *pipeline) count(o record.Output) {
+	p.obs.output(o)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sum.Written++
@@ -168,8 +187,11 @@ func (p *pipeline) stats() []*flow.Stats {
 // drained, or hard ends) and returns the summary.
 func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	start := time.Now()
+	stopObs := p.obs.start(p)
 	err := flow.Run(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.sink.Sink())
 	p.fetch.Close()
+	spans, oerr := stopObs()
+	err = errors.Join(err, oerr)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.sum
@@ -182,6 +204,7 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	if p.pool != nil {
 		s.PerProxy = p.pool.Uses()
 	}
+	s.Spans = spans
 	return s, err
 }
 

@@ -60,7 +60,7 @@ func TestStageRefusesSSRFForms(t *testing.T) {
 	}
 	farm := startFarm(t, 3)
 
-	for _, mode := range []string{"direct", "proxies (local DNS)", "proxies (remote DNS)"} {
+	for _, mode := range []string{"direct", "proxies (remote DNS, the default)", "proxies (local DNS)"} {
 		t.Run(mode, func(t *testing.T) {
 			cfg := fast()
 			cfg.MaxAttempts = 3
@@ -68,8 +68,8 @@ func TestStageRefusesSSRFForms(t *testing.T) {
 			if mode != "direct" {
 				cfg.Pool = pool(t, farm)
 			}
-			if strings.Contains(mode, "remote") {
-				cfg.Policy.ProxyDNS = guard.ProxyDNSRemote
+			if strings.Contains(mode, "local") {
+				cfg.Policy.ProxyDNS = guard.ProxyDNSLocal
 			}
 			for i, f := range run(t, cfg, urls) {
 				c := errClass(f)
