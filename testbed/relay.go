@@ -21,6 +21,10 @@ type RelayConfig struct {
 	TLS *tls.Config
 	// Addr is the listen address; "" means "127.0.0.1:0".
 	Addr string
+	// Capture keeps up to this many bytes of what clients send (after TLS
+	// termination), for tests that check what reached a proxy. 0 keeps
+	// nothing.
+	Capture int
 }
 
 // Relay is a TCP relay on loopback. In front of several farm proxies it
@@ -36,9 +40,11 @@ type Relay struct {
 	dialer   net.Dialer
 
 	wg        sync.WaitGroup // the accept loop and every connection's goroutines
-	mu        sync.Mutex
+	mu        sync.Mutex     // guards open, closed, captured
 	open      map[net.Conn]struct{}
 	closed    bool
+	capture   int
+	captured  []byte
 	closeOnce sync.Once
 }
 
@@ -60,7 +66,7 @@ func StartRelay(cfg RelayConfig) (*Relay, error) {
 	}
 	r := &Relay{
 		ln: ln, backends: append([]string(nil), cfg.Backends...), open: map[net.Conn]struct{}{},
-		dialer: net.Dialer{Timeout: 10 * time.Second},
+		dialer: net.Dialer{Timeout: 10 * time.Second}, capture: cfg.Capture,
 	}
 	r.wg.Add(1)
 	go r.accept() // owner: r; exits when Close closes the listener
@@ -72,6 +78,27 @@ func (r *Relay) Addr() string { return r.ln.Addr().String() }
 
 // Conns returns how many connections the relay accepted.
 func (r *Relay) Conns() int64 { return r.conns.Load() }
+
+// Captured returns a copy of the bytes clients sent, up to
+// RelayConfig.Capture, connections one after another.
+func (r *Relay) Captured() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]byte(nil), r.captured...)
+}
+
+// captureWriter appends to a relay's capture; it never fails.
+type captureWriter struct{ r *Relay }
+
+func (w captureWriter) Write(p []byte) (int, error) {
+	r := w.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if room := r.capture - len(r.captured); room > 0 {
+		r.captured = append(r.captured, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
 
 // Close stops accepting, closes every relayed connection and waits for
 // all goroutines. Idempotent.
@@ -139,7 +166,7 @@ func (r *Relay) serve(c net.Conn, backend string) {
 	done := make(chan struct{})
 	go func() { // owner: serve, which waits on done
 		defer close(done)
-		_, _ = io.Copy(up, c)
+		_, _ = io.Copy(up, io.TeeReader(c, captureWriter{r}))
 		_ = up.Close()
 		_ = c.Close()
 	}()

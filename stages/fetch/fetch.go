@@ -30,6 +30,7 @@ const directID = "direct"
 type Stage struct {
 	cfg     Config
 	clients map[string]*http.Client // by proxy id; directID when there is no pool
+	toProxy map[string]proxyDial    // by proxy id, HTTP(S) proxies only: see proxyRefuses
 	flow    *flow.Stage[record.Task, record.Fetched]
 
 	mu       sync.Mutex // guards limiters
@@ -236,6 +237,9 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 	res.finalURL = resp.Request.URL.String()
 	res.header = resp.Header
 	if err := statusError(resp.StatusCode, lease != nil); err != nil {
+		if resp.StatusCode == http.StatusUnauthorized && lease != nil && s.proxyRefuses(ctx, lease.Proxy, resp) {
+			err = failure.New(failure.ProxyAuth, failure.ErrProxy, fmt.Errorf("proxy answered 401"))
+		}
 		res.retryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), s.cfg.Now())
 		// Drain a little so the connection can be reused, never much.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))

@@ -1,10 +1,13 @@
 package fetch
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -92,9 +95,15 @@ func (s *Stage) newClient(p *proxy.Proxy, share int) (*http.Client, error) {
 		tr.Proxy = http.ProxyURL(p.URL) // its user:pass becomes Proxy-Authorization
 		tr.DialContext = dialProxy
 		tr.OnProxyConnectResponse = connectAnswer
+		toProxy := func(ctx context.Context) (net.Conn, error) { return dialProxy(ctx, "tcp", "") }
 		if p.URL.Scheme == "https" {
 			tr.DialTLSContext = s.dialProxyTLS(p, dialProxy)
+			toProxy = func(ctx context.Context) (net.Conn, error) { return tr.DialTLSContext(ctx, "tcp", "") }
 		}
+		if s.toProxy == nil {
+			s.toProxy = map[string]proxyDial{}
+		}
+		s.toProxy[p.ID] = toProxy
 	case "socks5", "socks5h":
 		tr.Proxy = nil
 		tr.DialContext = s.dialSOCKS(p, endpoint, dialProxy)
@@ -255,4 +264,52 @@ func connectAnswer(_ context.Context, _ *url.URL, _ *http.Request, resp *http.Re
 	default:
 		return failure.New(failure.ProxyProtocol, failure.ErrProxy, fmt.Errorf("proxy answered %d to CONNECT", code))
 	}
+}
+
+// proxyDial opens a connection to a proxy itself (TLS done for https://).
+type proxyDial func(ctx context.Context) (net.Conn, error)
+
+// proxyRefuses tells whether a 401 answer to a request forwarded through
+// an HTTP proxy came from the proxy rather than the target. Some proxies
+// (tinyproxy, for one) answer wrong credentials with 401 and
+// WWW-Authenticate instead of 407, which looks just like a target asking
+// for a login. A Proxy-Authenticate header settles it; otherwise the proxy
+// is asked, with the same credentials, for a CONNECT tunnel to the same
+// target: its answer to CONNECT is its own, so 401 or 407 there means it
+// refuses the credentials. Any other outcome leaves the 401 to the target.
+func (s *Stage) proxyRefuses(ctx context.Context, p *proxy.Proxy, resp *http.Response) bool {
+	if resp.Header.Get("Proxy-Authenticate") != "" {
+		return true
+	}
+	dial := s.toProxy[p.ID]
+	if dial == nil || p.URL.User == nil || resp.Request == nil || resp.Request.URL.Scheme != "http" {
+		return false // nothing to refuse, or the 401 came through a tunnel
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout+s.cfg.HeaderTimeout)
+	defer cancel()
+	c, err := dial(ctx)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+	target := resp.Request.URL.Host
+	if resp.Request.URL.Port() == "" {
+		target = net.JoinHostPort(resp.Request.URL.Hostname(), "80")
+	}
+	pass, _ := p.URL.User.Password()
+	req := &http.Request{
+		Method: http.MethodConnect, URL: &url.URL{Opaque: target}, Host: target,
+		Header: http.Header{"Proxy-Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte(p.URL.User.Username()+":"+pass))}},
+	}
+	if err := req.Write(c); err != nil {
+		return false
+	}
+	answer, err := http.ReadResponse(bufio.NewReader(io.LimitReader(c, s.cfg.MaxHeaderBytes)), req)
+	if err != nil {
+		return false
+	}
+	_ = answer.Body.Close()
+	return answer.StatusCode == http.StatusUnauthorized || answer.StatusCode == http.StatusProxyAuthRequired
 }
