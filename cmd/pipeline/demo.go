@@ -27,6 +27,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	pageBytes := fs.Int("page-bytes", 8<<10, "size of each product page")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	fill := runFlags(fs)
+	fillPool := proxyFlags(fs)
 	// The local site has no limit of its own: scrape it briskly by default.
 	if err := fs.Set("rate", "500"); err != nil {
 		return err
@@ -48,6 +49,9 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	defer site.Close()
 	cfg := jobConfig{Out: *out, Log: log}
 	if err := fill(&cfg); err != nil {
+		return err
+	}
+	if err := fillPool(&cfg); err != nil {
 		return err
 	}
 	if *nproxies > 0 {

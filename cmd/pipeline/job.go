@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,24 +29,29 @@ type jobConfig struct {
 	OutWriter io.Writer // replaces stdout (tests)
 	Pages     string    // optional pages file
 	Proxies   []*proxy.Proxy
-	Rules     *parse.Rules
-	Fetch     fetch.Config
-	Parse     parse.Config
-	Sink      sink.JSONLConfig
-	Drain     time.Duration
-	Log       zerolog.Logger
+	// PoolOptions configure the proxy pool (model, strategies, sessions,
+	// partitions, health); see proxyFlags.
+	PoolOptions []proxy.Option
+	Rules       *parse.Rules
+	Fetch       fetch.Config
+	Parse       parse.Config
+	Sink        sink.JSONLConfig
+	Drain       time.Duration
+	Log         zerolog.Logger
 }
 
 // summary is what a finished run reports.
 type summary struct {
-	Read     uint64            `json:"read"`
-	Written  int               `json:"written"`
-	OK       int               `json:"ok"`
-	Errors   map[string]int    `json:"errors"`
-	Dropped  uint64            `json:"dropped"`
-	Elapsed  time.Duration     `json:"elapsed"`
-	PerProxy map[string]int64  `json:"requests_per_proxy"`
-	Stages   []stageSummary    `json:"-"`
+	Read     uint64           `json:"read"`
+	Written  int              `json:"written"`
+	OK       int              `json:"ok"`
+	Errors   map[string]int   `json:"errors"`
+	Dropped  uint64           `json:"dropped"`
+	Elapsed  time.Duration    `json:"elapsed"`
+	PerProxy map[string]int64 `json:"requests_per_proxy"`
+	// Unhealthy lists proxies quarantined or on probation at the end.
+	Unhealthy []string       `json:"unhealthy_proxies"`
+	Stages    []stageSummary `json:"-"`
 }
 
 type stageSummary struct {
@@ -87,6 +93,9 @@ func (s summary) print(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	if len(s.Unhealthy) > 0 {
+		fmt.Fprintf(w, "proxies not healthy at the end: %s\n", strings.Join(s.Unhealthy, " "))
+	}
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -118,8 +127,8 @@ func build(cfg jobConfig) (*pipeline, error) {
 		return nil, err
 	}
 	if len(cfg.Proxies) > 0 {
-		if p.pool, err = proxy.New(cfg.Proxies); err != nil {
-			return nil, err
+		if p.pool, err = proxy.New(cfg.Proxies, cfg.PoolOptions...); err != nil {
+			return nil, usageError{err}
 		}
 	}
 	fc := cfg.Fetch
@@ -181,6 +190,11 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	}
 	if p.pool != nil {
 		s.PerProxy = p.pool.Uses()
+		for _, ps := range p.pool.Stats().Proxies {
+			if ps.State != proxy.Healthy {
+				s.Unhealthy = append(s.Unhealthy, ps.ID+"="+string(ps.State))
+			}
+		}
 	}
 	return s, err
 }

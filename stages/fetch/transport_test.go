@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -596,4 +597,101 @@ func TestProxyEndpointResolvedOnce(t *testing.T) {
 	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "gw.sluice.test") {
 		t.Errorf("unresolvable proxy: %v", err)
 	}
+}
+
+// TestCanaryNeverInErrorsSpansOrSnapshots fails requests in every way a
+// proxy can fail — refused credentials (407 forwarded and on CONNECT,
+// microsocks and tinyproxy when running), a dead HTTP and a dead SOCKS5
+// proxy, an HTTPS proxy with an untrusted certificate, an unresolvable
+// proxy name — all with a canary password, and checks it appears in no
+// error (however printed), span, or pool snapshot.
+func TestCanaryNeverInErrorsSpansOrSnapshots(t *testing.T) {
+	const canary = "canary-pw-0b77e2"
+	site := startSite(t, testbed.SiteConfig{})
+	secure := startTLSSite(t)
+	farm, _ := farmPool(t, 1, 160, testbed.FarmConfig{User: "u", Pass: "not-the-canary"})
+	front, err := testbed.StartRelay(testbed.RelayConfig{Backends: []string{farm.Proxy(0).Addr()}, TLS: &tls.Config{Certificates: secure.TLS.Certificates}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer front.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := ln.Addr().String()
+	ln.Close()
+	raws := []string{
+		withPassword(t, farm.Proxy(0).URL(), canary),
+		"http://u:" + canary + "@" + down,
+		"socks5://u:" + canary + "@" + down,
+		"socks5h://u:" + canary + "@" + down,
+		"https://u:" + canary + "@" + front.Addr(),
+	}
+	for _, env := range []string{"SLUICE_TEST_SOCKS5_AUTH", "SLUICE_TEST_TINYPROXY"} {
+		if raw := os.Getenv(env); raw != "" {
+			raws = append(raws, withPassword(t, raw, canary))
+		}
+	}
+	pool := poolOf(t, raws, proxy.WithHealth(proxy.HealthConfig{FailThreshold: -1, MinSuccessRate: -1, CooldownBase: 1}))
+	var mu sync.Mutex
+	var spans []record.Span
+	cfg := quickConfig(pool, 3)
+	cfg.MaxAttempts = 3
+	cfg.Trace = func(sp record.Span) {
+		mu.Lock()
+		spans = append(spans, sp)
+		mu.Unlock()
+	}
+	var tasks []record.Task
+	for i := range 2 * len(raws) {
+		tasks = append(tasks, newTask(t, site.ProductURL(i+1), fmt.Sprintf("s%d", i%3)),
+			newTask(t, fmt.Sprintf("%s/x/%d", secure.URL, i), ""))
+	}
+	got := fetchAll(t, cfg, tasks)
+
+	var dump strings.Builder
+	classes := map[failure.Class]int{}
+	for _, f := range got {
+		if f.Err == nil {
+			t.Errorf("%s succeeded through %s", f.Task.Msg.URL, f.Proxy)
+			continue
+		}
+		classes[failure.ClassOf(f.Err)]++
+		fmt.Fprintf(&dump, "%v\n%+v\n%#v\n%s\n", f.Err, f.Err, f.Err, f.Proxy)
+		for e := f.Err; e != nil; e = errors.Unwrap(e) {
+			fmt.Fprintf(&dump, "%v\n", e)
+		}
+		var fe *failure.Error
+		if errors.As(f.Err, &fe) {
+			fmt.Fprintf(&dump, "%#v\n", *fe)
+		}
+	}
+	for _, v := range []any{spans, pool.Stats(), pool.Leases(), pool.DomainHealth(), pool.Sessions(), pool.Uses()} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dump.Write(b)
+		fmt.Fprintf(&dump, "%+v\n", v)
+	}
+	for _, p := range pool.Proxies() {
+		fmt.Fprintf(&dump, "%v %s %s\n", p, p.Redacted(), p.Endpoint())
+	}
+	// A proxy whose name cannot be resolved fails the stage's construction.
+	bad := quickConfig(poolOf(t, []string{"http://u:" + canary + "@nowhere.sluice.test:3128"}), 1)
+	bad.Resolver = &mapResolver{m: map[string]netip.Addr{}, calls: map[string]int{}}
+	if _, err := New(bad); err == nil {
+		t.Error("unresolvable proxy accepted")
+	} else {
+		fmt.Fprintf(&dump, "%v\n%+v\n", err, err)
+	}
+	if classes[failure.ProxyAuth] == 0 || classes[failure.ProxyConnect] == 0 {
+		t.Errorf("failure classes %v: want proxy_auth and proxy_connect among them", classes)
+	}
+	if strings.Contains(dump.String(), canary) {
+		i := strings.Index(dump.String(), canary)
+		t.Errorf("canary found: …%s…", dump.String()[max(i-200, 0):i])
+	}
+	t.Logf("%d results by class %v, %d spans, %d bytes checked", len(got), classes, len(spans), dump.Len())
 }
