@@ -14,11 +14,7 @@ func (g *group) pick(s Strategy, accept func(*entry) bool, weight func(*entry) f
 	case RoundRobin, RoundRobinShuffled:
 		return g.pickRoundRobin(s == RoundRobinShuffled, accept, rng)
 	case Random:
-		c := g.candidates(accept)
-		if len(c) == 0 {
-			return nil
-		}
-		return c[rng.IntN(len(c))].e
+		return g.pickWeighted(accept, func(*entry) float64 { return 1 }, rng)
 	case Weighted:
 		return g.pickWeighted(accept, weight, rng)
 	case LRU:
@@ -66,7 +62,21 @@ func (g *group) candidates(accept func(*entry) bool) []*member {
 	return c
 }
 
+// sampleTries bounds rejection sampling before the full scan.
+const sampleTries = 32
+
+// pickWeighted draws an acceptable member with probability proportional
+// to its weight (at most 1). It first tries rejection sampling — a member
+// drawn uniformly is kept with probability weight — which costs O(1) when
+// most members are usable and healthy; after sampleTries misses it falls
+// back to a scan of all members. Both draw from the same distribution.
 func (g *group) pickWeighted(accept func(*entry) bool, weight func(*entry) float64, rng *rand.Rand) *entry {
+	for range sampleTries {
+		m := g.members[rng.IntN(len(g.members))]
+		if rng.Float64() < weight(m.e) && accept(m.e) {
+			return m.e
+		}
+	}
 	c := g.candidates(accept)
 	if len(c) == 0 {
 		return nil
