@@ -25,8 +25,10 @@ type Request struct {
 	// the proxy fails, then the session moves to another one. Ignored
 	// under the Rotating model.
 	Session string
-	// Avoid lists proxy ids to skip while another proxy is usable (the
-	// ones a retried request already tried).
+	// Avoid lists proxy ids to skip while another proxy is usable: the
+	// ones a retried request already tried, the last tried last. When
+	// every usable proxy is listed, the last one is still skipped if
+	// another is usable.
 	Avoid []string
 }
 
@@ -422,20 +424,29 @@ func (p *Pool) tryLocked(req Request, dom string, g *group, now time.Time) *Leas
 		}
 		return max(w, p.cfg.health.MinWeight)
 	}
-	// Two passes: first honour Avoid and, for a new session binding,
-	// prefer proxies no other session holds and that are not rotating;
-	// then take any usable proxy.
-	for pass := 0; pass < 2; pass++ {
-		strict := pass == 0
-		if !strict && len(req.Avoid) == 0 && !sticky {
+	// Up to three passes: first honour Avoid and, for a new session
+	// binding, prefer proxies no other session holds and that are not
+	// rotating; then skip only the proxy tried last; then take any usable
+	// proxy.
+	var last string
+	if len(req.Avoid) > 0 {
+		last = req.Avoid[len(req.Avoid)-1]
+	}
+	for pass := 0; pass < 3; pass++ {
+		if pass > 0 && len(req.Avoid) == 0 && !sticky {
 			break
 		}
+		if pass == 1 && last == "" {
+			continue
+		}
 		accept := func(e *entry) bool {
-			if strict {
-				if slices.Contains(req.Avoid, e.p.ID) {
+			switch pass {
+			case 0:
+				if slices.Contains(req.Avoid, e.p.ID) || sticky && (e.bound > 0 || e.rotating) {
 					return false
 				}
-				if sticky && (e.bound > 0 || e.rotating) {
+			case 1:
+				if e.p.ID == last {
 					return false
 				}
 			}

@@ -250,8 +250,15 @@ func TestAvoidIsSoft(t *testing.T) {
 			t.Fatalf("leased %s though p3 was not avoided", id)
 		}
 	}
-	// Everything avoided: still served.
-	if id := once(t, p, Request{Domain: "d", Avoid: []string{"p1", "p2", "p3"}}, ok); id == "" {
-		t.Fatal("no lease")
+	// Everything avoided: still served, but not by the proxy tried last
+	// while another one is usable.
+	for range 20 {
+		if id := once(t, p, Request{Domain: "d", Avoid: []string{"p3", "p1", "p2"}}, ok); id == "p2" {
+			t.Fatal("leased the proxy tried last though others were usable")
+		}
+	}
+	one := newPool(t, 1, seeded(14))
+	if id := once(t, one, Request{Domain: "d", Avoid: []string{"p1"}}, ok); id != "p1" {
+		t.Fatalf("single proxy, avoided: %s", id)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -18,6 +19,7 @@ import (
 	"sluice/stages/parse"
 	"sluice/stages/sink"
 	"sluice/stages/source"
+	"sluice/waterfall"
 )
 
 // jobConfig is everything one batch run needs, filled in one place from
@@ -29,15 +31,16 @@ type jobConfig struct {
 	OutWriter io.Writer // replaces stdout (tests)
 	Pages     string    // optional pages file
 	Proxies   []*proxy.Proxy
+	Rules     *parse.Rules
+	Fetch     fetch.Config
+	Parse     parse.Config
+	Sink      sink.JSONLConfig
+	Drain     time.Duration
+	Log       zerolog.Logger
+	Observe   observeConfig
 	// PoolOptions configure the proxy pool (model, strategies, sessions,
 	// partitions, health); see proxyFlags.
 	PoolOptions []proxy.Option
-	Rules       *parse.Rules
-	Fetch       fetch.Config
-	Parse       parse.Config
-	Sink        sink.JSONLConfig
-	Drain       time.Duration
-	Log         zerolog.Logger
 }
 
 // summary is what a finished run reports.
@@ -52,6 +55,7 @@ type summary struct {
 	// Unhealthy lists proxies quarantined or on probation at the end.
 	Unhealthy []string       `json:"unhealthy_proxies"`
 	Stages    []stageSummary `json:"-"`
+	Spans     int64          `json:"spans,omitempty"` // written to the trace
 }
 
 type stageSummary struct {
@@ -114,15 +118,25 @@ type pipeline struct {
 	parse *parse.Stage
 	sink  *sink.JSONL
 	pool  *proxy.Pool
+	obs   observers
 
 	mu  sync.Mutex // guards sum
 	sum summary
 }
 
-// build assembles source → fetch → parse → sink.
-func build(cfg jobConfig) (*pipeline, error) {
-	p := &pipeline{sum: summary{Errors: map[string]int{}}}
-	var err error
+// build assembles source → fetch → parse → sink, and what watches them.
+func build(cfg jobConfig) (p *pipeline, err error) {
+	p = &pipeline{sum: summary{Errors: map[string]int{}}}
+	if cfg.Observe.Trace != "" {
+		if p.obs.trace, err = waterfall.Create(cfg.Observe.Trace, cfg.Observe.TraceMax); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				_ = p.obs.trace.Close()
+			}
+		}()
+	}
 	if p.src, err = source.Lines(source.LinesConfig{Path: cfg.URLs, Reader: cfg.URLReader}); err != nil {
 		return nil, err
 	}
@@ -134,6 +148,7 @@ func build(cfg jobConfig) (*pipeline, error) {
 	fc := cfg.Fetch
 	fc.Pool = p.pool
 	fc.Logger = cfg.Log
+	fc.Trace = p.obs.span
 	if p.fetch, err = fetch.New(fc); err != nil {
 		return nil, usageError{err}
 	}
@@ -152,10 +167,14 @@ func build(cfg jobConfig) (*pipeline, error) {
 	flow.Connect(p.src, p.fetch.Flow())
 	flow.Connect(p.fetch.Flow(), p.parse.Flow())
 	flow.Connect(p.parse.Flow(), p.sink.Sink())
+	if err := p.obs.setup(cfg, p); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
 func (p *pipeline) count(o record.Output) {
+	p.obs.output(o)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sum.Written++
@@ -177,8 +196,11 @@ func (p *pipeline) stats() []*flow.Stats {
 // drained, or hard ends) and returns the summary.
 func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	start := time.Now()
+	stopObs := p.obs.start(p)
 	err := flow.Run(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.sink.Sink())
 	p.fetch.Close()
+	spans, oerr := stopObs()
+	err = errors.Join(err, oerr)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.sum
@@ -196,5 +218,17 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 			}
 		}
 	}
+	s.Spans = spans
 	return s, err
+}
+
+// inFlightBound is the most inputs that can have been read and not yet
+// written: every queue full, every worker holding one, every hand-off
+// between stages holding one (three connections, and the feeder and
+// forwarder around go-streams' Map), and a full batch in the sink.
+func (p *pipeline) inFlightBound() int {
+	const handoffs = 5
+	return p.fetch.Flow().Stats().Capacity + p.fetch.Concurrency() +
+		p.parse.Flow().Stats().Capacity + p.parse.Workers() +
+		p.sink.Sink().Stats().Capacity + p.sink.BatchSize() + handoffs
 }

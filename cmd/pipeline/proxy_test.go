@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"sluice/failure"
+	"sluice/metrics"
+	"sluice/proxy"
 	"sluice/record"
 	"sluice/testbed"
 )
@@ -141,7 +143,7 @@ func TestCanaryPasswordNeverLeaks(t *testing.T) {
 		}
 	}
 	for name, b := range map[string][]byte{
-		"log": stderr.Bytes(), "stdout": stdout.Bytes(), "results": results, "pages": read(t, pagesOut),
+		"log": []byte(stderr.String()), "stdout": []byte(stdout.String()), "results": results, "pages": read(t, pagesOut),
 	} {
 		if bytes.Contains(b, []byte(canary)) {
 			t.Errorf("the canary password appears in the %s", name)
@@ -149,27 +151,6 @@ func TestCanaryPasswordNeverLeaks(t *testing.T) {
 	}
 	t.Logf("error classes %v; summary:\n%s", classes, tail(logs, 4))
 }
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers, as a log
-// destination must be.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
-}
-
-func (s *syncBuffer) String() string { return string(s.Bytes()) }
 
 func write(t *testing.T, path, s string) {
 	t.Helper()
@@ -213,5 +194,31 @@ func TestProxyFlagsRejectBadConfig(t *testing.T) {
 		if code := realMain(full, &stdout, &stderr); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d (%s)", args, code, exitUsage, stderr.String())
 		}
+	}
+}
+
+// TestPoolStatesReportQuarantine: the metrics and the watchdog see the
+// pool's quarantine.
+func TestPoolStatesReportQuarantine(t *testing.T) {
+	ps := []*proxy.Proxy{}
+	for i := range 2 {
+		p, err := proxy.Parse(fmt.Sprintf("p%d", i+1), fmt.Sprintf("http://127.0.0.1:%d", 40000+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	pool, err := proxy.New(ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := pool.Acquire(t.Context(), proxy.Request{Domain: "d", Avoid: []string{"p2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release(proxy.Outcome{Class: failure.ProxyAuth, Status: 407})
+	states := poolStates(pool)()
+	if len(states) != 2 || states[0] != (metrics.ProxyState{ID: "p1", Quarantined: true}) || states[1] != (metrics.ProxyState{ID: "p2"}) {
+		t.Errorf("states %+v", states)
 	}
 }

@@ -35,6 +35,9 @@ type Stage struct {
 
 	mu       sync.Mutex // guards limiters
 	limiters map[string]*domainLimiter
+
+	act   activity    // what inputs are doing now (Activity)
+	conns connTracker // connections per transport (Conns)
 }
 
 type domainLimiter struct {
@@ -134,11 +137,15 @@ func (s *Stage) fetch(ctx context.Context, t record.Task) (f record.Fetched) {
 	var lastErr error
 	for attempt := 1; attempt <= s.cfg.MaxAttempts; attempt++ {
 		f.Attempts = attempt
-		if err := s.waitDomain(ctx, t.URL.Hostname()); err != nil {
+		waitStart := s.cfg.Now()
+		leave := s.act.enter(stateToken, t.URL.Hostname(), "")
+		err := s.waitDomain(ctx, t.URL.Hostname())
+		leave()
+		if err != nil {
 			f.Err = failure.New(failure.Canceled, failure.ErrPermanent, err)
 			return f
 		}
-		res, err := s.attempt(ctx, t, attempt, tried)
+		res, err := s.attempt(ctx, t, attempt, tried, waitStart)
 		f.Proxy = res.proxy
 		if res.proxy != "" && res.proxy != directID {
 			tried = append(tried, res.proxy)
@@ -159,7 +166,10 @@ func (s *Stage) fetch(ctx context.Context, t record.Task) (f record.Fetched) {
 		}
 		s.cfg.Logger.Debug().Str("url", t.URL.String()).Str("proxy", res.proxy).Int("attempt", attempt).
 			Str("class", string(failure.ClassOf(err))).Dur("backoff", delay).Msg("retrying")
-		if err := sleep(ctx, delay); err != nil {
+		leave = s.act.enter(stateBackoff, "", "")
+		err = sleep(ctx, delay)
+		leave()
+		if err != nil {
 			break
 		}
 	}
@@ -180,14 +190,17 @@ type attemptResult struct {
 }
 
 // attempt makes one request through one leased proxy. The lease is returned
-// with the outcome before attempt returns, whatever happens.
-func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []string) (res attemptResult, err error) {
+// with the outcome before attempt returns, whatever happens. waitStart is
+// when the attempt began waiting for its domain's token (for the span).
+func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []string, waitStart time.Time) (res attemptResult, err error) {
 	waitEnd := s.cfg.Now()
 	client := s.clients[directID]
 	res.proxy = directID
 	var lease *proxy.Lease
 	if s.cfg.Pool != nil && s.cfg.Pool.Len() > 0 {
+		leave := s.act.enter(stateLease, "", "")
 		lease, err = s.cfg.Pool.Acquire(ctx, proxy.Request{Domain: t.URL.Hostname(), URL: t.URL.Redacted(), Session: t.Msg.Session, Avoid: avoid})
+		leave()
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
@@ -198,6 +211,7 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 		res.proxy = lease.Proxy.ID
 		client = s.clients[lease.Proxy.ID]
 	}
+	defer s.act.enter(stateRequest, t.URL.Hostname(), res.proxy)()
 	tm := newTimer(s.cfg.Now)
 	defer func() {
 		tm.finish()
@@ -208,7 +222,7 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 		}
 		if s.cfg.Trace != nil {
 			sp := record.Span{Schema: record.SchemaVersion, URL: t.URL.Redacted(), Domain: t.URL.Hostname(), Proxy: res.proxy,
-				Attempt: n, Enqueued: t.Enqueued, WaitEnd: waitEnd, Status: res.status, Bytes: int64(len(res.body)),
+				Attempt: n, Enqueued: t.Enqueued, WaitStart: waitStart, WaitEnd: waitEnd, Status: res.status, Bytes: int64(len(res.body)),
 				Error: string(failure.ClassOf(err))}
 			tm.fill(&sp)
 			s.cfg.Trace(sp)
@@ -384,3 +398,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// Concurrency returns the number of workers: the most inputs the stage
+// holds outside its queue.
+func (s *Stage) Concurrency() int { return s.cfg.Concurrency }

@@ -118,11 +118,11 @@ func requireAllOK(t *testing.T, tasks []record.Task, got []record.Fetched) {
 	}
 }
 
-// farmPool starts a farm of n proxies and a pool over it with the ids
+// newFarmPool starts a farm of n proxies and a pool over it with the ids
 // p1..pn (proxy i+1 dials from farm.Proxy(i).SourceIP()). Start sites
 // first: cleanups run in reverse, and a site waits (up to its grace
 // period) for connections the farm opened and never used.
-func farmPool(t *testing.T, n, firstIP int, fc testbed.FarmConfig, opts ...proxy.Option) (*testbed.Farm, *proxy.Pool) {
+func newFarmPool(t *testing.T, n, firstIP int, fc testbed.FarmConfig, opts ...proxy.Option) (*testbed.Farm, *proxy.Pool) {
 	t.Helper()
 	fc.N, fc.FirstSourceIP = n, firstIP
 	farm, err := testbed.StartFarm(fc)

@@ -77,6 +77,7 @@ func (s *Stage) client(tr *http.Transport) *http.Client {
 func (s *Stage) newClient(p *proxy.Proxy, share int) (*http.Client, error) {
 	tr, dialer := s.baseTransport(share)
 	if p == nil {
+		tr.DialContext = s.conns.wrap(directID, tr.MaxIdleConnsPerHost, tr.DialContext)
 		return s.client(tr), nil
 	}
 	endpoint, err := s.resolveEndpoint(p)
@@ -97,8 +98,9 @@ func (s *Stage) newClient(p *proxy.Proxy, share int) (*http.Client, error) {
 		tr.OnProxyConnectResponse = connectAnswer
 		toProxy := func(ctx context.Context) (net.Conn, error) { return dialProxy(ctx, "tcp", "") }
 		if p.URL.Scheme == "https" {
-			tr.DialTLSContext = s.dialProxyTLS(p, dialProxy)
-			toProxy = func(ctx context.Context) (net.Conn, error) { return tr.DialTLSContext(ctx, "tcp", "") }
+			dialTLS := s.dialProxyTLS(p, dialProxy)
+			tr.DialTLSContext = dialTLS
+			toProxy = func(ctx context.Context) (net.Conn, error) { return dialTLS(ctx, "tcp", "") }
 		}
 		if s.toProxy == nil {
 			s.toProxy = map[string]proxyDial{}
@@ -112,6 +114,13 @@ func (s *Stage) newClient(p *proxy.Proxy, share int) (*http.Client, error) {
 	}
 	if p.Rotating {
 		tr.DisableKeepAlives = true
+	}
+	// Count the connections of whichever dial the transport uses for its
+	// first hop: TLS to an https:// proxy, plain TCP otherwise.
+	if tr.DialTLSContext != nil {
+		tr.DialTLSContext = s.conns.wrap(p.ID, tr.MaxIdleConnsPerHost, tr.DialTLSContext)
+	} else {
+		tr.DialContext = s.conns.wrap(p.ID, tr.MaxIdleConnsPerHost, tr.DialContext)
 	}
 	return s.client(tr), nil
 }

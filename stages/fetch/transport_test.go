@@ -260,7 +260,7 @@ func TestTinyproxyAuth(t *testing.T) {
 func TestProxyAuthClasses(t *testing.T) {
 	site := startSite(t, testbed.SiteConfig{})
 	secure := startTLSSite(t)
-	farm, _ := farmPool(t, 1, 100, testbed.FarmConfig{User: "u", Pass: "right"})
+	farm, _ := newFarmPool(t, 1, 100, testbed.FarmConfig{User: "u", Pass: "right"})
 	wrong := withPassword(t, farm.Proxy(0).URL(), "wrong")
 
 	// A proxy that answers every CONNECT with 401 and a forwarded request
@@ -321,7 +321,7 @@ func TestProxyAuthClasses(t *testing.T) {
 func TestHTTPSProxy(t *testing.T) {
 	site := startSite(t, testbed.SiteConfig{})
 	secure := startTLSSite(t)
-	farm, _ := farmPool(t, 1, 101, testbed.FarmConfig{User: "u", Pass: "tls-pass"})
+	farm, _ := newFarmPool(t, 1, 101, testbed.FarmConfig{User: "u", Pass: "tls-pass"})
 	front, err := testbed.StartRelay(testbed.RelayConfig{
 		Backends: []string{farm.Proxy(0).Addr()},
 		TLS:      &tls.Config{Certificates: secure.TLS.Certificates},
@@ -353,7 +353,7 @@ func TestHTTPSProxy(t *testing.T) {
 // rotating; otherwise keep-alive pins all traffic to one exit.
 func TestRotatingEndpointRotatesPerRequest(t *testing.T) {
 	site := startSite(t, testbed.SiteConfig{})
-	farm, _ := farmPool(t, 4, 110, testbed.FarmConfig{})
+	farm, _ := newFarmPool(t, 4, 110, testbed.FarmConfig{})
 	var backends []string
 	for i := range farm.Len() {
 		backends = append(backends, farm.Proxy(i).Addr())
@@ -511,7 +511,7 @@ func TestCaptchaBanIsPerDomain(t *testing.T) {
 		page(w, r)
 	})))
 	b := serveOn(t, "127.0.1.4:0", wrapB(page))
-	farm, pool := farmPool(t, 3, 130, testbed.FarmConfig{}, proxy.WithStrategy(proxy.RoundRobin))
+	farm, pool := newFarmPool(t, 3, 130, testbed.FarmConfig{}, proxy.WithStrategy(proxy.RoundRobin))
 	if farm.Proxy(0).SourceIP() != bannedIP {
 		t.Fatal("farm layout changed")
 	}
@@ -583,7 +583,7 @@ func serveOn(t *testing.T, addr string, h http.Handler) string {
 // the stage is built, not per connection.
 func TestProxyEndpointResolvedOnce(t *testing.T) {
 	site := startSite(t, testbed.SiteConfig{})
-	farm, _ := farmPool(t, 1, 140, testbed.FarmConfig{})
+	farm, _ := newFarmPool(t, 1, 140, testbed.FarmConfig{})
 	res := &mapResolver{m: map[string]netip.Addr{"gw.sluice.test": netip.MustParseAddr("127.0.0.1")}, calls: map[string]int{}}
 	raw := strings.Replace(farm.Proxy(0).URL(), "127.0.0.1", "gw.sluice.test", 1)
 	cfg := quickConfig(poolOf(t, []string{raw + " rotating"}), 2)
@@ -609,7 +609,7 @@ func TestCanaryNeverInErrorsSpansOrSnapshots(t *testing.T) {
 	const canary = "canary-pw-0b77e2"
 	site := startSite(t, testbed.SiteConfig{})
 	secure := startTLSSite(t)
-	farm, _ := farmPool(t, 1, 160, testbed.FarmConfig{User: "u", Pass: "not-the-canary"})
+	farm, _ := newFarmPool(t, 1, 160, testbed.FarmConfig{User: "u", Pass: "not-the-canary"})
 	front, err := testbed.StartRelay(testbed.RelayConfig{Backends: []string{farm.Proxy(0).Addr()}, TLS: &tls.Config{Certificates: secure.TLS.Certificates}})
 	if err != nil {
 		t.Fatal(err)
