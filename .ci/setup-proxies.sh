@@ -32,8 +32,16 @@ if ! command -v microsocks >/dev/null || ! command -v tinyproxy >/dev/null; then
     apt-get update -qq
     export SLUICE_APT_UPDATED=1
   fi
-  # policy-rc.d keeps Debian's own tinyproxy service (port 8888) from starting.
+  # Keep Debian's own tinyproxy service (port 8888) from starting: a
+  # policy-rc.d that denies service starts, for the install only.
+  sluice_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    sluice_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends microsocks tinyproxy >/dev/null
+  if [ -n "$sluice_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 sluice_proxy_dir=${TMPDIR:-/tmp}/sluice-proxies

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -80,6 +81,8 @@ func startTLSSite(t *testing.T) *tlsSite {
 		s.mu.Unlock()
 		fmt.Fprintf(w, "<html><h1>secure %s</h1></html>", r.URL.Path)
 	}))
+	// Tunnels closed before a handshake (a test ending) are not news.
+	s.Config.ErrorLog = log.New(io.Discard, "", 0)
 	s.StartTLS()
 	t.Cleanup(s.Close)
 	return s
