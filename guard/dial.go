@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -13,10 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strings"
 	"time"
-
-	xproxy "golang.org/x/net/proxy"
 
 	"sluice/failure"
 )
@@ -144,114 +140,118 @@ func (p *Policy) Dial(base DialFunc) DialFunc {
 	}
 }
 
-// Apply makes every connection tr opens pass the policy. proxyURL is the
-// proxy tr is built for, nil for direct connections; tr.DialContext (nil
-// means a plain net.Dialer) is kept as the way to reach the target or the
-// proxy. Call it once, after the transport is otherwise configured and
-// before its first use.
+// LocalDNS reports whether targets behind HTTP(S) proxies are resolved and
+// checked here and reached through Tunnel (Config.ProxyDNS "local"),
+// rather than sent to the proxy by name through ProxyFunc ("remote", the
+// default).
+func (p *Policy) LocalDNS() bool { return p.localDNS }
+
+// What holds through proxies, per way of reaching the target (the proxy
+// endpoint itself is configuration, not input, and is not checked):
 //
-// What holds, per kind of connection:
-//
-//   - direct: the target name is resolved here, every address checked,
-//     and the connection made to a checked IP (tr.Proxy is cleared, so no
-//     environment proxy is used).
-//   - socks5, and http/https proxies in local-DNS mode: the
-//     same resolution and check, then the proxy is asked for the checked
-//     IP literal (SOCKS5 CONNECT with an IPv4/IPv6 address, HTTP CONNECT
-//     ip:port); plain-http targets are tunnelled through CONNECT too. The
-//     proxy cannot substitute another destination without lying about
-//     the tunnel, and TLS is verified against the URL's name as usual.
-//     tr.Proxy is cleared and the handshake is done here, honouring the
-//     proxy URL's credentials, tr.ProxyConnectHeader,
-//     tr.GetProxyConnectHeader and tr.OnProxyConnectResponse.
-//   - socks5h, and http/https proxies in remote-DNS mode (the default):
-//     the proxy resolves the name, so its answer cannot be checked here.
-//     What holds is CheckURL (scheme, port, host lists, IP literals in
-//     every numeric spelling) plus a best-effort check of the name as the
-//     local resolver answers it: a name that resolves here to any refused
-//     address is refused. A name the proxy resolves differently (split-horizon DNS,
-//     rebinding between the two lookups, a provider's endpoint that
-//     resolves inside its own network) is outside this package's reach;
-//     use local-DNS mode, or a proxy that enforces its own egress policy,
-//     where that matters.
-//
-// The proxy endpoint itself is configuration, not input, and is not
-// checked.
-func (p *Policy) Apply(tr *http.Transport, proxyURL *url.URL) {
-	base := DialFunc(tr.DialContext)
-	if base == nil {
-		base = (&net.Dialer{}).DialContext
+//   - Tunnel (HTTP(S) proxies in local-DNS mode) and Resolve in a SOCKS5
+//     dialer (socks5://): the target is resolved here, every address
+//     checked, and the proxy is asked for the checked IP literal (HTTP
+//     CONNECT ip:port, SOCKS5 CONNECT with an IPv4/IPv6 address). The
+//     proxy cannot be steered elsewhere by its own DNS, and TLS is
+//     verified against the URL's name as usual.
+//   - ProxyFunc (HTTP(S) proxies in remote-DNS mode) and CheckName in a
+//     SOCKS5 dialer (socks5h://): the proxy resolves the name, so its
+//     answer cannot be checked here. What holds is CheckURL (scheme, port,
+//     host lists, IP literals in every numeric spelling) plus a
+//     best-effort check of the name as the local resolver answers it: a
+//     name that resolves here to any refused address is refused. A name
+//     the proxy resolves differently (split-horizon DNS, rebinding between
+//     the two lookups, a provider's endpoint that resolves inside its own
+//     network) is outside this package's reach; use local DNS, or a proxy
+//     that enforces its own egress policy, where that matters.
+
+// CheckName is the check for a target host that a proxy will resolve:
+// the host lists, the address of an IP literal, and every address the
+// local resolver gives for a name. A lookup that fails here is no refusal
+// (the proxy may well resolve the name); an answer with a refused address
+// is.
+func (p *Policy) CheckName(ctx context.Context, host string) error {
+	h, err := ParseHost(host)
+	if err != nil {
+		return failure.Errorf(failure.BadInput, "URL refused: %v", err)
 	}
-	switch {
-	case proxyURL == nil:
-		tr.Proxy = nil
-		tr.DialContext = p.Dial(base)
-	case proxyURL.Scheme == "socks5" || p.localDNS && (proxyURL.Scheme == "http" || proxyURL.Scheme == "https"):
-		tr.Proxy = nil
-		v := &via{p: p, proxy: proxyURL, base: base, tr: tr}
-		tr.DialContext = v.dial
-	default:
-		tr.Proxy = p.remoteProxy(proxyURL)
-		tr.DialContext = base
+	if err := p.checkHost(h); err != nil {
+		return err
 	}
+	if h.IsIP() {
+		return p.CheckAddr(h.Addr)
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.handshake)
+	defer cancel()
+	addrs, err := p.lookup(ctx, "ip", h.Name)
+	if err != nil {
+		return nil
+	}
+	for _, a := range addrs {
+		if err := p.CheckAddr(a); err != nil {
+			return refuse("%s resolves here to a refused address (%v); not sent to a proxy that resolves it itself", h, reason(err))
+		}
+	}
+	return nil
 }
 
-// remoteProxy is the Proxy function for proxies that resolve names
-// themselves: CheckURL plus the best-effort local check of the name.
-func (p *Policy) remoteProxy(proxyURL *url.URL) func(*http.Request) (*url.URL, error) {
+// ProxyFunc returns the http.Transport.Proxy function for an HTTP(S)
+// proxy that resolves target names itself: every request passes CheckURL
+// and CheckName before it is handed to proxyURL.
+func (p *Policy) ProxyFunc(proxyURL *url.URL) func(*http.Request) (*url.URL, error) {
 	return func(req *http.Request) (*url.URL, error) {
 		c, err := p.CheckURL(req.URL)
 		if err != nil {
 			return nil, err
 		}
-		h, err := ParseHost(c.Hostname())
-		if err != nil || h.IsIP() {
-			return proxyURL, err
-		}
-		ctx, cancel := context.WithTimeout(req.Context(), p.handshake)
-		defer cancel()
-		addrs, err := p.lookup(ctx, "ip", h.Name)
-		if err != nil {
-			return proxyURL, nil // the proxy may well resolve it; it is its answer that counts
-		}
-		for _, a := range addrs {
-			if err := p.CheckAddr(a); err != nil {
-				return nil, refuse("%s resolves here to a refused address (%v); not sent to a proxy that resolves it itself", h, reason(err))
-			}
+		if err := p.CheckName(req.Context(), c.Hostname()); err != nil {
+			return nil, err
 		}
 		return proxyURL, nil
 	}
 }
 
-// via dials targets through one proxy after resolving and checking them
-// locally.
-type via struct {
-	p     *Policy
-	proxy *url.URL
-	base  DialFunc
-	tr    *http.Transport
+// Tunnel returns the DialContext of a transport that reaches its targets
+// through an HTTP(S) proxy with CONNECT tunnels to checked IP literals
+// (the transport's Proxy must be nil: to it the tunnel is a direct
+// connection, so plain http is tunnelled too). Each dial resolves and
+// checks addr (see Resolve), opens a connection to the proxy with toProxy
+// (TLS already done for an https:// proxy) and asks for a tunnel to the
+// checked IP, with the proxy URL's credentials, tr.ProxyConnectHeader or
+// tr.GetProxyConnectHeader, and tr.OnProxyConnectResponse to judge the
+// answer. Errors are classified: a refusal is class policy, a failure to
+// reach the proxy proxy_connect, our credentials refused proxy_auth, any
+// other answer proxy_protocol, with the answer's status.
+func (p *Policy) Tunnel(toProxy func(context.Context) (net.Conn, error), proxyURL *url.URL, tr *http.Transport) DialFunc {
+	t := &tunnel{p: p, toProxy: toProxy, proxy: proxyURL, tr: tr}
+	return t.dial
 }
 
-func (v *via) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	targets, err := v.p.Resolve(ctx, network, addr)
+// tunnel dials targets through one HTTP(S) proxy after resolving and
+// checking them locally.
+type tunnel struct {
+	p       *Policy
+	toProxy func(context.Context) (net.Conn, error)
+	proxy   *url.URL
+	tr      *http.Transport
+}
+
+func (t *tunnel) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	targets, err := t.p.Resolve(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
 	var lastErr error
-	for _, t := range targets {
-		var c net.Conn
-		if v.proxy.Scheme == "socks5" {
-			c, err = v.socks(ctx, t)
-		} else {
-			c, err = v.connect(ctx, t)
-		}
+	for _, target := range targets {
+		c, err := t.connect(ctx, target)
 		if err == nil {
 			return c, nil
 		}
 		lastErr = err
-		// Only a refusal of this target is worth trying the next address
-		// for; a proxy that cannot be reached or refuses us will not do
-		// better with another one.
+		// Only a proxy that could not reach this address is worth asking
+		// for the next one; one that is unreachable or refuses us will not
+		// do better.
 		var fe *failure.Error
 		if ctx.Err() != nil || !errors.As(err, &fe) || fe.Class != failure.ProxyProtocol {
 			break
@@ -260,32 +260,20 @@ func (v *via) dial(ctx context.Context, network, addr string) (net.Conn, error) 
 	return nil, lastErr
 }
 
-// proxyAddr is the proxy's host:port, with the scheme's default port.
-func (v *via) proxyAddr() string {
-	port := v.proxy.Port()
-	if port == "" {
-		switch v.proxy.Scheme {
-		case "https":
-			port = "443"
-		case "http":
-			port = "80"
-		default:
-			port = "1080"
-		}
-	}
-	return net.JoinHostPort(v.proxy.Hostname(), port)
-}
-
 func proxyErr(class failure.Class, format string, args ...any) error {
 	return failure.New(class, failure.ErrProxy, fmt.Errorf(format, args...))
 }
 
-// connect opens a CONNECT tunnel to target through an HTTP(S) proxy.
-func (v *via) connect(ctx context.Context, target netip.AddrPort) (_ net.Conn, err error) {
-	c, err := v.base(ctx, "tcp", v.proxyAddr())
+// connect opens a CONNECT tunnel to target.
+func (t *tunnel) connect(ctx context.Context, target netip.AddrPort) (_ net.Conn, err error) {
+	c, err := t.toProxy(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		var fe *failure.Error
+		if errors.As(err, &fe) {
+			return nil, err
 		}
 		return nil, proxyErr(failure.ProxyConnect, "reaching proxy: %w", err)
 	}
@@ -295,7 +283,7 @@ func (v *via) connect(ctx context.Context, target netip.AddrPort) (_ net.Conn, e
 		}
 	}()
 	// The handshake is bounded by HandshakeTimeout and by ctx.
-	deadline := time.Now().Add(v.p.handshake)
+	deadline := time.Now().Add(t.p.handshake)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -309,34 +297,20 @@ func (v *via) connect(ctx context.Context, target netip.AddrPort) (_ net.Conn, e
 		return proxyErr(class, format, args...)
 	}
 
-	if v.proxy.Scheme == "https" {
-		cfg := &tls.Config{}
-		if v.tr.TLSClientConfig != nil {
-			cfg = v.tr.TLSClientConfig.Clone()
-		}
-		cfg.ServerName = v.proxy.Hostname()
-		cfg.NextProtos = nil
-		tc := tls.Client(c, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return nil, fail(failure.ProxyConnect, "TLS with proxy: %w", err)
-		}
-		c = tc
-	}
-
 	hostport := target.String()
 	var hdr http.Header
-	if v.tr.GetProxyConnectHeader != nil {
-		if hdr, err = v.tr.GetProxyConnectHeader(ctx, v.proxy, hostport); err != nil {
+	if t.tr.GetProxyConnectHeader != nil {
+		if hdr, err = t.tr.GetProxyConnectHeader(ctx, t.proxy, hostport); err != nil {
 			return nil, err
 		}
 	} else {
-		hdr = v.tr.ProxyConnectHeader
+		hdr = t.tr.ProxyConnectHeader
 	}
 	hdr = hdr.Clone()
 	if hdr == nil {
 		hdr = http.Header{}
 	}
-	if u := v.proxy.User; u != nil && hdr.Get("Proxy-Authorization") == "" {
+	if u := t.proxy.User; u != nil && hdr.Get("Proxy-Authorization") == "" {
 		pass, _ := u.Password()
 		hdr.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(u.Username()+":"+pass)))
 	}
@@ -344,14 +318,14 @@ func (v *via) connect(ctx context.Context, target netip.AddrPort) (_ net.Conn, e
 	if err := req.Write(c); err != nil {
 		return nil, fail(failure.ProxyProtocol, "writing CONNECT: %w", err)
 	}
-	br := bufio.NewReader(&io.LimitedReader{R: c, N: v.p.maxProxyHdr})
+	br := bufio.NewReader(&io.LimitedReader{R: c, N: t.p.maxProxyHdr})
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
 		return nil, fail(failure.ProxyProtocol, "proxy answered CONNECT with garbage: %w", err)
 	}
-	if v.tr.OnProxyConnectResponse != nil {
-		if err := v.tr.OnProxyConnectResponse(ctx, v.proxy, req, resp); err != nil {
-			return nil, err
+	if t.tr.OnProxyConnectResponse != nil {
+		if err := t.tr.OnProxyConnectResponse(ctx, t.proxy, req, resp); err != nil {
+			return nil, withStatus(err, resp.StatusCode)
 		}
 	}
 	switch {
@@ -372,7 +346,8 @@ func (v *via) connect(ctx context.Context, target netip.AddrPort) (_ net.Conn, e
 // withStatus records the proxy's answer to CONNECT in a classified error,
 // so that the attempt reports the status as a forwarded request would.
 func withStatus(err error, status int) error {
-	if fe, ok := err.(*failure.Error); ok {
+	var fe *failure.Error
+	if errors.As(err, &fe) && fe.Status == 0 {
 		fe.Status = status
 	}
 	return err
@@ -385,58 +360,3 @@ type prefixConn struct {
 }
 
 func (c *prefixConn) Read(b []byte) (int, error) { return c.r.Read(b) }
-
-// socks opens a SOCKS5 connection to the IP literal target.
-func (v *via) socks(ctx context.Context, target netip.AddrPort) (net.Conn, error) {
-	var auth *xproxy.Auth
-	if u := v.proxy.User; u != nil {
-		pass, _ := u.Password()
-		auth = &xproxy.Auth{User: u.Username(), Password: pass}
-	}
-	fwd := &forward{base: v.base}
-	d, err := xproxy.SOCKS5("tcp", v.proxyAddr(), auth, fwd)
-	if err != nil {
-		return nil, proxyErr(failure.ProxyConnect, "socks5 dialer: %w", err)
-	}
-	hctx, cancel := context.WithTimeout(ctx, v.p.handshake)
-	defer cancel()
-	c, err := d.(xproxy.ContextDialer).DialContext(hctx, "tcp", target.String())
-	if err == nil {
-		return c, nil
-	}
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	var unreachable *proxyUnreachable
-	msg := err.Error()
-	switch {
-	case errors.As(err, &unreachable):
-		return nil, proxyErr(failure.ProxyConnect, "reaching proxy: %w", unreachable.err)
-	case strings.Contains(msg, "username/password") || strings.Contains(msg, "no acceptable authentication"):
-		return nil, proxyErr(failure.ProxyAuth, "socks5 authentication: %w", err)
-	case hctx.Err() != nil:
-		return nil, proxyErr(failure.ProxyConnect, "socks5 handshake not done within %v", v.p.handshake)
-	}
-	return nil, proxyErr(failure.ProxyProtocol, "socks5: %w", err)
-}
-
-// forward reaches a SOCKS5 proxy through the transport's dialer and marks
-// a failure to do so.
-type forward struct{ base DialFunc }
-
-type proxyUnreachable struct{ err error }
-
-func (e *proxyUnreachable) Error() string { return e.err.Error() }
-func (e *proxyUnreachable) Unwrap() error { return e.err }
-
-func (f *forward) Dial(network, addr string) (net.Conn, error) {
-	return f.DialContext(context.Background(), network, addr)
-}
-
-func (f *forward) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := f.base(ctx, network, addr)
-	if err != nil {
-		return nil, &proxyUnreachable{err}
-	}
-	return c, nil
-}

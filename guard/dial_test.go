@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,17 +60,34 @@ func startSite(t *testing.T) *testbed.Site {
 	return s
 }
 
-// client builds a transport the way the fetch stage does (Proxy set for a
-// proxy, then Apply) and a client on it.
+// wire puts the policy on tr the way the fetch stage does: Dial for
+// direct connections; for an http:// proxy, Tunnel in local-DNS mode and
+// ProxyFunc otherwise.
+func wire(t *testing.T, p *Policy, tr *http.Transport, proxy string) {
+	t.Helper()
+	base := DialFunc(tr.DialContext)
+	if base == nil {
+		base = (&net.Dialer{}).DialContext
+	}
+	if proxy == "" {
+		tr.Proxy = nil
+		tr.DialContext = p.Dial(base)
+		return
+	}
+	pu := mustParse(t, proxy)
+	if !p.LocalDNS() {
+		tr.Proxy = p.ProxyFunc(pu)
+		return
+	}
+	tr.Proxy = nil
+	tr.DialContext = p.Tunnel(func(ctx context.Context) (net.Conn, error) { return base(ctx, "tcp", pu.Host) }, pu, tr)
+}
+
+// client builds a transport wired as the fetch stage does and a client on it.
 func client(t *testing.T, p *Policy, proxy string, base DialFunc) *http.Client {
 	t.Helper()
 	tr := &http.Transport{DialContext: base, DisableKeepAlives: true, ResponseHeaderTimeout: 10 * time.Second}
-	var pu *url.URL
-	if proxy != "" {
-		pu = mustParse(t, proxy)
-		tr.Proxy = http.ProxyURL(pu)
-	}
-	p.Apply(tr, pu)
+	wire(t, p, tr, proxy)
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
 }
@@ -221,7 +237,7 @@ func TestDialRebinding(t *testing.T) {
 	}
 }
 
-func TestApplyHTTPProxyLocalDNS(t *testing.T) {
+func TestTunnelLocalDNS(t *testing.T) {
 	site := startSite(t)
 	canary := startCanary(t, "127.0.0.66:0")
 	farm, err := testbed.StartFarm(testbed.FarmConfig{N: 1, User: "u", Pass: "s3cret-pw"})
@@ -271,8 +287,8 @@ func TestApplyHTTPProxyLocalDNS(t *testing.T) {
 	t.Cleanup(tlsSrv.Close)
 	dns2 := startDNS(t, map[string][]string{"example.com": {"127.0.0.1"}, "wrong.sluice.test": {"127.0.0.1"}})
 	p2 := mustPolicy(t, Config{Resolver: dns2.Resolver(), AllowNets: []string{"127.0.0.1/32"}, ProxyDNS: ProxyDNSLocal})
-	tr := &http.Transport{Proxy: http.ProxyURL(mustParse(t, farm.URLs()[0])), TLSClientConfig: tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()}
-	p2.Apply(tr, mustParse(t, farm.URLs()[0]))
+	tr := &http.Transport{TLSClientConfig: tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()}
+	wire(t, p2, tr, farm.URLs()[0])
 	t.Cleanup(tr.CloseIdleConnections)
 	hc := &http.Client{Transport: tr, Timeout: 20 * time.Second}
 	tlsPort := tlsSrv.Listener.Addr().(*net.TCPAddr).Port
@@ -285,7 +301,7 @@ func TestApplyHTTPProxyLocalDNS(t *testing.T) {
 	}
 }
 
-func TestApplyProxyFailuresClassified(t *testing.T) {
+func TestTunnelProxyFailuresClassified(t *testing.T) {
 	site := startSite(t)
 	farm, err := testbed.StartFarm(testbed.FarmConfig{N: 1, User: "u", Pass: "s3cret-pw"})
 	if err != nil {
@@ -324,74 +340,7 @@ func TestApplyProxyFailuresClassified(t *testing.T) {
 	check("dead proxy", good, failure.ProxyConnect)
 }
 
-func TestApplySOCKS5(t *testing.T) {
-	site := startSite(t)
-	canary := startCanary(t, "127.0.0.66:0")
-	dns := startDNS(t, map[string][]string{
-		"site.sluice.test":   {"127.0.0.1"},
-		"canary.sluice.test": {"127.0.0.66"},
-	})
-	socks := startSocks(t, "u", "s0cks-pw", dns.Resolver())
-	p := mustPolicy(t, Config{Resolver: dns.Resolver(), AllowNets: []string{"127.0.0.1/32"}})
-	sitePort := site.URL()[strings.LastIndex(site.URL(), ":")+1:]
-	siteURL := "http://site.sluice.test:" + sitePort + "/product/9"
-	refusedURLs := []string{
-		fmt.Sprintf("http://canary.sluice.test:%d/", canary.Port()),
-		fmt.Sprintf("http://127.0.0.66:%d/", canary.Port()),
-		fmt.Sprintf("http://0x7f.0.0.66:%d/", canary.Port()),
-	}
-
-	t.Run("socks5 resolves here", func(t *testing.T) {
-		c := client(t, p, "socks5://u:s0cks-pw@"+socks.addr(), nil)
-		if status, _, err := get(c, siteURL); err != nil || status != 200 {
-			t.Fatalf("fetch: %d %v", status, err)
-		}
-		n := len(socks.seen())
-		for _, u := range refusedURLs {
-			if _, _, err := get(c, u); failure.ClassOf(err) != failure.Policy {
-				t.Errorf("GET %s: %v, want a policy refusal", u, err)
-			}
-		}
-		seen := socks.seen()
-		if len(seen) != n {
-			t.Errorf("refused targets reached the proxy: %v", seen[n:])
-		}
-		if r := seen[0]; r.atyp != 1 || r.host != "127.0.0.1" {
-			t.Errorf("proxy was asked for %+v, want the IPv4 literal 127.0.0.1", r)
-		}
-		wrong := client(t, p, "socks5://u:nope@"+socks.addr(), nil)
-		_, _, err := get(wrong, siteURL)
-		if failure.ClassOf(err) != failure.ProxyAuth || strings.Contains(err.Error(), "nope") {
-			t.Errorf("wrong password: %v", err)
-		}
-	})
-	t.Run("socks5h resolves there", func(t *testing.T) {
-		c := client(t, p, "socks5h://u:s0cks-pw@"+socks.addr(), nil)
-		n := len(socks.seen())
-		if status, _, err := get(c, siteURL); err != nil || status != 200 {
-			t.Fatalf("fetch: %d %v", status, err)
-		}
-		seen := socks.seen()
-		if len(seen) != n+1 || seen[n].atyp != 3 || seen[n].host != "site.sluice.test" {
-			t.Fatalf("proxy was asked for %+v, want the name", seen[n:])
-		}
-		// The best-effort local check still refuses what resolves here
-		// to a refused address, and IP literals in any spelling.
-		for _, u := range refusedURLs {
-			if _, _, err := get(c, u); failure.ClassOf(err) != failure.Policy {
-				t.Errorf("GET %s: %v, want a policy refusal", u, err)
-			}
-		}
-		if got := socks.seen(); len(got) != n+1 {
-			t.Errorf("refused targets reached the proxy: %v", got[n+1:])
-		}
-	})
-	if canary.Conns() != 0 {
-		t.Errorf("canary saw %d connections", canary.Conns())
-	}
-}
-
-func TestApplyHTTPProxyRemoteDNS(t *testing.T) {
+func TestProxyFuncRemoteDNS(t *testing.T) {
 	site := startSite(t)
 	canary := startCanary(t, "127.0.0.66:0")
 	farm, err := testbed.StartFarm(testbed.FarmConfig{N: 1})
@@ -449,7 +398,7 @@ func TestConnectKeepsEarlyTunnelBytes(t *testing.T) {
 	defer func() { _ = ln.Close(); <-done }()
 	p := mustPolicy(t, Config{ProxyDNS: ProxyDNSLocal})
 	tr := &http.Transport{}
-	p.Apply(tr, mustParse(t, "http://"+ln.Addr().String()))
+	wire(t, p, tr, "http://"+ln.Addr().String())
 	conn, err := tr.DialContext(context.Background(), "tcp", "8.8.8.8:25")
 	if err != nil {
 		t.Fatal(err)

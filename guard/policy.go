@@ -10,15 +10,14 @@
 //     http and https, no user information, ports and host names by the
 //     allow and deny lists, numeric hosts canonicalised (127.1, 2130706433,
 //     0x7f.1 … are 127.0.0.1) and IP literals checked;
-//   - at dial time (Dial, Apply) on every address the name resolves to,
+//   - at dial time (Dial, Resolve) on every address the name resolves to,
 //     and the connection is made to exactly the address that was checked,
 //     so a resolver that changes its answer (DNS rebinding) cannot swap it;
-//   - through proxies (Apply): for socks5 proxies, and HTTP proxies in
-//     local-DNS mode, the target is resolved and checked here and the
-//     proxy is asked for the checked IP literal; for socks5h and HTTP
-//     proxies in the default remote-DNS mode, which resolve the name
-//     themselves, the URL is checked and the name is checked here on a
-//     best-effort basis (see Apply).
+//   - through proxies: Tunnel (HTTP CONNECT to the checked IP literal) and
+//     Resolve in a socks5:// dialer check here what the proxy will reach;
+//     ProxyFunc and CheckName, for proxies that resolve names themselves
+//     (remote-DNS HTTP proxies, socks5h://), check the URL and, on a
+//     best-effort basis, the name (see LocalDNS for what holds).
 //
 // By default the policy refuses loopback, private (RFC 1918), CGNAT,
 // link-local (169.254.0.0/16, including the metadata address

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,9 @@ type jobConfig struct {
 	Drain     time.Duration
 	Log       zerolog.Logger
 	Observe   observeConfig
+	// PoolOptions configure the proxy pool (model, strategies, sessions,
+	// partitions, health); see proxyFlags.
+	PoolOptions []proxy.Option
 }
 
 // summary is what a finished run reports.
@@ -48,8 +52,10 @@ type summary struct {
 	Dropped  uint64           `json:"dropped"`
 	Elapsed  time.Duration    `json:"elapsed"`
 	PerProxy map[string]int64 `json:"requests_per_proxy"`
-	Stages   []stageSummary   `json:"-"`
-	Spans    int64            `json:"spans,omitempty"` // written to the trace
+	// Unhealthy lists proxies quarantined or on probation at the end.
+	Unhealthy []string       `json:"unhealthy_proxies"`
+	Stages    []stageSummary `json:"-"`
+	Spans     int64          `json:"spans,omitempty"` // written to the trace
 }
 
 type stageSummary struct {
@@ -90,6 +96,9 @@ func (s summary) print(w io.Writer) {
 			fmt.Fprintf(w, " %s=%d", k, s.PerProxy[k])
 		}
 		fmt.Fprintln(w)
+	}
+	if len(s.Unhealthy) > 0 {
+		fmt.Fprintf(w, "proxies not healthy at the end: %s\n", strings.Join(s.Unhealthy, " "))
 	}
 }
 
@@ -132,8 +141,8 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 		return nil, err
 	}
 	if len(cfg.Proxies) > 0 {
-		if p.pool, err = proxy.New(cfg.Proxies); err != nil {
-			return nil, err
+		if p.pool, err = proxy.New(cfg.Proxies, cfg.PoolOptions...); err != nil {
+			return nil, usageError{err}
 		}
 	}
 	fc := cfg.Fetch
@@ -203,6 +212,11 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	}
 	if p.pool != nil {
 		s.PerProxy = p.pool.Uses()
+		for _, ps := range p.pool.Stats().Proxies {
+			if ps.State != proxy.Healthy {
+				s.Unhealthy = append(s.Unhealthy, ps.ID+"="+string(ps.State))
+			}
+		}
 	}
 	s.Spans = spans
 	return s, err

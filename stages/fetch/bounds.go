@@ -6,12 +6,12 @@ import (
 	"compress/gzip"
 	"compress/zlib"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"syscall"
@@ -32,23 +32,49 @@ import (
 // the cap.
 const acceptEncoding = "gzip, deflate, br"
 
-// harden finishes a transport built by newClient: TLS verification,
-// no transparent decompression, the header cap, and the URL policy on
-// every dial (see guard.Policy.Apply). p is the transport's proxy, nil for
-// direct connections.
-func (s *Stage) harden(tr *http.Transport, p *proxy.Proxy) {
-	tr.DisableCompression = true
-	tr.MaxResponseHeaderBytes = s.cfg.MaxHeaderBytes
-	tr.TLSClientConfig = &tls.Config{
-		RootCAs:            s.cfg.TLSRootCAs,
-		InsecureSkipVerify: s.cfg.TLSInsecureSkipVerify,
-		MinVersion:         tls.VersionTLS12,
+// proxyPolicy puts the URL policy on the transport of an HTTP(S) proxy
+// (SOCKS5 proxies check in socksTarget). By default the proxy resolves
+// target names, after the URL and name checks (guard's ProxyFunc); with
+// local proxy DNS, targets are resolved and checked here and reached
+// through CONNECT tunnels to the checked IP (guard's Tunnel), which take
+// over from the transport's own proxying.
+func (s *Stage) proxyPolicy(tr *http.Transport, p *proxy.Proxy) {
+	if p.URL.Scheme != "http" && p.URL.Scheme != "https" {
+		return
 	}
-	var pu *url.URL
-	if p != nil {
-		pu = p.URL
+	if !s.policy.LocalDNS() {
+		tr.Proxy = s.policy.ProxyFunc(p.URL)
+		return
 	}
-	s.policy.Apply(tr, pu)
+	tr.Proxy = nil
+	tr.DialTLSContext = nil // toProxy does the TLS with an https:// proxy
+	tr.DialContext = s.policy.Tunnel(s.toProxy[p.ID], p.URL, tr)
+}
+
+// socksTarget is the address a SOCKS5 proxy is asked for: for socks5://,
+// the checked IP of addr (IPv4 preferred: SOCKS proxies often lack IPv6);
+// for socks5h://, which resolves names itself, addr after the name check.
+func (s *Stage) socksTarget(ctx context.Context, network, addr string, local bool) (string, error) {
+	if !local {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return "", failure.Errorf(failure.BadInput, "dial address %q: %v", addr, err)
+		}
+		if err := s.policy.CheckName(ctx, host); err != nil {
+			return "", err
+		}
+		return addr, nil
+	}
+	targets, err := s.policy.Resolve(ctx, network, addr)
+	if err != nil {
+		return "", err
+	}
+	for _, t := range targets {
+		if a := t.Addr().Unmap(); a.Is4() {
+			return netip.AddrPortFrom(a, t.Port()).String(), nil
+		}
+	}
+	return targets[0].String(), nil
 }
 
 // checkRedirect is every client's CheckRedirect: the URL policy on the

@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
+	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"log"
@@ -231,12 +232,11 @@ func TestTLSVerifiedByDefault(t *testing.T) {
 		if errClass(f) != failure.TLS || failure.Retryable(f.Err) && !viaProxy {
 			t.Errorf("proxy=%v: self-signed server: %v, want a tls error", viaProxy, f.Err)
 		}
-		cfg.TLSRootCAs = roots
+		cfg.TLS = &tls.Config{RootCAs: roots}
 		if f := run(t, cfg, []string{srv.URL})[0]; f.Err != nil || string(f.Body) != "<h1>secure</h1>" {
 			t.Errorf("proxy=%v: trusted root: %v", viaProxy, f.Err)
 		}
-		cfg.TLSRootCAs = nil
-		cfg.TLSInsecureSkipVerify = true
+		cfg.TLS = &tls.Config{InsecureSkipVerify: true}
 		if f := run(t, cfg, []string{srv.URL})[0]; f.Err != nil {
 			t.Errorf("proxy=%v: verification off: %v", viaProxy, f.Err)
 		}

@@ -5,7 +5,7 @@
 package fetch
 
 import (
-	"crypto/x509"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
@@ -34,6 +34,22 @@ type Config struct {
 
 	// Pool supplies proxies; nil means direct connections.
 	Pool *proxy.Pool
+	// Resolver resolves proxy host names (once, in New) and, unless
+	// Policy.Resolver is set, target host names for the URL policy (direct
+	// connections, socks5:// proxies, local proxy DNS). nil means
+	// net.DefaultResolver.
+	Resolver Resolver
+	// ProxyTLS configures TLS with https:// proxies (roots, client
+	// certificates); nil means the system roots.
+	ProxyTLS *tls.Config
+	// TLS configures TLS with targets; nil means the system roots.
+	// Certificates are verified unless it says otherwise.
+	TLS *tls.Config
+	// CaptchaMarkers are byte strings that, found in a 2xx body, make the
+	// answer a ban (class blocked, retried through another proxy, counted
+	// against the proxy on that domain). nil means DefaultCaptchaMarkers;
+	// an empty slice disables the check.
+	CaptchaMarkers []string
 
 	// ConnectTimeout bounds the TCP connect (to the proxy or target). 0 means 10 s.
 	ConnectTimeout time.Duration
@@ -73,14 +89,6 @@ type Config struct {
 	// 3xx is the result).
 	MaxRedirects int
 
-	// TLSRootCAs, if set, replaces the system roots when verifying
-	// targets' certificates (a private CA, a test server). Verification is
-	// on unless TLSInsecureSkipVerify is set.
-	TLSRootCAs *x509.CertPool
-	// TLSInsecureSkipVerify turns certificate verification off. It exists
-	// for tests against self-signed servers; never set it in production.
-	TLSInsecureSkipVerify bool
-
 	// MaxAttempts bounds attempts per input, the first included. 0 means 4.
 	MaxAttempts int
 	// BackoffBase is the delay before the first retry; each further retry
@@ -108,6 +116,10 @@ type Config struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// DefaultCaptchaMarkers appear on anti-bot challenge and block pages and
+// not on the pages behind them.
+var DefaultCaptchaMarkers = []string{"captcha-delivery.com", "px-captcha", "_cf_chl_opt", "cf-turnstile-wrapper"}
 
 func (c *Config) setDefaults() {
 	def := func(v *time.Duration, d time.Duration) {
@@ -155,6 +167,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.CaptchaMarkers == nil {
+		c.CaptchaMarkers = DefaultCaptchaMarkers
 	}
 }
 

@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -32,6 +33,7 @@ type Stage struct {
 	cfg     Config
 	policy  *guard.Policy
 	clients map[string]*http.Client // by proxy id; directID when there is no pool
+	toProxy map[string]proxyDial    // by proxy id, HTTP(S) proxies only: see proxyRefuses
 	flow    *flow.Stage[record.Task, record.Fetched]
 
 	mu       sync.Mutex // guards limiters
@@ -57,17 +59,34 @@ func New(cfg Config) (*Stage, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("fetch config: %w", err)
 	}
+	if cfg.Policy.Resolver == nil && cfg.Resolver != nil {
+		cfg.Policy.Resolver = cfg.Resolver
+	}
 	policy, err := guard.New(cfg.Policy)
 	if err != nil {
 		return nil, fmt.Errorf("fetch config: url policy: %w", err)
 	}
 	s := &Stage{cfg: cfg, policy: policy, clients: map[string]*http.Client{}, limiters: map[string]*domainLimiter{}}
 	if cfg.Pool == nil || cfg.Pool.Len() == 0 {
-		s.clients[directID] = s.newClient(nil, cfg.Concurrency)
+		c, err := s.newClient(nil, cfg.Concurrency)
+		if err != nil {
+			return nil, err
+		}
+		s.clients[directID] = c
 	} else {
+		// A proxy's share of the concurrency; an exclusive lease carries
+		// one request at a time.
 		share := (cfg.Concurrency + cfg.Pool.Len() - 1) / cfg.Pool.Len()
+		if cfg.Pool.Model() == proxy.Exclusive {
+			share = 1
+		}
 		for _, p := range cfg.Pool.Proxies() {
-			s.clients[p.ID] = s.newClient(p, share)
+			c, err := s.newClient(p, share)
+			if err != nil {
+				s.Close()
+				return nil, fmt.Errorf("fetch: %w", err)
+			}
+			s.clients[p.ID] = c
 		}
 	}
 	s.flow = flow.NewStage("fetch", cfg.QueueSize, s.run)
@@ -196,10 +215,14 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 	var lease *proxy.Lease
 	if s.cfg.Pool != nil && s.cfg.Pool.Len() > 0 {
 		leave := s.act.enter(stateLease, "", "")
-		lease, err = s.cfg.Pool.Acquire(ctx, proxy.Request{Domain: t.URL.Hostname(), Avoid: avoid})
+		lease, err = s.cfg.Pool.Acquire(ctx, proxy.Request{Domain: t.URL.Hostname(), URL: t.URL.Redacted(), Session: t.Msg.Session, Avoid: avoid})
 		leave()
-		if err != nil {
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
 			return res, failure.New(failure.Canceled, failure.ErrPermanent, err)
+		default: // no proxy usable within the pool's max wait
+			return res, failure.New(failure.ProxyConnect, failure.ErrProxy, err)
 		}
 		res.proxy = lease.Proxy.ID
 		client = s.clients[lease.Proxy.ID]
@@ -210,7 +233,8 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 		tm.finish()
 		res.timings = tm.timings()
 		if lease != nil {
-			lease.Release(proxy.Outcome{OK: err == nil, Status: res.status, Class: string(failure.ClassOf(err)), Latency: tm.end.Sub(tm.start)})
+			var up upstreamError
+			lease.Release(proxy.Outcome{Class: failure.ClassOf(err), Status: res.status, Latency: tm.end.Sub(tm.start), Upstream: errors.As(err, &up)})
 		}
 		if s.cfg.Trace != nil {
 			sp := record.Span{Schema: record.SchemaVersion, URL: t.URL.Redacted(), Domain: t.URL.Hostname(), Proxy: res.proxy,
@@ -251,13 +275,35 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 	res.finalURL = resp.Request.URL.String()
 	res.header = resp.Header
 	if err := statusError(resp.StatusCode, lease != nil); err != nil {
+		if resp.StatusCode == http.StatusUnauthorized && lease != nil && s.proxyRefuses(ctx, lease.Proxy, resp) {
+			err = failure.New(failure.ProxyAuth, failure.ErrProxy, fmt.Errorf("proxy answered 401"))
+		}
 		res.retryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), s.cfg.Now())
 		// Drain a little so the connection can be reused, never much.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return res, err
 	}
-	res.body, res.truncated, err = s.readBody(ctx, bctx, resp, lease != nil)
-	return res, err
+	body, truncated, err := s.readBody(ctx, bctx, resp, lease != nil)
+	if err != nil {
+		return res, err
+	}
+	if m := captchaMarker(body, s.cfg.CaptchaMarkers); m != "" {
+		// A challenge page instead of the page: this proxy is banned
+		// here; another may not be.
+		return res, failure.New(failure.Blocked, failure.ErrRetryable, fmt.Errorf("captcha marker %q in the body", m))
+	}
+	res.body, res.truncated = body, truncated
+	return res, nil
+}
+
+// captchaMarker returns the first marker found in body, "" if none.
+func captchaMarker(body []byte, markers []string) string {
+	for _, m := range markers {
+		if m != "" && bytes.Contains(body, []byte(m)) {
+			return m
+		}
+	}
+	return ""
 }
 
 // statusError classifies a non-2xx status; nil for 2xx and 3xx (the client
@@ -271,7 +317,7 @@ func statusError(status int, viaProxy bool) error {
 	case status == http.StatusTooManyRequests:
 		return failure.New(failure.RateLimited, failure.ErrRateLimited, fmt.Errorf("target answered %d", status))
 	case viaProxy && (status == http.StatusBadGateway || status == http.StatusGatewayTimeout):
-		return failure.New(failure.ProxyProtocol, failure.ErrProxy, fmt.Errorf("proxy answered %d", status))
+		return failure.New(failure.ProxyProtocol, failure.ErrProxy, upstreamError{fmt.Errorf("proxy answered %d", status)})
 	case status >= 500:
 		return failure.New(failure.ServerError, failure.ErrRetryable, fmt.Errorf("target answered %d", status))
 	case status == http.StatusForbidden:

@@ -1,158 +1,137 @@
-package fetch_test
+package fetch
 
 import (
 	"context"
 	"fmt"
-	"net/netip"
+	"net/url"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"sluice/failure"
 	"sluice/flow"
 	"sluice/guard"
 	"sluice/proxy"
 	"sluice/record"
-	"sluice/stages/fetch"
-	"sluice/stages/source"
 	"sluice/testbed"
 )
 
-// run sends urls through a fetch stage built from cfg and returns one
-// Fetched per URL, in input order. A URL that does not parse becomes a
-// Task carrying its bad_input error, as the source makes it.
-func run(t testing.TB, cfg fetch.Config, urls []string) []record.Fetched {
-	t.Helper()
-	st, err := fetch.New(cfg)
-	if err != nil {
-		t.Fatalf("fetch.New: %v", err)
-	}
-	defer st.Close()
-	return runStage(t, st, urls)
+// manualClock is a clock the test moves by hand (for the pool's health).
+type manualClock struct {
+	mu sync.Mutex
+	t  time.Time
 }
 
-func runStage(t testing.TB, st *fetch.Stage, urls []string) []record.Fetched {
+func newClock() *manualClock { return &manualClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *manualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// newTask builds a Task for a URL, with an optional sticky session.
+func newTask(t *testing.T, raw, session string) record.Task {
 	t.Helper()
-	src := flow.NewSource("urls", func(stop context.Context, emit flow.Emit[record.Task]) error {
-		for i, raw := range urls {
-			msg, u, err := source.Decode([]byte(raw), 0)
-			task := record.Task{Msg: msg, URL: u, Err: err, Origin: record.Origin{Offset: int64(i), Raw: []byte(raw)}, Enqueued: time.Now()}
-			if err := emit(task); err != nil {
-				return nil
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return record.Task{Msg: record.Message{URL: raw, Session: session}, URL: u, Enqueued: time.Now()}
+}
+
+// quickConfig is a fetch config for loopback tests: no rate limit, short
+// backoffs, a bounded attempt.
+func quickConfig(pool *proxy.Pool, concurrency int) Config {
+	return Config{
+		Concurrency: concurrency, DomainRate: -1, Pool: pool,
+		MaxAttempts: 4, BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond,
+		AttemptTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
+		Policy: guard.Config{AllowLoopback: true}, // the test servers are on loopback
+	}
+}
+
+// fetchAll runs a fresh fetch stage over tasks (in order, through the
+// stage's workers) and returns every Fetched it passed on.
+func fetchAll(t *testing.T, cfg Config, tasks []record.Task) []record.Fetched {
+	t.Helper()
+	st, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	src := flow.NewSource("tasks", func(stop context.Context, emit flow.Emit[record.Task]) error {
+		for _, tk := range tasks {
+			if err := emit(tk); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
 	var mu sync.Mutex
-	var got []record.Fetched
-	var sink *flow.Sink[record.Fetched]
-	sink = flow.NewSink("collect", 4, func(ctx context.Context, in flow.Inbox[record.Fetched]) error {
+	var out []record.Fetched
+	sink := flow.NewSink("collect", 16, func(ctx context.Context, in flow.Inbox[record.Fetched]) error {
 		for {
 			f, ok := in.Recv(ctx)
 			if !ok {
 				return nil
 			}
 			mu.Lock()
-			got = append(got, f)
+			out = append(out, f)
 			mu.Unlock()
-			sink.Stats().Done(1)
 		}
 	})
 	flow.Connect(src, st.Flow())
 	flow.Connect(st.Flow(), sink)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	if err := flow.Run(ctx, ctx, src, st.Flow(), sink); err != nil {
-		t.Fatalf("flow.Run: %v", err)
+		t.Fatalf("run: %v", err)
 	}
-	sort.Slice(got, func(i, j int) bool { return got[i].Task.Origin.Offset < got[j].Task.Origin.Offset })
-	if len(got) != len(urls) {
-		t.Fatalf("%d results for %d inputs", len(got), len(urls))
-	}
-	return got
+	return out
 }
 
-// fast is a stage config for tests: no rate limit, quick retries, loopback
-// allowed unless a test turns it off.
-func fast() fetch.Config {
-	return fetch.Config{
-		Concurrency: 4,
-		DomainRate:  -1,
-		MaxAttempts: 1,
-		BackoffBase: time.Millisecond,
-		BackoffMax:  2 * time.Millisecond,
-		Policy:      guardLoopback(),
-	}
-}
-
-func startHostile(t testing.TB, cfg testbed.HostileConfig) *testbed.Hostile {
+// requireAllOK checks that every task came out exactly once, without error.
+func requireAllOK(t *testing.T, tasks []record.Task, got []record.Fetched) {
 	t.Helper()
-	h, err := testbed.StartHostile(cfg)
-	if err != nil {
-		t.Fatal(err)
+	want := map[string]int{}
+	for _, tk := range tasks {
+		want[tk.Msg.URL]++
 	}
-	t.Cleanup(func() {
-		if err := h.Close(); err != nil {
-			t.Errorf("hostile close: %v", err)
+	for _, f := range got {
+		if f.Err != nil {
+			t.Errorf("%s: %v", f.Task.Msg.URL, f.Err)
 		}
-	})
-	return h
-}
-
-func startSite(t testing.TB, cfg testbed.SiteConfig) *testbed.Site {
-	t.Helper()
-	s, err := testbed.StartSite(cfg)
-	if err != nil {
-		t.Fatal(err)
+		want[f.Task.Msg.URL]--
 	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}
-
-func startFarm(t testing.TB, n int) *testbed.Farm {
-	t.Helper()
-	f, err := testbed.StartFarm(testbed.FarmConfig{N: n})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = f.Close() })
-	return f
-}
-
-func startCanary(t testing.TB, addr string) *testbed.Canary {
-	t.Helper()
-	c, err := testbed.StartCanary(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-func startDNS(t testing.TB, answers map[string][]string) *testbed.DNS {
-	t.Helper()
-	cfg := testbed.DNSConfig{Answers: map[string][][]netip.Addr{}}
-	for name, seq := range answers {
-		for _, list := range seq {
-			var addrs []netip.Addr
-			for _, s := range strings.Fields(list) {
-				addrs = append(addrs, netip.MustParseAddr(s))
-			}
-			cfg.Answers[name] = append(cfg.Answers[name], addrs)
+	for u, n := range want {
+		if n != 0 {
+			t.Errorf("%s: %d results missing (negative: duplicated)", u, n)
 		}
 	}
-	d, err := testbed.StartDNS(cfg)
+	if len(got) != len(tasks) {
+		t.Fatalf("%d tasks in, %d results out", len(tasks), len(got))
+	}
+}
+
+// newFarmPool starts a farm of n proxies and a pool over it with the ids
+// p1..pn (proxy i+1 dials from farm.Proxy(i).SourceIP()). Start sites
+// first: cleanups run in reverse, and a site waits (up to its grace
+// period) for connections the farm opened and never used.
+func newFarmPool(t *testing.T, n, firstIP int, fc testbed.FarmConfig, opts ...proxy.Option) (*testbed.Farm, *proxy.Pool) {
+	t.Helper()
+	fc.N, fc.FirstSourceIP = n, firstIP
+	farm, err := testbed.StartFarm(fc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = d.Close() })
-	return d
-}
-
-func pool(t testing.TB, farm *testbed.Farm) *proxy.Pool {
-	t.Helper()
+	t.Cleanup(func() { farm.Close() })
 	var ps []*proxy.Proxy
 	for i, u := range farm.URLs() {
 		p, err := proxy.Parse(fmt.Sprintf("p%d", i+1), u)
@@ -161,14 +140,46 @@ func pool(t testing.TB, farm *testbed.Farm) *proxy.Pool {
 		}
 		ps = append(ps, p)
 	}
-	pl, err := proxy.New(ps)
+	pool, err := proxy.New(ps, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pl
+	return farm, pool
 }
 
-// errClass is the failure class of a Fetched, "" for success.
-func errClass(f record.Fetched) failure.Class { return failure.ClassOf(f.Err) }
+func startSite(t *testing.T, cfg testbed.SiteConfig) *testbed.Site {
+	t.Helper()
+	s, err := testbed.StartSite(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
 
-func guardLoopback() guard.Config { return guard.Config{AllowLoopback: true} }
+// srcOf maps proxy ids to the farm's source addresses.
+func srcOf(farm *testbed.Farm) map[string]string {
+	m := map[string]string{}
+	for i := range farm.Len() {
+		m[fmt.Sprintf("p%d", i+1)] = farm.Proxy(i).SourceIP()
+	}
+	return m
+}
+
+func proxyStats(pool *proxy.Pool, id string) proxy.ProxyStats {
+	for _, s := range pool.Stats().Proxies {
+		if s.ID == id {
+			return s
+		}
+	}
+	panic("no proxy " + id)
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

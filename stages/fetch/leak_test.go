@@ -9,6 +9,7 @@ import (
 
 	"sluice/failure"
 	"sluice/guard"
+	"sluice/proxy"
 	"sluice/testbed"
 )
 
@@ -55,7 +56,10 @@ func TestNoLeaksAfter10000FailingRequests(t *testing.T) {
 	cfg.MaxAttempts = 2
 	cfg.MaxBodyBytes = 1 << 20
 	cfg.MaxHeaderBytes = 64 << 10
-	cfg.Pool = pool(t, farm)
+	// Quarantines as short as they come: the failing targets make every
+	// proxy look bad, and this test is about leaks, not health.
+	cfg.Pool = pool(t, farm, proxy.WithHealth(proxy.HealthConfig{CooldownBase: time.Millisecond, CooldownMax: 2 * time.Millisecond,
+		DomainCooldownBase: time.Millisecond, DomainCooldownMax: 2 * time.Millisecond}))
 	// Local DNS: the proxies tunnel (CONNECT to the checked IP) and keep
 	// no upstream connections of their own once the client closes, so the
 	// counts can come back exactly. With remote DNS the farm's forwarding

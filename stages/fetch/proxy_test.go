@@ -23,7 +23,8 @@ func TestBadProxiesPenalisedAndRetriedElsewhere(t *testing.T) {
 	spans := map[string][]record.Span{}
 	cfg := fast()
 	cfg.MaxAttempts = 3
-	cfg.Pool = pool(t, farm)
+	pl := pool(t, farm)
+	cfg.Pool = pl
 	cfg.Trace = func(sp record.Span) {
 		mu.Lock()
 		spans[sp.URL] = append(spans[sp.URL], sp)
@@ -63,6 +64,20 @@ func TestBadProxiesPenalisedAndRetriedElsewhere(t *testing.T) {
 	}
 	if got := site.Stats().ByIP; got["127.0.0.4"] != 60 || got["127.0.0.2"] != 0 {
 		t.Errorf("site saw %v: want all 60 from p3 (127.0.0.4), none from the garbage proxy", got)
+	}
+	// The pool was told: the bad proxies' leases came back failed, as
+	// proxy_protocol, and put them in quarantine.
+	for _, ps := range pl.Stats().Proxies {
+		switch ps.ID {
+		case "p1", "p2":
+			if ps.Outcomes["proxy_protocol"] == 0 || ps.Quarantines == 0 || ps.Outcomes["ok"] != 0 {
+				t.Errorf("%s: outcomes %v, %d quarantines; want proxy_protocol failures and a quarantine", ps.ID, ps.Outcomes, ps.Quarantines)
+			}
+		case "p3":
+			if ps.Outcomes["ok"] != 60 || ps.Quarantines != 0 {
+				t.Errorf("p3: outcomes %v, %d quarantines", ps.Outcomes, ps.Quarantines)
+			}
+		}
 	}
 	t.Logf("failed attempts per bad proxy: %v", failed)
 }

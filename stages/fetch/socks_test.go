@@ -1,20 +1,28 @@
-package guard
+package fetch_test
 
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"sluice/failure"
+	"sluice/guard"
+	"sluice/proxy"
+	"sluice/stages/fetch"
+	"sluice/testbed"
 )
 
 // socksServer is a small SOCKS5 proxy (RFC 1928 CONNECT, RFC 1929
 // username/password) on loopback, written for these tests because the
-// testbed farm speaks HTTP only. It records what each client asked for, so
+// testbed farm speaks HTTP only (CI also runs microsocks: see .ci/setup-proxies.sh). It records what each client asked for, so
 // a test can see whether it was sent an IP address or a name.
 type socksServer struct {
 	ln         net.Listener
@@ -215,4 +223,71 @@ func (s *socksServer) serve(c net.Conn) {
 	_, _ = io.Copy(c, up)
 	_ = c.Close()
 	<-done
+}
+
+// TestStageSOCKS5ChecksTargets: through a socks5:// proxy the stage
+// resolves and checks the target and asks the proxy for the checked IPv4
+// literal; through socks5h:// the proxy gets the name, after the
+// best-effort check. Refused targets never reach the proxy, in either
+// mode.
+func TestStageSOCKS5ChecksTargets(t *testing.T) {
+	site := startHostile(t, testbed.HostileConfig{})
+	canary := startCanary(t, "127.0.0.66:0")
+	dns := startDNS(t, map[string][]string{
+		"site.sluice.test":   {"127.0.0.1"},
+		"canary.sluice.test": {"127.0.0.66"},
+	})
+	socks := startSocks(t, "u", "s0cks-pw", dns.Resolver())
+	port := site.URL()[strings.LastIndex(site.URL(), ":")+1:]
+	good := "http://site.sluice.test:" + port + "/ok/9"
+	refused := []string{
+		fmt.Sprintf("http://canary.sluice.test:%d/", canary.Port()),
+		fmt.Sprintf("http://127.0.0.66:%d/", canary.Port()),
+		fmt.Sprintf("http://0x7f.0.0.66:%d/", canary.Port()),
+		"http://169.254.169.254/",
+	}
+	stage := func(scheme, pass string) fetch.Config {
+		p, err := proxy.Parse("p1", scheme+"://u:"+pass+"@"+socks.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl, err := proxy.New([]*proxy.Proxy{p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := fast()
+		cfg.Pool = pl
+		cfg.Resolver = dns.Resolver()
+		cfg.Policy = guard.Config{AllowNets: []string{"127.0.0.1/32"}}
+		return cfg
+	}
+	for _, tc := range []struct {
+		scheme string
+		atyp   byte
+		host   string
+	}{{"socks5", 1, "127.0.0.1"}, {"socks5h", 3, "site.sluice.test"}} {
+		t.Run(tc.scheme, func(t *testing.T) {
+			before := len(socks.seen())
+			res := run(t, stage(tc.scheme, "s0cks-pw"), append([]string{good}, refused...))
+			if res[0].Err != nil || !strings.Contains(string(res[0].Body), "ok 9") {
+				t.Fatalf("fetch through %s: %v", tc.scheme, res[0].Err)
+			}
+			for _, f := range res[1:] {
+				if errClass(f) != failure.Policy {
+					t.Errorf("%s: %v, want a policy refusal", f.Task.Msg.URL, f.Err)
+				}
+			}
+			seen := socks.seen()[before:]
+			if len(seen) != 1 || seen[0].atyp != tc.atyp || seen[0].host != tc.host {
+				t.Errorf("the proxy was asked for %+v, want only %s (type %d)", seen, tc.host, tc.atyp)
+			}
+			f := run(t, stage(tc.scheme, "wrong-pw"), []string{good})[0]
+			if errClass(f) != failure.ProxyAuth || strings.Contains(f.Err.Error(), "wrong-pw") {
+				t.Errorf("wrong password: %v", f.Err)
+			}
+		})
+	}
+	if canary.Conns() != 0 {
+		t.Errorf("canary saw %d connections", canary.Conns())
+	}
 }
