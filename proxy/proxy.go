@@ -93,6 +93,15 @@ type Request struct {
 	// Avoid lists proxy ids to skip when another proxy is available (the
 	// ones a retried request already tried).
 	Avoid []string
+	// Allow, if set, is asked about a candidate proxy (by id) as the last
+	// step before the pool leases it; it reports whether the caller may use
+	// that proxy now. A true answer commits: the caller has charged the
+	// proxy (the fetch governor takes a token from its per-(proxy, domain)
+	// bucket), so the pool must lease that very proxy. A false answer skips
+	// it. When every candidate is refused, Acquire returns ErrNoneAllowed at
+	// once instead of waiting. Allow must be quick and must not call back
+	// into the pool.
+	Allow func(id string) bool
 }
 
 // Outcome is what a lease holder reports when it returns the lease.
@@ -118,6 +127,10 @@ func (l *Lease) Release(o Outcome) {
 
 // ErrEmpty is returned by Acquire when the pool has no proxies.
 var ErrEmpty = errors.New("proxy pool is empty")
+
+// ErrNoneAllowed is returned by Acquire when Request.Allow refused every
+// candidate proxy.
+var ErrNoneAllowed = errors.New("no proxy allowed for this request now")
 
 // Pool hands out proxies round-robin from a random start, skipping the
 // ones a request asks to avoid while others remain. Safe for concurrent use.
@@ -150,7 +163,9 @@ func (p *Pool) Proxies() []*Proxy { return p.proxies }
 // Len returns the number of proxies.
 func (p *Pool) Len() int { return len(p.proxies) }
 
-// Acquire leases the next proxy. It does not block except on ctx.
+// Acquire leases the next proxy: the first in round-robin order that the
+// request neither avoids nor is refused by Request.Allow; failing that, the
+// first avoided one that Allow accepts. It does not block except on ctx.
 func (p *Pool) Acquire(ctx context.Context, req Request) (*Lease, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -161,18 +176,27 @@ func (p *Pool) Acquire(ctx context.Context, req Request) (*Lease, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := len(p.proxies)
-	pick := p.proxies[p.next%n]
-	for i := 0; i < n; i++ {
-		c := p.proxies[(p.next+i)%n]
-		if !slices.Contains(req.Avoid, c.ID) {
-			pick = c
-			p.next = (p.next + i) % n
+	pick := -1
+	for pass := 0; pass < 2 && pick < 0; pass++ {
+		for i := 0; i < n; i++ {
+			c := p.proxies[(p.next+i)%n]
+			if slices.Contains(req.Avoid, c.ID) != (pass == 1) {
+				continue
+			}
+			if req.Allow != nil && !req.Allow(c.ID) {
+				continue
+			}
+			pick = (p.next + i) % n
 			break
 		}
 	}
-	p.next = (p.next + 1) % n
-	p.uses[pick.ID]++
-	return &Lease{Proxy: pick, pool: p}, nil
+	if pick < 0 {
+		return nil, ErrNoneAllowed
+	}
+	p.next = (pick + 1) % n
+	chosen := p.proxies[pick]
+	p.uses[chosen.ID]++
+	return &Lease{Proxy: chosen, pool: p}, nil
 }
 
 func (p *Pool) release(*Lease, Outcome) {}

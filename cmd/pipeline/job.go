@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -22,30 +24,35 @@ import (
 // jobConfig is everything one batch run needs, filled in one place from
 // flags (see runFlags) and validated by the stages' own constructors.
 type jobConfig struct {
-	URLs      string    // input file, "-" for stdin
-	URLReader io.Reader // replaces stdin (tests)
-	Out       string    // results file, "-" for stdout
-	OutWriter io.Writer // replaces stdout (tests)
-	Pages     string    // optional pages file
-	Proxies   []*proxy.Proxy
-	Rules     *parse.Rules
-	Fetch     fetch.Config
-	Parse     parse.Config
-	Sink      sink.JSONLConfig
-	Drain     time.Duration
-	Log       zerolog.Logger
+	URLs        string    // input file, "-" for stdin
+	URLReader   io.Reader // replaces stdin (tests)
+	Out         string    // results file, "-" for stdout
+	OutWriter   io.Writer // replaces stdout (tests)
+	Pages       string    // optional pages file
+	ProxiesFile string    // proxy list file, read into Proxies
+	PoolSize    int       // pool size for `plan` when there is no proxy file
+	Proxies     []*proxy.Proxy
+	RulesFile   string // rules file, read into Rules
+	Rules       *parse.Rules
+	Fetch       fetch.Config
+	Parse       parse.Config
+	Sink        sink.JSONLConfig
+	Drain       time.Duration
+	Log         zerolog.Logger
 }
 
 // summary is what a finished run reports.
 type summary struct {
-	Read     uint64            `json:"read"`
-	Written  int               `json:"written"`
-	OK       int               `json:"ok"`
-	Errors   map[string]int    `json:"errors"`
-	Dropped  uint64            `json:"dropped"`
-	Elapsed  time.Duration     `json:"elapsed"`
-	PerProxy map[string]int64  `json:"requests_per_proxy"`
-	Stages   []stageSummary    `json:"-"`
+	Read     uint64              `json:"read"`
+	Written  int                 `json:"written"`
+	OK       int                 `json:"ok"`
+	Errors   map[string]int      `json:"errors"`
+	Dropped  uint64              `json:"dropped"`
+	Elapsed  time.Duration       `json:"elapsed"`
+	PerProxy map[string]int64    `json:"requests_per_proxy"`
+	Stages   []stageSummary      `json:"-"`
+	Governor fetch.GovernorStats `json:"-"`
+	Pools    []fetch.PoolStats   `json:"-"`
 }
 
 type stageSummary struct {
@@ -80,6 +87,26 @@ func (s summary) print(w io.Writer) {
 	if s.Dropped > 0 {
 		fmt.Fprintf(w, "unfinished at abort (not written, not acknowledged): %d\n", s.Dropped)
 	}
+	for _, d := range s.Governor.Domains {
+		fmt.Fprintf(w, "governor: %s at %.0f%% (%s/s, concurrency %d), %d attempts: %d ok, %d × 429, %d × 503, %d failed; %d raises, %d cuts, %d pauses\n",
+			d.Domain, d.Level*100, rateString(d.Rate), d.Concurrency, d.Attempts, d.OK, d.Status429, d.Status503, d.Failed, d.Raises, d.Cuts, d.Pauses)
+	}
+	if len(s.Pools) > 0 {
+		var size, maxBusy, maxOpen, dials int64
+		var util float64
+		for _, p := range s.Pools {
+			size += int64(p.Size)
+			maxBusy = max(maxBusy, p.MaxBusy)
+			maxOpen = max(maxOpen, p.MaxOpen)
+			dials += p.Dials
+			util += p.Utilisation()
+		}
+		fmt.Fprintf(w, "connection pools: %d (%d connections in all), %d dials; per pool at most %d busy and %d open; mean utilisation %.0f%%\n",
+			len(s.Pools), size, dials, maxBusy, maxOpen, 100*util/float64(len(s.Pools)))
+	}
+	if s.Governor.Spooled > 0 {
+		fmt.Fprintf(w, "bodies spooled to disk: %d; body budget peak %d of %d bytes\n", s.Governor.Spooled, s.Governor.BodyBytesPeak, s.Governor.BodyBudget)
+	}
 	if len(s.PerProxy) > 0 {
 		fmt.Fprintf(w, "requests per proxy:")
 		for _, k := range sortedKeys(s.PerProxy) {
@@ -87,6 +114,13 @@ func (s summary) print(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+func rateString(r float64) string {
+	if math.IsInf(r, 1) {
+		return "unlimited"
+	}
+	return fmt.Sprintf("%.1f", r)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -169,7 +203,7 @@ func (p *pipeline) stats() []*flow.Stats {
 func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	start := time.Now()
 	err := flow.Run(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.sink.Sink())
-	p.fetch.Close()
+	cerr := p.fetch.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.sum
@@ -182,5 +216,7 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	if p.pool != nil {
 		s.PerProxy = p.pool.Uses()
 	}
-	return s, err
+	s.Governor = p.fetch.Governor()
+	s.Pools = p.fetch.Pools()
+	return s, errors.Join(err, cerr)
 }

@@ -1,6 +1,8 @@
 // Command pipeline runs sluice: `pipeline run` scrapes the URLs of a file or
 // stdin through a proxy pool into JSONL; `pipeline demo` does the same
-// against a local catalog site and proxy farm, with no setup.
+// against a local catalog site and proxy farm, with no setup; `pipeline
+// plan` prints the fetch governor's calculation for a config; `pipeline
+// bench` measures the governor against a local site with a per-IP limit.
 package main
 
 import (
@@ -30,6 +32,8 @@ const usage = `usage: pipeline <command> [flags]
 commands:
   run     scrape URLs from a file or stdin into JSONL
   demo    scrape a local catalog site through a local proxy farm, and check every record
+  plan    print the fetch governor's per-domain limits for a config (--config FILE)
+  bench   measure the governor on a local site with a per-IP limit: completion, 429s, rate
 
 Run 'pipeline <command> -h' for the flags of a command.
 `
@@ -50,6 +54,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(rest, stdout, stderr)
+	case "plan":
+		err = cmdPlan(rest, stdout, stderr)
+	case "bench":
+		err = cmdBench(rest, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
