@@ -69,7 +69,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	host = host[:strings.LastIndexByte(host, ':')]
 	perMinute := float64(*perIP) * float64(time.Minute) / float64(*window)
 	if len(cfg.Fetch.Domains) == 0 {
-		cfg.Fetch.Domains = []fetch.Domain{{Domain: host, PerIPPerMinute: perMinute, Safety: *safety, Proxies: *nproxies}}
+		cfg.Fetch.Domains = []fetch.Domain{{Domain: host, PerIPPerMinute: perMinute, Safety: *safety, Proxies: *nproxies, Window: *window}}
 	}
 	for i, u := range farm.URLs() {
 		p, err := proxy.Parse(fmt.Sprintf("p%d", i+1), u)

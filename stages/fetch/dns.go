@@ -74,6 +74,7 @@ type Resolver struct {
 	servers []string
 	client  *dns.Client
 	system  *net.Resolver
+	hosts   *net.Resolver // the hosts file only
 	group   singleflight.Group
 
 	mu    sync.Mutex // guards cache
@@ -96,7 +97,10 @@ func NewResolver(cfg DNS, now func() time.Time) *Resolver {
 		now = time.Now
 	}
 	r := &Resolver{cfg: cfg, now: now, servers: cfg.Servers, cache: map[string]dnsEntry{},
-		client: &dns.Client{Net: "udp", Timeout: cfg.Timeout}, system: &net.Resolver{}}
+		client: &dns.Client{Net: "udp", Timeout: cfg.Timeout}, system: &net.Resolver{},
+		hosts: &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+			return nil, errNoNetwork
+		}}}
 	if len(r.servers) == 0 {
 		if cc, err := dns.ClientConfigFromFile(cfg.ResolvConf); err == nil {
 			for _, s := range cc.Servers {
@@ -149,11 +153,22 @@ func (r *Resolver) LookupHost(ctx context.Context, host string) ([]netip.Addr, e
 	}
 }
 
-// lookup asks the servers for A and AAAA records, then the system
-// resolver if they have no answer.
+// errNoNetwork keeps the hosts-file resolver off the network.
+var errNoNetwork = errors.New("hosts file only")
+
+// lookup reads the hosts file, then asks the servers for A and AAAA
+// records; when no server can be reached (or none is configured) it asks
+// the system resolver. An answer from a server, "no such name" included,
+// is final.
 func (r *Resolver) lookup(ctx context.Context, host, fqdn string) dnsEntry {
 	r.queries.Add(1)
 	now := r.now()
+	if ips, err := r.hosts.LookupNetIP(ctx, "ip", host); err == nil && len(ips) > 0 {
+		for i, a := range ips {
+			ips[i] = a.Unmap()
+		}
+		return dnsEntry{addrs: ips, expires: now.Add(r.cfg.FallbackTTL)}
+	}
 	if len(r.servers) > 0 {
 		var (
 			wg   sync.WaitGroup
@@ -177,6 +192,15 @@ func (r *Resolver) lookup(ctx context.Context, host, fqdn string) dnsEntry {
 			}
 			d := min(max(time.Duration(ttl)*time.Second, r.cfg.MinTTL), r.cfg.MaxTTL)
 			return dnsEntry{addrs: addrs, expires: now.Add(d)}
+		}
+		var ae *answerError
+		if errors.As(errs[0], &ae) || errors.As(errs[1], &ae) || errs[0] == nil && errs[1] == nil {
+			msg := "no such host"
+			if ae != nil && ae.rcode != dns.RcodeNameError {
+				msg = dns.RcodeToString[ae.rcode]
+			}
+			return dnsEntry{err: &net.DNSError{Err: msg, Name: host, IsNotFound: ae == nil || ae.rcode == dns.RcodeNameError},
+				expires: now.Add(r.cfg.NegativeTTL)}
 		}
 	}
 	ips, err := r.system.LookupNetIP(ctx, "ip", host)
@@ -211,7 +235,7 @@ func (r *Resolver) query(ctx context.Context, fqdn string, qt uint16) ([]netip.A
 			continue
 		}
 		if in.Rcode != dns.RcodeSuccess {
-			return nil, 0, fmt.Errorf("%s", dns.RcodeToString[in.Rcode])
+			return nil, 0, &answerError{rcode: in.Rcode}
 		}
 		var out []netip.Addr
 		var ttl uint32
@@ -238,6 +262,12 @@ func (r *Resolver) query(ctx context.Context, fqdn string, qt uint16) ([]netip.A
 	}
 	return nil, 0, lastErr
 }
+
+// answerError is a server's answer with an error code (such as
+// NXDOMAIN): final, unlike a server that could not be reached.
+type answerError struct{ rcode int }
+
+func (e *answerError) Error() string { return dns.RcodeToString[e.rcode] }
 
 func (r *Resolver) store(key string, e dnsEntry) {
 	r.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"math"
 	"path"
 	"strings"
+	"time"
 )
 
 // Domain is the governor's configuration for one site, as in the
@@ -44,10 +45,22 @@ type Domain struct {
 	Rate float64 `yaml:"rate"`
 	// Concurrency, if positive, overrides the maximum concurrency.
 	Concurrency int `yaml:"concurrency"`
+	// Window is the span over which the site counts a client's requests:
+	// it allows PerIPPerMinute / 60 × Window requests in any window of
+	// this length. 0 means a minute. It sizes how far a proxy delayed by
+	// scheduling may catch up (see Limits.ProxyBurst) without ever passing
+	// the site's count.
+	Window time.Duration `yaml:"window"`
 }
 
 // DefaultSafety is the safety factor of a Domain that does not set one.
 const DefaultSafety = 0.7
+
+// How much delay the buckets absorb (see Limits.ProxyBurst and Burst).
+const (
+	catchUpProxy  = time.Second
+	catchUpDomain = 500 * time.Millisecond
+)
 
 func (d Domain) validate() error {
 	var errs []error
@@ -71,6 +84,9 @@ func (d Domain) validate() error {
 	}
 	if d.Concurrency < 0 {
 		errs = append(errs, fmt.Errorf("domain %q: concurrency %d must be >= 0", d.Domain, d.Concurrency))
+	}
+	if d.Window < 0 {
+		errs = append(errs, fmt.Errorf("domain %q: window %v must be >= 0", d.Domain, d.Window))
 	}
 	return errors.Join(errs...)
 }
@@ -96,15 +112,34 @@ type Limits struct {
 	// ProxyRate is the rate of each (proxy, domain) bucket, requests per
 	// second; 0 means no per-proxy buckets.
 	ProxyRate float64
+	// ProxyBurst is the size of each (proxy, domain) bucket: how many
+	// requests a proxy that fell behind (its turn delayed by a busy
+	// machine) may make back to back to catch up. It is a second's worth
+	// of ProxyRate, at least 2, but never more than half the safety
+	// margin of the site's window, so that in any Window a proxy sends at
+	// most ProxyBurst + ProxyRate × Window requests, below the site's
+	// limit; 1 when the margin is too small for any catching up.
+	ProxyBurst int
+	// Burst is the size of the domain's bucket: the stage's DomainBurst;
+	// with per-proxy buckets that may catch up, half a second's worth of
+	// MaxRate (at most one token per proxy), so the domain can catch up
+	// too. Every bucket starts with one token, so a job never opens with
+	// a burst.
+	Burst int
+	// Window is the site's counting window (a minute by default).
+	Window time.Duration
 }
 
 // limitsFor computes the limits of a host matched by d (nil: unmatched)
 // under cfg (defaults applied) with a pool of poolSize proxies (0: direct).
 func limitsFor(d *Domain, cfg *Config, poolSize int) Limits {
-	l := Limits{Proxies: max(poolSize, 1), Safety: DefaultSafety}
+	l := Limits{Proxies: max(poolSize, 1), Safety: DefaultSafety, Window: time.Minute, Burst: cfg.DomainBurst}
 	var rateOverride float64
 	var conc int
 	if d != nil {
+		if d.Window > 0 {
+			l.Window = d.Window
+		}
 		l.Pattern = d.Domain
 		l.PerIPPerMinute = d.PerIPPerMinute
 		if d.Safety > 0 {
@@ -127,6 +162,11 @@ func limitsFor(d *Domain, cfg *Config, poolSize int) Limits {
 	}
 	if l.PerIPPerMinute > 0 && poolSize > 0 {
 		l.ProxyRate = l.PerIPPerMinute / 60 * l.Safety
+		margin := int(math.Floor(l.PerIPPerMinute/60*l.Window.Seconds()*(1-l.Safety)/2 + 1e-9))
+		l.ProxyBurst = max(1, min(max(2, 1+int(l.ProxyRate*catchUpProxy.Seconds())), margin))
+		if l.ProxyBurst > 1 && !math.IsInf(l.MaxRate, 1) {
+			l.Burst = max(l.Burst, min(l.Proxies, 1+int(l.MaxRate*catchUpDomain.Seconds())))
+		}
 	}
 	switch {
 	case conc > 0:

@@ -91,8 +91,8 @@ func (p Plan) WriteTo(w io.Writer) (int64, error) {
 	b.WriteString("\n")
 	for _, l := range p.Domains {
 		if l.ProxyRate > 0 {
-			fmt.Fprintf(&b, "per-IP pacing: %s: each proxy at most %.3f req/s (one request every %.3f s), %s/min × %.2f\n",
-				l.Pattern, l.ProxyRate, 1/l.ProxyRate, num(l.PerIPPerMinute), l.Safety)
+			fmt.Fprintf(&b, "per-IP pacing: %s: each proxy %s/min × %.2f = %.3f req/s (one request every %.3f s), catching up at most %d\n",
+				l.Pattern, num(l.PerIPPerMinute), l.Safety, l.ProxyRate, 1/l.ProxyRate, l.ProxyBurst)
 		}
 	}
 	fmt.Fprintf(&b, "total: max concurrency %d (sum over domains)", p.Sum)

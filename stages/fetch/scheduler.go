@@ -86,11 +86,11 @@ type domainState struct {
 	lim    Limits
 	ctl    *Controller
 	bucket *rate.Limiter // nil: unlimited rate
-	burst  int
-	limit  int // concurrency in force
+	limit  int           // concurrency in force
 
 	queue       []*job
 	inflight    int
+	delayed     int  // jobs in the governor's backoff heap
 	live        bool // in governor.live
 	pausedUntil time.Time
 	notBefore   time.Time // after a failed proxy lease
@@ -148,16 +148,16 @@ func (g *governor) domainLocked(host string, now time.Time) *domainState {
 	}
 	if len(g.domains) >= maxIdleDomains {
 		for k, d := range g.domains {
-			if !d.live && d.inflight == 0 && now.Sub(d.lastUsed) > time.Minute {
+			if !d.live && d.inflight == 0 && d.delayed == 0 && now.Sub(d.lastUsed) > time.Minute && now.After(d.pausedUntil) {
 				delete(g.domains, k)
 			}
 		}
 	}
 	lim := limitsFor(matchDomain(g.cfg.Domains, host), g.cfg, len(g.proxyIDs))
-	d := &domainState{name: host, lim: lim, ctl: NewController(g.cfg.Adaptive), burst: g.cfg.DomainBurst,
+	d := &domainState{name: host, lim: lim, ctl: NewController(g.cfg.Adaptive),
 		proxies: map[string]*proxySlot{}, lastUsed: now}
 	if !math.IsInf(lim.MaxRate, 1) {
-		d.bucket = rate.NewLimiter(rate.Limit(lim.MaxRate), d.burst)
+		d.bucket = newBucket(lim.MaxRate, lim.Burst, now)
 	}
 	d.applyLevel(now)
 	g.domains[host] = d
@@ -180,11 +180,21 @@ func (d *domainState) rate() float64 {
 	return float64(d.bucket.Limit())
 }
 
+// newBucket returns a token bucket holding one token: room to catch up
+// builds only as time passes, so nothing opens with a burst.
+func newBucket(r float64, burst int, now time.Time) *rate.Limiter {
+	b := rate.NewLimiter(rate.Limit(r), burst)
+	if burst > 1 {
+		b.ReserveN(now, burst-1)
+	}
+	return b
+}
+
 // slotLocked returns the (proxy, domain) slot of id, creating it.
-func (d *domainState) slotLocked(id string) *proxySlot {
+func (d *domainState) slotLocked(id string, now time.Time) *proxySlot {
 	s := d.proxies[id]
 	if s == nil {
-		s = &proxySlot{bucket: rate.NewLimiter(rate.Limit(d.lim.ProxyRate), 1)}
+		s = &proxySlot{bucket: newBucket(d.lim.ProxyRate, d.lim.ProxyBurst, now)}
 		d.proxies[id] = s
 	}
 	return s
@@ -268,7 +278,7 @@ func (g *governor) gate(d *domainState, seen *[]string) func(string) bool {
 		d.pm.Lock()
 		defer d.pm.Unlock()
 		*seen = append(*seen, id)
-		s := d.slotLocked(id)
+		s := d.slotLocked(id, now)
 		if s.pausedUntil.After(now) {
 			return false
 		}
@@ -329,6 +339,7 @@ func (g *governor) admitLocked(now time.Time) time.Time {
 func (g *governor) dispatchLocked(now time.Time, jobs chan<- *job) time.Time {
 	for len(g.delayed) > 0 && !g.delayed[0].readyAt.After(now) {
 		j := heap.Pop(&g.delayed).(*job)
+		j.dom.delayed--
 		j.queued = now
 		j.dom.queue = append([]*job{j}, j.dom.queue...)
 		g.liveLocked(j.dom)
@@ -451,6 +462,7 @@ func (g *governor) handleLocked(ev event) {
 	switch ev.kind {
 	case evRetry:
 		heap.Push(&g.delayed, j)
+		d.delayed++
 		g.free++
 	case evFinished:
 		g.pending--
@@ -467,7 +479,7 @@ func (g *governor) pauseLocked(d *domainState, res attemptResult, now time.Time)
 	d.pauses++
 	if res.status == http.StatusTooManyRequests && res.proxy != "" && res.proxy != directID && d.lim.ProxyRate > 0 {
 		d.pm.Lock()
-		s := d.slotLocked(res.proxy)
+		s := d.slotLocked(res.proxy, now)
 		if until.After(s.pausedUntil) {
 			s.pausedUntil = until
 		}
@@ -487,7 +499,7 @@ func (g *governor) notReadyLocked(d *domainState, seen []string, now time.Time) 
 	var at time.Time
 	d.pm.Lock()
 	for _, id := range seen {
-		at = earliest(at, d.slotLocked(id).readyAt(now))
+		at = earliest(at, d.slotLocked(id, now).readyAt(now))
 	}
 	d.pm.Unlock()
 	if at.After(now) {
@@ -531,6 +543,7 @@ func (g *governor) abandonLocked() []*job {
 		d.queue = nil
 	}
 	for _, j := range g.delayed {
+		j.dom.delayed--
 		out = append(out, j)
 	}
 	g.delayed = nil
@@ -779,5 +792,6 @@ func (g *governor) safeExec(ctx context.Context, j *job, allow func(string) bool
 
 // String describes a domain's limits in one line, for logs.
 func (l Limits) String() string {
-	return fmt.Sprintf("max rate %.2f/s (%s), max concurrency %d, per-proxy %.3f/s", l.MaxRate, l.RateFrom, l.MaxConcurrency, l.ProxyRate)
+	return fmt.Sprintf("max rate %.2f/s (%s, burst %d), max concurrency %d, per proxy %.3f/s (burst %d)",
+		l.MaxRate, l.RateFrom, l.Burst, l.MaxConcurrency, l.ProxyRate, l.ProxyBurst)
 }
