@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"sluice/stages/fetch"
 	"sluice/testbed"
 )
 
@@ -193,5 +194,23 @@ func TestREADMEConfigExampleLoads(t *testing.T) {
 	fc.apply(&cfg)
 	if len(cfg.Fetch.Domains) != 2 || cfg.Fetch.Concurrency != 200 || cfg.Fetch.Adaptive.LatencyFloor != 25*time.Millisecond {
 		t.Errorf("loaded %+v", cfg.Fetch)
+	}
+}
+
+func TestRunRefusesAConcurrencyTheFDLimitCannotCarry(t *testing.T) {
+	c, err := fetch.CheckFDLimit(1)
+	if err != nil {
+		t.Skipf("no file-descriptor limit here: %v", err)
+	}
+	const conc = 100000
+	var cfg fetch.Config
+	cfg.Concurrency = conc
+	if need := fetch.FDsNeeded(cfg, 0); uint64(need) <= c.Limit.Hard {
+		t.Skipf("the hard limit %d carries %d descriptors", c.Limit.Hard, need)
+	}
+	var out, errOut bytes.Buffer
+	code := realMain([]string{"run", "--concurrency", fmt.Sprint(conc), "--urls", os.DevNull, "--out", os.DevNull}, &out, &errOut)
+	if code != exitFailure || !strings.Contains(errOut.String(), "file-descriptor limit") {
+		t.Errorf("exit %d, stderr %q: want a failure naming the file-descriptor limit", code, errOut.String())
 	}
 }

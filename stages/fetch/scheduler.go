@@ -43,15 +43,14 @@ type execFunc func(ctx context.Context, j *job, allow func(id string) bool) (att
 type job struct {
 	task    record.Task
 	dom     *domainState
-	f       record.Fetched // what the task has become so far
-	tried   []string       // proxy ids already tried
-	attempt int            // attempts started
-	readyAt time.Time      // end of the retry backoff
-	queued  time.Time      // when it joined its domain's queue
-	epoch   uint64         // the controller's epoch at dispatch
-	res     *rate.Reservation
-	held    int64 // body budget held until the result is passed on
-	index   int   // in the delayed heap
+	f       record.Fetched    // what the task has become so far
+	tried   []string          // proxy ids already tried
+	attempt int               // attempts started
+	readyAt time.Time         // end of the retry backoff
+	queued  time.Time         // when it joined its domain's queue
+	epoch   uint64            // the controller's epoch at dispatch
+	res     *rate.Reservation // the domain token, returned if no proxy can take it
+	index   int               // in the delayed heap
 }
 
 type eventKind int
@@ -65,13 +64,12 @@ const (
 
 // event is what a worker tells the dispatcher.
 type event struct {
-	kind   eventKind
-	job    *job
-	res    attemptResult
-	err    error
-	seen   []string // proxies the gate was asked about
-	at     time.Time
-	budget int64 // bytes given back (evFreed)
+	kind eventKind
+	job  *job
+	res  attemptResult
+	err  error
+	seen []string // proxies the gate was asked about
+	at   time.Time
 }
 
 // proxySlot is one (proxy, domain) pair.
@@ -129,7 +127,7 @@ type governor struct {
 }
 
 // maxIdleDomains bounds the domain map: past it, domains idle for a
-// minute (their buckets full again) are forgotten.
+// minute, with nothing queued, backing off or paused, are forgotten.
 const maxIdleDomains = 10000
 
 func newGovernor(cfg *Config, exec execFunc, proxyIDs []string, budget *byteBudget, spooled func() int64) *governor {
