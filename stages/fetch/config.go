@@ -1,7 +1,16 @@
 // Package fetch is sluice's fetch stage: it takes Tasks, fetches each
-// through a proxy from the pool under a global concurrency limit and a
-// per-domain rate limit, retries what may succeed on another proxy, and
-// passes on a record.Fetched for every Task it took.
+// through a proxy from the pool under the governor, retries what may
+// succeed on another proxy, and passes on a record.Fetched for every Task
+// it took.
+//
+// The governor fetches each site as fast as it tolerates and no faster:
+// per domain a queue, a token bucket, a token bucket per (proxy, domain)
+// pair, an adaptive controller and a concurrency limit, under a global
+// semaphore whose size follows the domains' limits; one dispatcher starts
+// an attempt only when all of them allow it, so no worker ever waits for
+// a token (see Domain, Adaptive, NewPlan and Stage.Governor). Large bodies
+// spool to disk under a memory budget; host names resolve through a TTL
+// cache (Resolver).
 package fetch
 
 import (
