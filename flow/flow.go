@@ -253,15 +253,22 @@ func newStats(name string, capacity int, ch chan any) *Stats {
 	return &Stats{Name: name, Capacity: capacity, queue: func() int { return len(ch) }}
 }
 
-// runGuarded runs fn, turning a panic into an error, and closes out (if not
-// nil) when it returns.
-func runGuarded(fn func() error, out chan any) <-chan error {
+// runGuarded runs fn, turning a panic into an error. When fn has returned
+// or panicked, it discards whatever is left in drain (if not nil), counting
+// it as dropped in st, so upstream can always finish; then it closes out
+// (if not nil) and reports the error.
+func runGuarded(fn func() error, drain <-chan any, st *Stats, out chan any) <-chan error {
 	res := make(chan error, 1)
 	go func() {
 		var err error
 		defer func() {
 			if r := recover(); r != nil {
 				err = fmt.Errorf("panic: %v", r)
+			}
+			if drain != nil {
+				for range drain {
+					st.dropped.Add(1)
+				}
 			}
 			if out != nil {
 				close(out)

@@ -164,8 +164,9 @@ func (p *Pool) Proxies() []*Proxy { return p.proxies }
 func (p *Pool) Len() int { return len(p.proxies) }
 
 // Acquire leases the next proxy: the first in round-robin order that the
-// request neither avoids nor is refused by Request.Allow; failing that, the
-// first avoided one that Allow accepts. It does not block except on ctx.
+// request neither avoids nor is refused by Request.Allow; failing that,
+// the avoided one listed first in Request.Avoid (tried longest ago) that
+// Allow accepts. It does not block except on ctx.
 func (p *Pool) Acquire(ctx context.Context, req Request) (*Lease, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -176,18 +177,20 @@ func (p *Pool) Acquire(ctx context.Context, req Request) (*Lease, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := len(p.proxies)
+	allowed := func(c *Proxy) bool { return req.Allow == nil || req.Allow(c.ID) }
 	pick := -1
-	for pass := 0; pass < 2 && pick < 0; pass++ {
-		for i := 0; i < n; i++ {
-			c := p.proxies[(p.next+i)%n]
-			if slices.Contains(req.Avoid, c.ID) != (pass == 1) {
-				continue
-			}
-			if req.Allow != nil && !req.Allow(c.ID) {
-				continue
-			}
-			pick = (p.next + i) % n
+	for i := 0; i < n && pick < 0; i++ {
+		k := (p.next + i) % n
+		if c := p.proxies[k]; !slices.Contains(req.Avoid, c.ID) && allowed(c) {
+			pick = k
+		}
+	}
+	for _, id := range req.Avoid {
+		if pick >= 0 {
 			break
+		}
+		if k := slices.IndexFunc(p.proxies, func(c *Proxy) bool { return c.ID == id }); k >= 0 && allowed(p.proxies[k]) {
+			pick = k
 		}
 	}
 	if pick < 0 {

@@ -220,3 +220,15 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	s.Pools = p.fetch.Pools()
 	return s, errors.Join(err, cerr)
 }
+
+// inFlightBound is the most inputs that can have been read and not yet
+// written: every queue full, the fetch governor's pending tasks, every
+// worker holding one, every hand-off
+// between stages holding one (three connections, and the feeder and
+// forwarder around go-streams' Map), and a full batch in the sink.
+func (p *pipeline) inFlightBound() int {
+	const handoffs = 5
+	return p.fetch.Flow().Stats().Capacity + p.fetch.Holds() +
+		p.parse.Flow().Stats().Capacity + p.parse.Workers() +
+		p.sink.Sink().Stats().Capacity + p.sink.BatchSize() + handoffs
+}

@@ -29,6 +29,9 @@ func runFlags(fs *flag.FlagSet) func(cfg *jobConfig) error {
 	pages := fs.String("pages", "", "also write raw pages (for replay) as JSONL to this file")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to drain before aborting requests")
 	return func(cfg *jobConfig) error {
+		if *concurrency < 1 || *attempts < 1 || *maxBody < 1 || *timeout <= 0 || *drain <= 0 {
+			return usagef("--concurrency, --max-attempts, --max-body, --timeout and --drain-timeout must be positive")
+		}
 		if *config != "" {
 			fc, err := loadConfig(*config)
 			if err != nil {

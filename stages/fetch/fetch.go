@@ -272,3 +272,12 @@ func classifyBody(err error, parent context.Context) error {
 	}
 	return failure.New(failure.Protocol, failure.ErrRetryable, fmt.Errorf("reading body: %w", err))
 }
+
+// Concurrency returns the number of workers (the global limit).
+func (s *Stage) Concurrency() int { return s.cfg.Concurrency }
+
+// Holds returns the most inputs the stage holds outside its input queue:
+// the governor's pending tasks (queued per domain, backing off or in
+// flight), finished ones waiting to be passed on (one per worker), and the
+// one being handed from the queue to the governor.
+func (s *Stage) Holds() int { return s.cfg.Pending + s.cfg.Concurrency + 1 }

@@ -30,7 +30,7 @@ func startSite(t *testing.T, cfg testbed.SiteConfig) *testbed.Site {
 	return s
 }
 
-func farmPool(t *testing.T, n int) *proxy.Pool {
+func newFarmPool(t *testing.T, n int) *proxy.Pool {
 	t.Helper()
 	farm, err := testbed.StartFarm(testbed.FarmConfig{N: n})
 	if err != nil {
@@ -87,7 +87,7 @@ func TestThreeDomainsStayWithinTheirPerIPLimits(t *testing.T) {
 	}{{"127.0.1.1", 4}, {"127.0.1.2", 6}, {"127.0.1.3", 10}}
 	listenOn(t, doms[0].ip).Close()
 	const proxies, pages = 6, 30
-	pool := farmPool(t, proxies)
+	pool := newFarmPool(t, proxies)
 	var sites []*testbed.Site
 	var domains []Domain
 	for _, d := range doms {
@@ -172,7 +172,7 @@ func TestDomainAnsweringOnly429DoesNotSlowTheOthers(t *testing.T) {
 	x.Start()
 	defer x.Close()
 	y := startSite(t, testbed.SiteConfig{Addr: "127.0.1.4:0", Products: 30})
-	pool := farmPool(t, 4)
+	pool := newFarmPool(t, 4)
 	xHost, yHost := hostOf(x.URL), hostOf(y.URL())
 
 	s, err := New(Config{Concurrency: 4, Pool: pool, MaxAttempts: 3,

@@ -237,3 +237,6 @@ func syncFile(f *os.File) error {
 	}
 	return err
 }
+
+// BatchSize returns the most outputs the sink holds before writing them.
+func (j *JSONL) BatchSize() int { return j.cfg.BatchSize }
