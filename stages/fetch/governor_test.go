@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"slices"
@@ -445,4 +446,23 @@ func TestBodyBudgetLimitsAdmission(t *testing.T) {
 			t.Errorf("body bytes %d (peak %d) at the end, want 0 (1000)", g.BodyBytes, g.BodyBytesPeak)
 		}
 	})
+}
+
+// BenchmarkGovernorDispatch measures the scheduler's own cost per task:
+// 16 domains, no rate limit, attempts that answer at once.
+func BenchmarkGovernorDispatch(b *testing.B) {
+	s := newTestStage(b, Config{Concurrency: 32, DomainRate: -1, StaggerMax: -1, Adaptive: Adaptive{Off: true}},
+		func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
+			return answer(200, 0, 0, "")
+		})
+	var urls []string
+	for i := range b.N {
+		urls = append(urls, fmt.Sprintf("http://d%d.test/p/%d", i%16, i))
+	}
+	ts := tasks(b, urls...)
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := runStage(context.Background(), s, ts, nil); err != nil {
+		b.Fatal(err)
+	}
 }
