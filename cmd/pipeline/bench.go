@@ -45,7 +45,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	case *pages < 1 || *nproxies < 1 || *nproxies > 250 || *perIP < 1 || *window <= 0:
 		return usagef("-n, -per-ip and -window must be positive, -proxies within 1..250")
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, logOut, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
 	}
@@ -65,6 +65,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if err := fill(&cfg); err != nil {
 		return err
 	}
+	cfg.Observe.Term = logOut
+	cfg.Observe.Total = int64(*pages)
 	host := strings.TrimPrefix(site.URL(), "http://")
 	host = host[:strings.LastIndexByte(host, ':')]
 	perMinute := float64(*perIP) * float64(time.Minute) / float64(*window)
@@ -106,6 +108,14 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "governor: %s %s\n", l.Pattern, l)
 	}
 
+	ops, err := startOps(&cfg)
+	if err != nil {
+		return err
+	}
+	defer ops.close()
+	if a := ops.addr(); a != "" {
+		fmt.Fprintf(stdout, "metrics: http://%s/metrics while the bench runs\n", a)
+	}
 	sum, err := runJob(context.Background(), cfg)
 	sum.print(stdout)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"sluice/stages/parse"
 	"sluice/stages/sink"
 	"sluice/stages/source"
+	"sluice/waterfall"
 )
 
 // jobConfig is everything one batch run needs, filled in one place from
@@ -39,6 +40,7 @@ type jobConfig struct {
 	Sink        sink.JSONLConfig
 	Drain       time.Duration
 	Log         zerolog.Logger
+	Observe     observeConfig
 }
 
 // summary is what a finished run reports.
@@ -51,6 +53,7 @@ type summary struct {
 	Elapsed  time.Duration       `json:"elapsed"`
 	PerProxy map[string]int64    `json:"requests_per_proxy"`
 	Stages   []stageSummary      `json:"-"`
+	Spans    int64               `json:"spans,omitempty"` // written to the trace
 	Governor fetch.GovernorStats `json:"-"`
 	Pools    []fetch.PoolStats   `json:"-"`
 }
@@ -92,17 +95,16 @@ func (s summary) print(w io.Writer) {
 			d.Domain, d.Level*100, rateString(d.Rate), d.Concurrency, d.Attempts, d.OK, d.Status429, d.Status503, d.Failed, d.Raises, d.Cuts, d.Pauses)
 	}
 	if len(s.Pools) > 0 {
-		var size, maxBusy, maxOpen, dials int64
+		var size, maxBusy, dials int64
 		var util float64
 		for _, p := range s.Pools {
 			size += int64(p.Size)
 			maxBusy = max(maxBusy, p.MaxBusy)
-			maxOpen = max(maxOpen, p.MaxOpen)
 			dials += p.Dials
 			util += p.Utilisation()
 		}
-		fmt.Fprintf(w, "connection pools: %d (%d connections in all), %d dials; per pool at most %d busy and %d open; mean utilisation %.0f%%\n",
-			len(s.Pools), size, dials, maxBusy, maxOpen, 100*util/float64(len(s.Pools)))
+		fmt.Fprintf(w, "connection pools: %d (%d connections in all), %d dials; per pool at most %d busy; mean utilisation %.0f%%\n",
+			len(s.Pools), size, dials, maxBusy, 100*util/float64(len(s.Pools)))
 	}
 	if s.Governor.Spooled > 0 {
 		fmt.Fprintf(w, "bodies spooled to disk: %d; body budget peak %d of %d bytes\n", s.Governor.Spooled, s.Governor.BodyBytesPeak, s.Governor.BodyBudget)
@@ -139,15 +141,25 @@ type pipeline struct {
 	parse *parse.Stage
 	sink  *sink.JSONL
 	pool  *proxy.Pool
+	obs   observers
 
 	mu  sync.Mutex // guards sum
 	sum summary
 }
 
-// build assembles source → fetch → parse → sink.
-func build(cfg jobConfig) (*pipeline, error) {
-	p := &pipeline{sum: summary{Errors: map[string]int{}}}
-	var err error
+// build assembles source → fetch → parse → sink, and what watches them.
+func build(cfg jobConfig) (p *pipeline, err error) {
+	p = &pipeline{sum: summary{Errors: map[string]int{}}}
+	if cfg.Observe.Trace != "" {
+		if p.obs.trace, err = waterfall.Create(cfg.Observe.Trace, cfg.Observe.TraceMax); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				_ = p.obs.trace.Close()
+			}
+		}()
+	}
 	if p.src, err = source.Lines(source.LinesConfig{Path: cfg.URLs, Reader: cfg.URLReader}); err != nil {
 		return nil, err
 	}
@@ -159,6 +171,7 @@ func build(cfg jobConfig) (*pipeline, error) {
 	fc := cfg.Fetch
 	fc.Pool = p.pool
 	fc.Logger = cfg.Log
+	fc.Trace = p.obs.span
 	if p.fetch, err = fetch.New(fc); err != nil {
 		return nil, usageError{err}
 	}
@@ -177,10 +190,14 @@ func build(cfg jobConfig) (*pipeline, error) {
 	flow.Connect(p.src, p.fetch.Flow())
 	flow.Connect(p.fetch.Flow(), p.parse.Flow())
 	flow.Connect(p.parse.Flow(), p.sink.Sink())
+	if err := p.obs.setup(cfg, p); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
 func (p *pipeline) count(o record.Output) {
+	p.obs.output(o)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sum.Written++
@@ -202,8 +219,11 @@ func (p *pipeline) stats() []*flow.Stats {
 // drained, or hard ends) and returns the summary.
 func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	start := time.Now()
+	stopObs := p.obs.start(p)
 	err := flow.Run(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.sink.Sink())
 	cerr := p.fetch.Close()
+	spans, oerr := stopObs()
+	err = errors.Join(err, cerr, oerr)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.sum
@@ -216,9 +236,10 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	if p.pool != nil {
 		s.PerProxy = p.pool.Uses()
 	}
+	s.Spans = spans
 	s.Governor = p.fetch.Governor()
 	s.Pools = p.fetch.Pools()
-	return s, errors.Join(err, cerr)
+	return s, err
 }
 
 // inFlightBound is the most inputs that can have been read and not yet

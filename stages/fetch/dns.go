@@ -289,9 +289,6 @@ func (r *Resolver) store(key string, e dnsEntry) {
 	r.cache[key] = e
 }
 
-// dialFunc is the shape of net.Dialer.DialContext.
-type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
-
 // Dialer wraps dial so that host names are resolved through the cache and
 // the connection goes to one of the addresses found, tried in order.
 func (r *Resolver) Dialer(dial dialFunc) dialFunc {

@@ -32,6 +32,9 @@ type Stage struct {
 	spool    *spooler
 	gov      *governor
 	flow     *flow.Stage[record.Task, record.Fetched]
+
+	act   activity    // what inputs are doing now (Activity)
+	conns connTracker // connections per transport (Conns)
 }
 
 // New validates cfg, applies defaults and builds one HTTP client per proxy.
@@ -75,11 +78,17 @@ func (s *Stage) Flow() *flow.Stage[record.Task, record.Fetched] { return s.flow 
 func (s *Stage) Governor() GovernorStats { return s.gov.Stats() }
 
 // Pools returns the connection pools' measurements, one per HTTP client,
-// by proxy id.
+// sorted by proxy id.
 func (s *Stage) Pools() []PoolStats {
+	conns := map[string]ConnStats{}
+	for _, c := range s.Conns() {
+		conns[c.Proxy] = c
+	}
 	out := make([]PoolStats, 0, len(s.meters))
 	for _, m := range s.meters {
-		out = append(out, m.stats())
+		c := conns[m.proxy]
+		out = append(out, PoolStats{Proxy: m.proxy, Size: m.size, Open: int64(c.Open), Dials: int64(c.Dials),
+			Busy: m.busy.Load(), MaxBusy: m.maxBusy.Load(), Requests: m.requests.Load(), BusySum: m.busySum.Load()})
 	}
 	return out
 }
@@ -107,9 +116,10 @@ func (s *Stage) run(ctx context.Context, in flow.Inbox[record.Task], out flow.Ou
 	return nil
 }
 
-// exec makes one attempt of j for the governor.
+// exec makes one attempt of j for the governor. The attempt's wait began
+// when j joined its domain's queue.
 func (s *Stage) exec(ctx context.Context, j *job, allow func(string) bool) (attemptResult, error) {
-	return s.attempt(ctx, j.task, j.attempt, j.tried, allow)
+	return s.attempt(ctx, j.task, j.attempt, j.tried, j.queued, allow)
 }
 
 // attemptResult is what one attempt learned, successful or not.
@@ -135,20 +145,25 @@ func (r *attemptResult) bytes() int64 {
 }
 
 // attempt makes one request through one leased proxy. The lease is returned
-// with the outcome before attempt returns, whatever happens.
-func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []string, allow func(string) bool) (res attemptResult, err error) {
+// with the outcome before attempt returns, whatever happens. waitStart is
+// when the attempt began waiting for its domain's token (for the span);
+// allow is passed to the pool (proxy.Request.Allow).
+func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []string, waitStart time.Time, allow func(string) bool) (res attemptResult, err error) {
 	waitEnd := s.cfg.Now()
 	client := s.clients[directID]
 	res.proxy = directID
 	var lease *proxy.Lease
 	if s.cfg.Pool != nil && s.cfg.Pool.Len() > 0 {
+		leave := s.act.enter(stateLease, "", "")
 		lease, err = s.cfg.Pool.Acquire(ctx, proxy.Request{Domain: t.URL.Hostname(), Avoid: avoid, Allow: allow})
+		leave()
 		if err != nil {
 			return res, failure.New(failure.Canceled, failure.ErrPermanent, err)
 		}
 		res.proxy = lease.Proxy.ID
 		client = s.clients[lease.Proxy.ID]
 	}
+	defer s.act.enter(stateRequest, t.URL.Hostname(), res.proxy)()
 	tm := newTimer(s.cfg.Now)
 	defer func() {
 		tm.finish()
@@ -158,7 +173,7 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 		}
 		if s.cfg.Trace != nil {
 			sp := record.Span{Schema: record.SchemaVersion, URL: t.URL.Redacted(), Domain: t.URL.Hostname(), Proxy: res.proxy,
-				Attempt: n, Enqueued: t.Enqueued, WaitEnd: waitEnd, Status: res.status, Bytes: res.bytes(),
+				Attempt: n, Enqueued: t.Enqueued, WaitStart: waitStart, WaitEnd: waitEnd, Status: res.status, Bytes: res.bytes(),
 				Error: string(failure.ClassOf(err))}
 			tm.fill(&sp)
 			s.cfg.Trace(sp)

@@ -152,9 +152,8 @@ type PoolStats struct {
 	// Size is the keep-alive pool size (the proxy's share of the
 	// concurrency plus 20%).
 	Size int
-	// Open and MaxOpen count open connections now and at most; Dials the
-	// connections made.
-	Open, MaxOpen, Dials int64
+	// Open counts open connections now; Dials the connections made.
+	Open, Dials int64
 	// Busy and MaxBusy count requests in flight now and at most; Requests
 	// the requests made; BusySum sums Busy as each request started, so
 	// BusySum / Requests / Size is the mean utilisation seen by a request.

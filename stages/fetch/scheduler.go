@@ -606,6 +606,22 @@ func (g *governor) loop(ctx context.Context, intake <-chan *job, jobs chan<- *jo
 	}
 }
 
+// waiting returns the tasks queued per domain (only domains with some)
+// and the tasks backing off.
+func (g *governor) waiting() (queued map[string]int, backoff int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, d := range g.live {
+		if len(d.queue) > 0 {
+			if queued == nil {
+				queued = map[string]int{}
+			}
+			queued[d.name] += len(d.queue)
+		}
+	}
+	return queued, len(g.delayed)
+}
+
 // Stats returns a snapshot; domains are sorted by name.
 func (g *governor) Stats() GovernorStats {
 	g.mu.Lock()

@@ -15,8 +15,12 @@ import (
 func (s *Stage) newClient(p *proxy.Proxy, share int) *http.Client {
 	pool := share + (share+4)/5
 	dialer := &net.Dialer{Timeout: s.cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	id := directID
+	if p != nil {
+		id = p.ID
+	}
 	tr := &http.Transport{
-		DialContext:            dialer.DialContext,
+		DialContext:            s.conns.wrap(id, pool, dialer.DialContext),
 		TLSHandshakeTimeout:    s.cfg.TLSTimeout,
 		ResponseHeaderTimeout:  s.cfg.HeaderTimeout,
 		ExpectContinueTimeout:  time.Second,

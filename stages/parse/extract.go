@@ -1,6 +1,8 @@
 package parse
 
 import (
+	"github.com/PuerkitoBio/goquery"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -145,8 +147,9 @@ func (r *Rules) Extract(pageURL *url.URL, contentType string, body []byte, lim L
 	if ru := r.match(host); ru != nil {
 		out.Rule = ru.domain
 		out.Fields = make(map[string]*string, len(ru.fields))
+		gdoc := goquery.NewDocumentFromNode(doc)
 		for i := range ru.fields {
-			out.Fields[ru.fields[i].name] = ru.fields[i].extract(doc, lim.MaxFieldBytes)
+			out.Fields[ru.fields[i].name] = ru.fields[i].extract(gdoc, lim.MaxFieldBytes)
 		}
 	}
 	out.Links = resolveLinks(pageURL, baseRef, hasBase, hrefs, lim.MaxLinks)
@@ -299,11 +302,12 @@ func htmlAttr(n *html.Node, key string) (string, bool) {
 
 // extract evaluates the field on doc: nil when there is no match (or the
 // first match lacks the attribute), else the trimmed, bounded value.
-func (f *field) extract(doc *html.Node, maxBytes int) *string {
-	m := f.sel.MatchFirst(doc)
-	if m == nil {
+func (f *field) extract(doc *goquery.Document, maxBytes int) *string {
+	first := doc.FindMatcher(f.sel).First()
+	if first.Length() == 0 {
 		return nil
 	}
+	m := first.Get(0)
 	var v string
 	if f.attr != "" {
 		found := false
