@@ -206,16 +206,8 @@ type Inbox[T any] struct {
 // empty, or ctx ends (ok = false). A received element counts as in flight
 // until it is passed on with Outbox.Send or marked done with Stats.Done.
 func (i Inbox[T]) Recv(ctx context.Context) (v T, ok bool) {
-	select {
-	case e, open := <-i.ch:
-		if !open {
-			return v, false
-		}
-		i.st.inFlight.Add(1)
-		return e.(T), true
-	case <-ctx.Done():
-		return v, false
-	}
+	v, st := i.RecvBefore(ctx, nil)
+	return v, st == Got
 }
 
 // Outbox is a stage's typed view of its output.

@@ -36,6 +36,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	max429 := fs.Float64("max-429", 0.01, "fail when more than this share of requests is answered 429")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	fill := runFlags(fs)
+	fillPool := proxyFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,6 +64,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 
 	cfg := jobConfig{Log: log}
 	if err := fill(&cfg); err != nil {
+		return err
+	}
+	if err := fillPool(&cfg); err != nil {
 		return err
 	}
 	cfg.Observe.Term = logOut

@@ -32,6 +32,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	slow := fs.Int("slow-proxies", 0, "make this many farm proxies slow (see -slow-latency), to see them stand out")
 	slowLatency := fs.Duration("slow-latency", 200*time.Millisecond, "latency added by each slow proxy")
 	fill := runFlags(fs)
+	fillPool := proxyFlags(fs)
 	// The local site has no limit of its own: scrape it briskly by default;
 	// record the spans and serve the metrics, so both can be looked at.
 	for name, v := range map[string]string{"rate": "500", "trace": "trace.jsonl", "metrics-addr": "127.0.0.1:0"} {
@@ -56,6 +57,9 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	defer site.Close()
 	cfg := jobConfig{Out: *out, Log: log}
 	if err := fill(&cfg); err != nil {
+		return err
+	}
+	if err := fillPool(&cfg); err != nil {
 		return err
 	}
 	cfg.Observe.Term = logOut

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,21 +42,26 @@ type jobConfig struct {
 	Drain       time.Duration
 	Log         zerolog.Logger
 	Observe     observeConfig
+	// PoolOptions configure the proxy pool (model, strategies, sessions,
+	// partitions, health); see proxyFlags.
+	PoolOptions []proxy.Option
 }
 
 // summary is what a finished run reports.
 type summary struct {
-	Read     uint64              `json:"read"`
-	Written  int                 `json:"written"`
-	OK       int                 `json:"ok"`
-	Errors   map[string]int      `json:"errors"`
-	Dropped  uint64              `json:"dropped"`
-	Elapsed  time.Duration       `json:"elapsed"`
-	PerProxy map[string]int64    `json:"requests_per_proxy"`
-	Stages   []stageSummary      `json:"-"`
-	Spans    int64               `json:"spans,omitempty"` // written to the trace
-	Governor fetch.GovernorStats `json:"-"`
-	Pools    []fetch.PoolStats   `json:"-"`
+	Read     uint64           `json:"read"`
+	Written  int              `json:"written"`
+	OK       int              `json:"ok"`
+	Errors   map[string]int   `json:"errors"`
+	Dropped  uint64           `json:"dropped"`
+	Elapsed  time.Duration    `json:"elapsed"`
+	PerProxy map[string]int64 `json:"requests_per_proxy"`
+	// Unhealthy lists proxies quarantined or on probation at the end.
+	Unhealthy []string            `json:"unhealthy_proxies"`
+	Stages    []stageSummary      `json:"-"`
+	Spans     int64               `json:"spans,omitempty"` // written to the trace
+	Governor  fetch.GovernorStats `json:"-"`
+	Pools     []fetch.PoolStats   `json:"-"`
 }
 
 type stageSummary struct {
@@ -116,6 +122,9 @@ func (s summary) print(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	if len(s.Unhealthy) > 0 {
+		fmt.Fprintf(w, "proxies not healthy at the end: %s\n", strings.Join(s.Unhealthy, " "))
+	}
 }
 
 func rateString(r float64) string {
@@ -164,8 +173,8 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 		return nil, err
 	}
 	if len(cfg.Proxies) > 0 {
-		if p.pool, err = proxy.New(cfg.Proxies); err != nil {
-			return nil, err
+		if p.pool, err = proxy.New(cfg.Proxies, cfg.PoolOptions...); err != nil {
+			return nil, usageError{err}
 		}
 	}
 	fc := cfg.Fetch
@@ -235,6 +244,11 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	}
 	if p.pool != nil {
 		s.PerProxy = p.pool.Uses()
+		for _, ps := range p.pool.Stats().Proxies {
+			if ps.State != proxy.Healthy {
+				s.Unhealthy = append(s.Unhealthy, ps.ID+"="+string(ps.State))
+			}
+		}
 	}
 	s.Spans = spans
 	s.Governor = p.fetch.Governor()

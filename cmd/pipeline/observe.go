@@ -233,17 +233,18 @@ func (o *observers) start(p *pipeline) func() (int64, error) {
 	}
 }
 
-// poolStates reports the pool's proxies for the metrics and the watchdog.
-// The pool has no quarantine yet, so none is ever reported quarantined.
+// poolStates reports the pool's proxies for the metrics and the watchdog:
+// a proxy is quarantined while its cool-down runs (on probation it takes
+// probes again, so it is not).
 func poolStates(pool *proxy.Pool) func() []metrics.ProxyState {
 	if pool == nil {
 		return nil
 	}
 	return func() []metrics.ProxyState {
-		ps := pool.Proxies()
+		ps := pool.Stats().Proxies
 		out := make([]metrics.ProxyState, len(ps))
 		for i, p := range ps {
-			out[i] = metrics.ProxyState{ID: p.ID}
+			out[i] = metrics.ProxyState{ID: p.ID, Quarantined: p.State == proxy.Quarantined}
 		}
 		return out
 	}

@@ -114,6 +114,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	proxies := fs.String("proxies", "", "proxy list file, one proxy URL per line; default: direct connections")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fill := runFlags(fs)
+	fillPool := proxyFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -126,6 +127,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := jobConfig{URLs: "-", Out: "-", Log: log}
 	if err := fill(&cfg); err != nil {
+		return err
+	}
+	if err := fillPool(&cfg); err != nil {
 		return err
 	}
 	given := map[string]bool{}

@@ -100,7 +100,13 @@ type activity struct {
 	lease     int
 	requests  map[string]int // by proxy
 	domainReq map[string]int // by domain
+	started   map[string]*busyStats
 }
+
+// busyStats measure a proxy's requests over the run, for the pool's
+// utilisation: how many started, the most in flight at once, and the sum
+// of the number in flight as each started.
+type busyStats struct{ requests, peak, sum int64 }
 
 // enter records that an input is now in st (domain and proxy as they
 // apply) and returns the function that records it has left.
@@ -126,7 +132,31 @@ func (a *activity) add(st state, domain, proxy string, n int) {
 	case stateRequest:
 		bump(&a.requests, proxy)
 		bump(&a.domainReq, domain)
+		if n > 0 {
+			if a.started == nil {
+				a.started = map[string]*busyStats{}
+			}
+			b := a.started[proxy]
+			if b == nil {
+				b = &busyStats{}
+				a.started[proxy] = b // bounded: one per proxy of the pool
+			}
+			busy := int64(a.requests[proxy])
+			b.requests++
+			b.sum += busy
+			b.peak = max(b.peak, busy)
+		}
 	}
+}
+
+// busy returns the run's busy statistics of proxy (zero if none started).
+func (a *activity) busy(proxy string) busyStats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if b := a.started[proxy]; b != nil {
+		return *b
+	}
+	return busyStats{}
 }
 
 func (a *activity) snapshot() Activity {

@@ -68,7 +68,7 @@ func (c *DNS) setDefaults() {
 
 // Resolver is a caching, concurrent DNS resolver. Build it with
 // NewResolver. Safe for concurrent use.
-type Resolver struct {
+type DNSCache struct {
 	cfg     DNS
 	now     func() time.Time
 	servers []string
@@ -91,12 +91,12 @@ type dnsEntry struct {
 
 // NewResolver builds a resolver from cfg (defaults applied here); now is
 // the clock of the cache (nil: time.Now).
-func NewResolver(cfg DNS, now func() time.Time) *Resolver {
+func NewDNSCache(cfg DNS, now func() time.Time) *DNSCache {
 	cfg.setDefaults()
 	if now == nil {
 		now = time.Now
 	}
-	r := &Resolver{cfg: cfg, now: now, servers: cfg.Servers, cache: map[string]dnsEntry{},
+	r := &DNSCache{cfg: cfg, now: now, servers: cfg.Servers, cache: map[string]dnsEntry{},
 		client: &dns.Client{Net: "udp", Timeout: cfg.Timeout}, system: &net.Resolver{},
 		hosts: &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
 			return nil, errNoNetwork
@@ -111,18 +111,18 @@ func NewResolver(cfg DNS, now func() time.Time) *Resolver {
 	return r
 }
 
-// ResolverStats count lookups: Queries went to a server or the system
+// DNSStats count lookups: Queries went to a server or the system
 // resolver, Hits were answered from the cache.
-type ResolverStats struct{ Queries, Hits int64 }
+type DNSStats struct{ Queries, Hits int64 }
 
 // Stats returns the counters.
-func (r *Resolver) Stats() ResolverStats {
-	return ResolverStats{Queries: r.queries.Load(), Hits: r.hits.Load()}
+func (r *DNSCache) Stats() DNSStats {
+	return DNSStats{Queries: r.queries.Load(), Hits: r.hits.Load()}
 }
 
 // LookupHost returns the addresses of host: an IP literal as it is, else
 // from the cache or one shared lookup. Errors are *net.DNSError.
-func (r *Resolver) LookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
+func (r *DNSCache) LookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{a}, nil
 	}
@@ -160,7 +160,7 @@ var errNoNetwork = errors.New("hosts file only")
 // records; when no server can be reached (or none is configured) it asks
 // the system resolver. An answer from a server, "no such name" included,
 // is final.
-func (r *Resolver) lookup(ctx context.Context, host, fqdn string) dnsEntry {
+func (r *DNSCache) lookup(ctx context.Context, host, fqdn string) dnsEntry {
 	r.queries.Add(1)
 	now := r.now()
 	if ips, err := r.hosts.LookupNetIP(ctx, "ip", host); err == nil && len(ips) > 0 {
@@ -219,7 +219,7 @@ func (r *Resolver) lookup(ctx context.Context, host, fqdn string) dnsEntry {
 
 // query asks the servers in turn for one record type and returns the
 // addresses with the least TTL among them.
-func (r *Resolver) query(ctx context.Context, fqdn string, qt uint16) ([]netip.Addr, uint32, error) {
+func (r *DNSCache) query(ctx context.Context, fqdn string, qt uint16) ([]netip.Addr, uint32, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(fqdn, qt)
 	m.RecursionDesired = true
@@ -269,7 +269,7 @@ type answerError struct{ rcode int }
 
 func (e *answerError) Error() string { return dns.RcodeToString[e.rcode] }
 
-func (r *Resolver) store(key string, e dnsEntry) {
+func (r *DNSCache) store(key string, e dnsEntry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.cache) >= r.cfg.MaxEntries {
@@ -289,9 +289,28 @@ func (r *Resolver) store(key string, e dnsEntry) {
 	r.cache[key] = e
 }
 
+// LookupNetIP implements Resolver: the cached addresses of host of the
+// network's family ("ip", "ip4" or "ip6").
+func (r *DNSCache) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	addrs, err := r.LookupHost(ctx, host)
+	if err != nil || network == "ip" {
+		return addrs, err
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if network == "ip4" && a.Is4() || network == "ip6" && a.Is6() {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return nil, &net.DNSError{Err: "no " + network + " address", Name: host, IsNotFound: true}
+	}
+	return out, nil
+}
+
 // Dialer wraps dial so that host names are resolved through the cache and
 // the connection goes to one of the addresses found, tried in order.
-func (r *Resolver) Dialer(dial dialFunc) dialFunc {
+func (r *DNSCache) Dialer(dial dialFunc) dialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		host, port, err := net.SplitHostPort(addr)
 		if err != nil {

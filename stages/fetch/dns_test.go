@@ -84,7 +84,7 @@ func (c *clock) Add(d time.Duration) {
 func TestResolverCachesForTheTTLAndSharesLookups(t *testing.T) {
 	srv := startDNS(t, 30, 50*time.Millisecond, map[string]string{"shop.test.": "127.0.0.1"})
 	clk := &clock{now: time.Unix(1_000_000, 0)}
-	r := NewResolver(DNS{Servers: []string{srv.addr}}, clk.Now)
+	r := NewDNSCache(DNS{Servers: []string{srv.addr}}, clk.Now)
 
 	// 50 concurrent lookups of one name: one query per record type.
 	var wg sync.WaitGroup
@@ -136,7 +136,7 @@ func TestResolverCachesForTheTTLAndSharesLookups(t *testing.T) {
 func TestResolverFailureIsCachedBriefly(t *testing.T) {
 	srv := startDNS(t, 30, 0, map[string]string{})
 	clk := &clock{now: time.Unix(1_000_000, 0)}
-	r := NewResolver(DNS{Servers: []string{srv.addr}, NegativeTTL: 5 * time.Second}, clk.Now)
+	r := NewDNSCache(DNS{Servers: []string{srv.addr}, NegativeTTL: 5 * time.Second}, clk.Now)
 	_, err := r.LookupHost(t.Context(), "nowhere.invalid")
 	var de *net.DNSError
 	if !errors.As(err, &de) {

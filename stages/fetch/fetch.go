@@ -1,15 +1,14 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"slices"
 	"strings"
 	"time"
 
@@ -25,13 +24,13 @@ const directID = "direct"
 // Stage is the fetch stage. Build it with New, then place Flow() in a
 // pipeline. Its methods are safe for concurrent use.
 type Stage struct {
-	cfg      Config
-	clients  map[string]*http.Client // by proxy id; directID when there is no pool
-	meters   []*poolMeter
-	resolver *Resolver // nil when DNS.Off
-	spool    *spooler
-	gov      *governor
-	flow     *flow.Stage[record.Task, record.Fetched]
+	cfg     Config
+	clients map[string]*http.Client // by proxy id; directID when there is no pool
+	toProxy map[string]proxyDial    // by proxy id, HTTP(S) proxies only: see proxyRefuses
+	dns     *DNSCache               // nil when DNS.Off
+	spool   *spooler
+	gov     *governor
+	flow    *flow.Stage[record.Task, record.Fetched]
 
 	act   activity    // what inputs are doing now (Activity)
 	conns connTracker // connections per transport (Conns)
@@ -46,22 +45,37 @@ func New(cfg Config) (*Stage, error) {
 	}
 	s := &Stage{cfg: cfg, clients: map[string]*http.Client{}}
 	if !cfg.DNS.Off {
-		s.resolver = NewResolver(cfg.DNS, cfg.Now)
+		s.dns = NewDNSCache(cfg.DNS, cfg.Now)
+		if s.cfg.Resolver == nil {
+			s.cfg.Resolver = s.dns // proxy endpoints and socks5:// targets too
+		}
 	}
 	var ids []string
 	if cfg.Pool == nil || cfg.Pool.Len() == 0 {
-		s.clients[directID] = s.newClient(nil, cfg.Concurrency)
+		c, err := s.newClient(nil, cfg.Concurrency)
+		if err != nil {
+			return nil, err
+		}
+		s.clients[directID] = c
 	} else {
+		// A proxy's share of the concurrency; an exclusive lease carries
+		// one request at a time.
 		share := (cfg.Concurrency + cfg.Pool.Len() - 1) / cfg.Pool.Len()
+		if cfg.Pool.Model() == proxy.Exclusive {
+			share = 1
+		}
 		for _, p := range cfg.Pool.Proxies() {
-			s.clients[p.ID] = s.newClient(p, share)
+			c, err := s.newClient(p, share)
+			if err != nil {
+				s.Close()
+				return nil, fmt.Errorf("fetch: %w", err)
+			}
+			s.clients[p.ID] = c
 			ids = append(ids, p.ID)
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.clients)) {
-		if m := s.instrument(id, s.clients[id]); m != nil {
-			s.meters = append(s.meters, m)
-		}
+	for id, c := range s.clients {
+		s.instrument(id, c)
 	}
 	budget := &byteBudget{max: cfg.BodyBudget}
 	s.spool = &spooler{parent: cfg.SpoolDir, threshold: cfg.SpoolThreshold, budget: budget}
@@ -80,21 +94,18 @@ func (s *Stage) Governor() GovernorStats { return s.gov.Stats() }
 // Pools returns the connection pools' measurements, one per HTTP client,
 // sorted by proxy id.
 func (s *Stage) Pools() []PoolStats {
-	conns := map[string]ConnStats{}
-	for _, c := range s.Conns() {
-		conns[c.Proxy] = c
-	}
-	out := make([]PoolStats, 0, len(s.meters))
-	for _, m := range s.meters {
-		c := conns[m.proxy]
-		out = append(out, PoolStats{Proxy: m.proxy, Size: m.size, Open: int64(c.Open), Dials: int64(c.Dials),
-			Busy: m.busy.Load(), MaxBusy: m.maxBusy.Load(), Requests: m.requests.Load(), BusySum: m.busySum.Load()})
+	conns := s.Conns()
+	out := make([]PoolStats, 0, len(conns))
+	for _, c := range conns {
+		b := s.act.busy(c.Proxy)
+		out = append(out, PoolStats{Proxy: c.Proxy, Size: c.Capacity, Open: int64(c.Open), Dials: int64(c.Dials),
+			Busy: int64(c.InUse), MaxBusy: b.peak, Requests: b.requests, BusySum: b.sum})
 	}
 	return out
 }
 
-// Resolver returns the stage's DNS cache, nil when DNS.Off.
-func (s *Stage) Resolver() *Resolver { return s.resolver }
+// DNSCache returns the stage's DNS cache, nil when DNS.Off.
+func (s *Stage) DNSCache() *DNSCache { return s.dns }
 
 // Limits returns the limits the governor applies to host at full level.
 func (s *Stage) Limits(host string) Limits {
@@ -106,6 +117,9 @@ func (s *Stage) Limits(host string) Limits {
 func (s *Stage) Close() error {
 	for _, c := range s.clients {
 		c.CloseIdleConnections()
+	}
+	if s.spool == nil { // New failed half-way
+		return nil
 	}
 	return s.spool.close()
 }
@@ -155,10 +169,14 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 	var lease *proxy.Lease
 	if s.cfg.Pool != nil && s.cfg.Pool.Len() > 0 {
 		leave := s.act.enter(stateLease, "", "")
-		lease, err = s.cfg.Pool.Acquire(ctx, proxy.Request{Domain: t.URL.Hostname(), Avoid: avoid, Allow: allow})
+		lease, err = s.cfg.Pool.Acquire(ctx, proxy.Request{Domain: t.URL.Hostname(), URL: t.URL.Redacted(), Session: t.Msg.Session, Avoid: avoid, Allow: allow})
 		leave()
-		if err != nil {
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
 			return res, failure.New(failure.Canceled, failure.ErrPermanent, err)
+		default: // no proxy usable within the pool's max wait
+			return res, failure.New(failure.ProxyConnect, failure.ErrProxy, err)
 		}
 		res.proxy = lease.Proxy.ID
 		client = s.clients[lease.Proxy.ID]
@@ -169,7 +187,8 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 		tm.finish()
 		res.timings = tm.timings()
 		if lease != nil {
-			lease.Release(proxy.Outcome{OK: err == nil, Status: res.status, Class: string(failure.ClassOf(err)), Latency: tm.end.Sub(tm.start)})
+			var up upstreamError
+			lease.Release(proxy.Outcome{Class: failure.ClassOf(err), Status: res.status, Latency: tm.end.Sub(tm.start), Upstream: errors.As(err, &up)})
 		}
 		if s.cfg.Trace != nil {
 			sp := record.Span{Schema: record.SchemaVersion, URL: t.URL.Redacted(), Domain: t.URL.Hostname(), Proxy: res.proxy,
@@ -202,6 +221,9 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 	res.finalURL = resp.Request.URL.String()
 	res.header = resp.Header
 	if err := statusError(resp.StatusCode, lease != nil); err != nil {
+		if resp.StatusCode == http.StatusUnauthorized && lease != nil && s.proxyRefuses(ctx, lease.Proxy, resp) {
+			err = failure.New(failure.ProxyAuth, failure.ErrProxy, fmt.Errorf("proxy answered 401"))
+		}
 		res.retryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), s.cfg.Now())
 		// Drain a little so the connection can be reused, never much.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
@@ -214,8 +236,24 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 		}
 		return res, classifyBody(err, ctx)
 	}
+	if m := captchaMarker(b.data, s.cfg.CaptchaMarkers); m != "" {
+		// A challenge page instead of the page: this proxy is banned
+		// here; another may not be.
+		s.spool.budget.give(b.held)
+		return res, failure.New(failure.Blocked, failure.ErrRetryable, fmt.Errorf("captcha marker %q in the body", m))
+	}
 	res.body, res.spool, res.truncated, res.held = b.data, b.spool, b.truncated, b.held
 	return res, nil
+}
+
+// captchaMarker returns the first marker found in body, "" if none.
+func captchaMarker(body []byte, markers []string) string {
+	for _, m := range markers {
+		if m != "" && bytes.Contains(body, []byte(m)) {
+			return m
+		}
+	}
+	return ""
 }
 
 // statusError classifies a non-2xx status; nil for 2xx and 3xx (the client
@@ -229,7 +267,7 @@ func statusError(status int, viaProxy bool) error {
 	case status == http.StatusTooManyRequests:
 		return failure.New(failure.RateLimited, failure.ErrRateLimited, fmt.Errorf("target answered %d", status))
 	case viaProxy && (status == http.StatusBadGateway || status == http.StatusGatewayTimeout):
-		return failure.New(failure.ProxyProtocol, failure.ErrProxy, fmt.Errorf("proxy answered %d", status))
+		return failure.New(failure.ProxyProtocol, failure.ErrProxy, upstreamError{fmt.Errorf("proxy answered %d", status)})
 	case status >= 500:
 		return failure.New(failure.ServerError, failure.ErrRetryable, fmt.Errorf("target answered %d", status))
 	case status == http.StatusForbidden:

@@ -319,7 +319,9 @@ func TestProxyErrorClasses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, _ := proxy.New([]*proxy.Proxy{p})
+	// The 407 quarantines the only proxy; the retry waits for its
+	// cool-down, kept short here.
+	pool, _ := proxy.New([]*proxy.Proxy{p}, proxy.WithHealth(proxy.HealthConfig{CooldownBase: 10 * time.Millisecond}))
 	cfg := fastConfig()
 	cfg.Pool = pool
 	cfg.MaxAttempts = 2

@@ -97,7 +97,7 @@ func TestPerProxyBucketsPaceEachIP(t *testing.T) {
 			}
 			st.add(l.Proxy.ID)
 			time.Sleep(20 * time.Millisecond)
-			defer l.Release(proxy.Outcome{OK: true, Status: 200})
+			defer l.Release(proxy.Outcome{Status: 200})
 			return answer(200, 20*time.Millisecond, 0, l.Proxy.ID)
 		})
 		if lim := s.Limits("a.test"); lim.MaxRate != 100 || lim.ProxyRate != 1 {

@@ -173,11 +173,11 @@ func TestPoolGateContract(t *testing.T) {
 	if err != nil || l.Proxy.ID != "p2" {
 		t.Fatalf("leased %v, %v; want p2", l, err)
 	}
-	l.Release(proxy.Outcome{OK: true})
+	l.Release(proxy.Outcome{Status: 200})
 	// An avoided proxy is taken only when Allow refuses the others.
 	l, err = pool.Acquire(ctx, proxy.Request{Avoid: []string{"p1"}, Allow: func(id string) bool { return id == "p1" }})
 	if err != nil || l.Proxy.ID != "p1" {
 		t.Fatalf("leased %v, %v; want the avoided p1 as the only one allowed", l, err)
 	}
-	l.Release(proxy.Outcome{OK: true})
+	l.Release(proxy.Outcome{Status: 200})
 }

@@ -12,45 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"sluice/proxy"
 	"sluice/testbed"
 )
 
 // These tests run the fetch stage against the real test world: catalog
 // sites on distinct loopback addresses (one per "domain") and a farm of
 // forward proxies that each dial out from their own source IP.
-
-func startSite(t *testing.T, cfg testbed.SiteConfig) *testbed.Site {
-	t.Helper()
-	s, err := testbed.StartSite(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}
-
-func newFarmPool(t *testing.T, n int) *proxy.Pool {
-	t.Helper()
-	farm, err := testbed.StartFarm(testbed.FarmConfig{N: n})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = farm.Close() })
-	var ps []*proxy.Proxy
-	for i, u := range farm.URLs() {
-		p, err := proxy.Parse(fmt.Sprintf("p%d", i+1), u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ps = append(ps, p)
-	}
-	pool, err := proxy.New(ps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pool
-}
 
 func hostOf(rawURL string) string {
 	h := strings.TrimPrefix(rawURL, "http://")
@@ -90,7 +57,6 @@ func TestThreeDomainsStayWithinTheirPerIPLimits(t *testing.T) {
 	}{{"127.0.1.1", 6}, {"127.0.1.2", 9}, {"127.0.1.3", 15}}
 	listenOn(t, doms[0].ip).Close()
 	const proxies, pages = 6, 30
-	pool := newFarmPool(t, proxies)
 	var sites []*testbed.Site
 	var domains []Domain
 	for _, d := range doms {
@@ -99,6 +65,7 @@ func TestThreeDomainsStayWithinTheirPerIPLimits(t *testing.T) {
 		sites = append(sites, startSite(t, testbed.SiteConfig{Addr: d.ip + ":0", Products: pages, Window: window}))
 		domains = append(domains, Domain{Domain: d.ip, PerIPPerMinute: float64(d.limit) * float64(time.Minute/window), Window: window})
 	}
+	_, pool := newFarmPool(t, proxies, 0, testbed.FarmConfig{})
 	s, err := New(Config{Concurrency: 16, Pool: pool, Domains: domains, Adaptive: Adaptive{Window: 10}})
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +142,7 @@ func TestDomainAnsweringOnly429DoesNotSlowTheOthers(t *testing.T) {
 	x.Start()
 	defer x.Close()
 	y := startSite(t, testbed.SiteConfig{Addr: "127.0.1.4:0", Products: 30})
-	pool := newFarmPool(t, 4)
+	_, pool := newFarmPool(t, 4, 0, testbed.FarmConfig{})
 	xHost, yHost := hostOf(x.URL), hostOf(y.URL())
 
 	s, err := New(Config{Concurrency: 4, Pool: pool, MaxAttempts: 3,
