@@ -318,8 +318,7 @@ func (p *Pool) Acquire(ctx context.Context, req Request) (*Lease, error) {
 	if l != nil {
 		p.grantedLocked(l, 0)
 		p.mu.Unlock()
-		p.watch(ctx, l)
-		return l, nil
+		return p.watch(ctx, l)
 	}
 	if refused {
 		p.mu.Unlock()
@@ -339,8 +338,7 @@ func (p *Pool) Acquire(ctx context.Context, req Request) (*Lease, error) {
 	var err error
 	select {
 	case l := <-w.ch:
-		p.watch(ctx, l)
-		return l, nil
+		return p.watch(ctx, l)
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-deadline:
@@ -364,15 +362,22 @@ func (p *Pool) Acquire(ctx context.Context, req Request) (*Lease, error) {
 	return nil, err
 }
 
-// watch makes the pool take l back when ctx ends.
-func (p *Pool) watch(ctx context.Context, l *Lease) {
+// watch makes the pool take l back when ctx ends, and returns l. When ctx
+// has already ended, no caller may hold l: it is handed back at once and
+// watch returns ctx's error instead.
+func (p *Pool) watch(ctx context.Context, l *Lease) (*Lease, error) {
 	if ctx.Done() == nil {
-		return
+		return l, nil
 	}
 	stop := context.AfterFunc(ctx, func() { l.Release(Outcome{Class: failure.Canceled}) })
 	p.mu.Lock()
 	l.stop = stop
 	p.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		l.Release(Outcome{Class: failure.Canceled})
+		return nil, err
+	}
+	return l, nil
 }
 
 // tryLocked picks a proxy for req, or returns nil if none is usable now;
