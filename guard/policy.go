@@ -41,31 +41,32 @@ import (
 )
 
 // Config configures a Policy. The zero value is the safe default: http and
-// https to any port of any public address.
+// https to any port of any public address. The yaml tags name its keys in
+// a job's config file (the policy: section).
 type Config struct {
 	// AllowLoopback admits 127.0.0.0/8 and ::1. Off by default; tests and
 	// the demo, which run on loopback, turn it on.
-	AllowLoopback bool
+	AllowLoopback bool `yaml:"allow_loopback"`
 	// AllowNets admits addresses in these CIDR prefixes (or single
 	// addresses) even inside a refused range, e.g. "10.20.0.0/16" for an
 	// internal mirror. DenyNets wins over it.
-	AllowNets []string
+	AllowNets []string `yaml:"allow_nets"`
 	// DenyNets refuses addresses in these prefixes in addition to the
 	// default ranges.
-	DenyNets []string
+	DenyNets []string `yaml:"deny_nets"`
 	// AllowHosts, if not empty, admits only hosts that match one of these
 	// patterns: "example.com" (exactly), "*.example.com" (any subdomain,
 	// not example.com itself) or "*" (any). An IP literal host matches its
 	// canonical text ("192.0.2.7", "[2001:db8::1]" without brackets).
-	AllowHosts []string
+	AllowHosts []string `yaml:"allow_hosts"`
 	// DenyHosts refuses hosts that match one of these patterns (same
 	// syntax); it wins over AllowHosts.
-	DenyHosts []string
+	DenyHosts []string `yaml:"deny_hosts"`
 	// AllowPorts, if not empty, admits only these ports: "443", "8000-8099".
 	// The port of a URL without one is the scheme's default (80, 443).
-	AllowPorts []string
+	AllowPorts []string `yaml:"allow_ports"`
 	// DenyPorts refuses these ports (same syntax); it wins over AllowPorts.
-	DenyPorts []string
+	DenyPorts []string `yaml:"deny_ports"`
 	// ProxyDNS says who resolves target names when an HTTP or HTTPS proxy
 	// is used. "remote" (the default, what proxy providers expect) sends
 	// the proxy the name (absolute-form requests, CONNECT host:port) and
@@ -76,15 +77,15 @@ type Config struct {
 	// its own DNS; use it when the proxies sit inside a network to
 	// protect. socks5 proxies always resolve locally and socks5h proxies
 	// always remotely, as their schemes say.
-	ProxyDNS string
+	ProxyDNS string `yaml:"proxy_dns"`
 	// Resolver resolves names at dial time; nil means net.DefaultResolver.
 	// A caching resolver can be plugged in here.
-	Resolver Resolver
+	Resolver Resolver `yaml:"-"`
 	// HandshakeTimeout bounds a CONNECT or SOCKS5 handshake with a proxy
 	// (the TCP connect has its own timeout). 0 means 10 s.
-	HandshakeTimeout time.Duration
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 	// MaxProxyHeaderBytes caps a proxy's answer to CONNECT. 0 means 64 KiB.
-	MaxProxyHeaderBytes int64
+	MaxProxyHeaderBytes int64 `yaml:"max_proxy_header_bytes"`
 }
 
 // ProxyDNS modes.

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -208,5 +210,42 @@ func TestBoundsFlags(t *testing.T) {
 		if code := realMain(append([]string{"run"}, bad...), io.Discard, &stderr); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d (%s)", bad, code, exitUsage, stderr.String())
 		}
+	}
+}
+
+// TestBoundsFromConfigFile: the config file's policy: section and fetch:
+// bounds are read; a flag given on the command line overrides only its
+// own setting.
+func TestBoundsFromConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(path, []byte(`
+fetch:
+  max_redirects: 3
+  truncate: true
+  body_timeout: 7s
+policy:
+  allow_nets: ["10.9.0.0/16"]
+  deny_hosts: ["*.internal.example"]
+  proxy_dns: local
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fill := runFlags(fs)
+	if err := fs.Parse([]string{"--config", path, "--allow-loopback", "--deny-hosts", "admin.example"}); err != nil {
+		t.Fatal(err)
+	}
+	var cfg jobConfig
+	if err := fill(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	p, f := cfg.Fetch.Policy, cfg.Fetch
+	if !p.AllowLoopback || len(p.AllowNets) != 1 || p.AllowNets[0] != "10.9.0.0/16" || len(p.DenyHosts) != 1 || p.DenyHosts[0] != "admin.example" || p.ProxyDNS != "local" {
+		t.Errorf("policy %+v", p)
+	}
+	if f.MaxRedirects != 3 || !f.TruncateLarge || f.BodyTimeout != 7*time.Second {
+		t.Errorf("bounds: redirects %d truncate %v body %v", f.MaxRedirects, f.TruncateLarge, f.BodyTimeout)
 	}
 }

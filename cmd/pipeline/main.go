@@ -1,7 +1,9 @@
 // Command pipeline runs sluice: `pipeline run` scrapes the URLs of a file or
 // stdin through a proxy pool into JSONL; `pipeline demo` does the same
 // against a local catalog site and proxy farm, with no setup; `pipeline
-// waterfall` draws a request waterfall from a span trace.
+// plan` prints the fetch governor's calculation for a config; `pipeline
+// bench` measures the governor against a local site with a per-IP limit;
+// `pipeline waterfall` draws a request waterfall from a span trace.
 package main
 
 import (
@@ -32,6 +34,8 @@ const usage = `usage: pipeline <command> [flags]
 commands:
   run        scrape URLs from a file or stdin into JSONL
   demo       scrape a local catalog site through a local proxy farm, and check every record
+  plan       print the fetch governor's per-domain limits for a config (--config FILE)
+  bench      measure the governor on a local site with a per-IP limit: completion, 429s, rate
   waterfall  draw the request waterfall (HTML) of a span trace written with --trace
 
 Run 'pipeline <command> -h' for the flags of a command.
@@ -53,6 +57,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(rest, stdout, stderr)
+	case "plan":
+		err = cmdPlan(rest, stdout, stderr)
+	case "bench":
+		err = cmdBench(rest, stdout, stderr)
 	case "waterfall":
 		err = cmdWaterfall(rest, stdout, stderr)
 	case "-h", "-help", "--help", "help":

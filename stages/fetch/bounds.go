@@ -139,49 +139,40 @@ func (c *cappedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// readBody reads resp.Body through its Content-Encoding under
-// MaxBodyBytes, counted both on the wire and after decoding. A body over
-// the cap is refused with class too_large, or, with TruncateLarge, cut to
-// the cap and reported truncated. When the body was decoded, the
+// bodyReader returns resp's body with its Content-Encoding undone, for
+// the spooler to read under MaxBodyBytes (which bounds the decoded bytes,
+// and marks a cut body truncated). The encoded bytes are capped at
+// MaxBodyBytes too, so that a stream that decodes to little (empty deflate
+// blocks, say) cannot be read forever; past it the read fails with
+// errWireTooLarge. An unencoded body whose Content-Length is over the cap
+// is refused before it is read. When the body is decoded, the
 // Content-Encoding and Content-Length headers are dropped, since they no
 // longer describe it.
-func (s *Stage) readBody(ctx, bodyCtx context.Context, resp *http.Response, viaProxy bool) (body []byte, truncated bool, err error) {
+func (s *Stage) bodyReader(resp *http.Response) (io.Reader, error) {
 	limit := s.cfg.MaxBodyBytes
-	ce := resp.Header.Get("Content-Encoding")
-	wire := &cappedReader{r: resp.Body, n: limit}
-	r, encoded, err := decoder(ce, wire)
+	r, encoded, err := decoder(resp.Header.Get("Content-Encoding"), &cappedReader{r: resp.Body, n: limit})
 	if err != nil {
-		return nil, false, s.bodyError(err, ctx, bodyCtx, viaProxy)
+		return nil, err
 	}
-	hint := int64(32 << 10)
-	if !encoded && resp.ContentLength >= 0 {
+	if !encoded {
 		if resp.ContentLength > limit && !s.cfg.TruncateLarge {
-			return nil, false, failure.Errorf(failure.TooLarge, "Content-Length %d exceeds the cap of %d bytes", resp.ContentLength, limit)
+			return nil, failure.Errorf(failure.TooLarge, "Content-Length %d exceeds the cap of %d bytes", resp.ContentLength, limit)
 		}
-		hint = resp.ContentLength + 1
+		return resp.Body, nil // the decoded cap is the wire cap
 	}
-	body, over, err := readCapped(r, hint, limit)
-	if errors.Is(err, errWireTooLarge) {
-		over, err = true, nil
-	}
-	if err != nil {
-		return nil, false, s.bodyError(err, ctx, bodyCtx, viaProxy)
-	}
-	if encoded {
-		resp.Header.Del("Content-Encoding")
-		resp.Header.Del("Content-Length")
-	}
-	if over {
-		if !s.cfg.TruncateLarge {
-			return nil, false, failure.Errorf(failure.TooLarge, "body exceeds the cap of %d bytes (Content-Encoding %q)", limit, ce)
-		}
-		return body, true, nil
-	}
-	return body, false, nil
+	resp.Header.Del("Content-Encoding")
+	resp.Header.Del("Content-Length")
+	return r, nil
 }
 
 // bodyError classifies an error met while reading or decoding a body.
 func (s *Stage) bodyError(err error, ctx, bodyCtx context.Context, viaProxy bool) error {
+	if errors.Is(err, errWireTooLarge) {
+		return failure.Errorf(failure.TooLarge, "encoded body exceeds the cap of %d bytes", s.cfg.MaxBodyBytes)
+	}
+	if fe := (*failure.Error)(nil); errors.As(err, &fe) {
+		return err // too_large, a refused Content-Length, a spool failure
+	}
 	if ctx.Err() != nil {
 		return failure.New(failure.Canceled, failure.ErrPermanent, ctx.Err())
 	}
@@ -280,42 +271,4 @@ func deflateReader(r io.Reader) (io.Reader, error) {
 		return zlib.NewReader(br)
 	}
 	return flate.NewReader(br), nil
-}
-
-// readCapped reads r to its end, keeping at most limit bytes; over
-// reports that there was more. hint is the expected size (+1), for the
-// first allocation.
-//
-// Memory: the buffer doubles while it stays at most limit/4, then jumps
-// to limit+1, so everything allocated along the way (the last buffer and
-// the outgrown ones, garbage or not) stays below 1.5 × limit, whatever the
-// body: a decompression bomb costs the cap and no more.
-func readCapped(r io.Reader, hint, limit int64) (data []byte, over bool, err error) {
-	size := min(max(hint, 512), limit+1)
-	buf := make([]byte, 0, size)
-	for {
-		if len(buf) == cap(buf) {
-			if int64(len(buf)) > limit {
-				return buf[:limit], true, nil
-			}
-			next := int64(cap(buf)) * 2
-			if next > limit/4 {
-				next = limit + 1
-			}
-			nb := make([]byte, len(buf), next)
-			copy(nb, buf)
-			buf = nb
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if int64(len(buf)) > limit {
-			return buf[:limit], true, nil
-		}
-		if err == io.EOF {
-			return buf, false, nil
-		}
-		if err != nil {
-			return buf, false, err
-		}
-	}
 }

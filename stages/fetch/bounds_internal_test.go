@@ -2,67 +2,47 @@ package fetch
 
 import (
 	"bytes"
+	"compress/flate"
+	"context"
 	"errors"
 	"io"
 	"net/http"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"sluice/failure"
 )
 
-// endless is a reader that never ends.
-type endless struct{}
-
-func (endless) Read(p []byte) (int, error) {
-	for i := range p {
-		p[i] = 'x'
+// TestWireCap: a deflate stream of empty blocks decodes to nothing however
+// long it is; the cap on encoded bytes ends it.
+func TestWireCap(t *testing.T) {
+	var wire bytes.Buffer
+	zw, _ := flate.NewWriter(&wire, flate.BestSpeed)
+	for wire.Len() < 3<<20 {
+		_ = zw.Flush() // an empty stored block: 5 bytes, no output
 	}
-	return len(p), nil
-}
-
-func TestReadCapped(t *testing.T) {
-	const limit = 1 << 20
-	for _, n := range []int{0, 1, 4095, limit - 1, limit, limit + 1, 3 * limit} {
-		for _, hint := range []int64{0, 512, int64(n) + 1, 100 << 20} {
-			data := bytes.Repeat([]byte("y"), n)
-			got, over, err := readCapped(bytes.NewReader(data), hint, limit)
-			if err != nil {
-				t.Fatalf("n=%d hint=%d: %v", n, hint, err)
-			}
-			if over != (n > limit) || len(got) != min(n, limit) || !bytes.Equal(got, data[:len(got)]) {
-				t.Errorf("n=%d hint=%d: over=%v len=%d", n, hint, over, len(got))
-			}
-		}
+	s := &Stage{cfg: Config{MaxBodyBytes: 1 << 20}}
+	resp := &http.Response{Header: http.Header{"Content-Encoding": {"deflate"}}, Body: io.NopCloser(&wire), ContentLength: -1}
+	r, err := s.bodyReader(resp)
+	if err != nil {
+		t.Fatal(err)
 	}
-	boom := errors.New("boom")
-	if _, _, err := readCapped(io.MultiReader(strings.NewReader("abc"), &failing{boom}), 0, limit); !errors.Is(err, boom) {
-		t.Errorf("read error lost: %v", err)
+	n, err := io.Copy(io.Discard, r)
+	if !errors.Is(err, errWireTooLarge) || n != 0 {
+		t.Fatalf("read %d bytes, %v; want errWireTooLarge", n, err)
 	}
-}
-
-type failing struct{ err error }
-
-func (f *failing) Read([]byte) (int, error) { return 0, f.err }
-
-// TestReadCappedAllocation checks the memory bound readCapped promises:
-// everything it allocates for an endless body stays below 1.5 × the cap.
-func TestReadCappedAllocation(t *testing.T) {
-	for _, limit := range []int64{1 << 20, 10 << 20, 10<<20 + 12345} {
-		runtime.GC()
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		got, over, err := readCapped(endless{}, 32<<10, limit)
-		runtime.ReadMemStats(&after)
-		if err != nil || !over || int64(len(got)) != limit {
-			t.Fatalf("limit %d: %v %v %d", limit, err, over, len(got))
-		}
-		alloc := after.TotalAlloc - before.TotalAlloc
-		t.Logf("cap %d: %d bytes allocated (%.2f × cap)", limit, alloc, float64(alloc)/float64(limit))
-		if float64(alloc) >= 1.5*float64(limit)+64<<10 { // a little room for the runtime's own allocations
-			t.Errorf("cap %d: %d bytes allocated", limit, alloc)
-		}
+	if got := s.bodyError(err, context.Background(), context.Background(), false); failure.ClassOf(got) != failure.TooLarge {
+		t.Errorf("classified as %v", got)
+	}
+	if resp.Header.Get("Content-Encoding") != "" {
+		t.Error("decoded body still labelled deflate")
+	}
+	// Unencoded, the Content-Length alone refuses an oversized body.
+	resp = &http.Response{Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), ContentLength: 2 << 20}
+	if _, err := s.bodyReader(resp); failure.ClassOf(err) != failure.TooLarge {
+		t.Errorf("Content-Length over the cap: %v", err)
 	}
 }
 

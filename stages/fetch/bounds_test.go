@@ -89,6 +89,7 @@ func TestGzipBombStoppedAtCap(t *testing.T) {
 		cfg := fast()
 		cfg.TruncateLarge = truncate
 		var f record.Fetched
+		waitFor(t, "the bomb's earlier answers to end", func() bool { return h.Stats().Active == 0 })
 		before := h.Stats().BodyBytes["bomb"]
 		peak := heapPeak(func() { f = run(t, cfg, []string{h.URL() + "/bomb/gzip"})[0] })
 		sent := h.Stats().BodyBytes["bomb"] - before

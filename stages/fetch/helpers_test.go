@@ -48,12 +48,16 @@ func newTask(t *testing.T, raw, session string) record.Task {
 
 // quickConfig is a fetch config for loopback tests: no rate limit, short
 // backoffs, a bounded attempt.
+// testPolicy lets the stage reach the test servers, which are on
+// loopback (refused by default).
+var testPolicy = guard.Config{AllowLoopback: true}
+
 func quickConfig(pool *proxy.Pool, concurrency int) Config {
 	return Config{
 		Concurrency: concurrency, DomainRate: -1, Pool: pool,
 		MaxAttempts: 4, BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond,
 		AttemptTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
-		Policy: guard.Config{AllowLoopback: true}, // the test servers are on loopback
+		Policy: testPolicy,
 	}
 }
 

@@ -54,6 +54,9 @@ func runStage(t testing.TB, st *fetch.Stage, urls []string) []record.Fetched {
 			if !ok {
 				return nil
 			}
+			if err := f.LoadBody(); err != nil { // a spooled body, as the parse stage reads it
+				t.Errorf("load body: %v", err)
+			}
 			mu.Lock()
 			got = append(got, f)
 			mu.Unlock()

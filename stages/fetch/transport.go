@@ -74,8 +74,10 @@ func (s *Stage) client(tr *http.Transport) *http.Client {
 func (s *Stage) newClient(p *proxy.Proxy, share int) (*http.Client, error) {
 	tr, dialer := s.baseTransport(share)
 	if p == nil {
-		// The URL policy resolves and checks every target and dials the
-		// checked IP: see bounds.go.
+		// The URL policy resolves every target through the stage's
+		// resolver (the DNS cache), checks the addresses and dials a checked
+		// IP, under the connection counting: see bounds.go. Proxied clients
+		// dial their proxy's endpoint, resolved once at start.
 		tr.DialContext = s.conns.wrap(directID, tr.MaxIdleConnsPerHost, dialFunc(s.policy.Dial(tr.DialContext)))
 		return s.client(tr), nil
 	}
