@@ -155,11 +155,11 @@ func TestKafkaSourceDeliversDecodesAndCommits(t *testing.T) {
 	group := testbed.UniqueName("g")
 	values := urlValues(300)
 	poison := map[string]string{
-		"\xff\xfe not utf-8":                                 "not valid UTF-8",
-		"ftp://example.com/file":                             "not http or https",
+		"\xff\xfe not utf-8":                                "not valid UTF-8",
+		"ftp://example.com/file":                            "not http or https",
 		`{"url": "http://127.0.0.1:1/x", "colour": "blue"}`: "not a URL message",
-		strings.Repeat("x", 70<<10):                          "exceeds the cap",
-		"":                                                   "empty URL",
+		strings.Repeat("x", 70<<10):                         "exceeds the cap",
+		"":                                                  "empty URL",
 	}
 	for v := range poison {
 		values = append(values, v)
