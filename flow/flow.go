@@ -88,7 +88,9 @@ func (s *Stats) Done(n int) {
 // *Map or *Sink.
 type Component interface {
 	Stats() *Stats
-	start(hard, soft context.Context) <-chan error
+	// start runs the component; fail, called when it fails, stops the
+	// sources of the pipeline.
+	start(hard, soft context.Context, fail func()) <-chan error
 }
 
 // Producer is anything with a typed output: a *Source[T], or a stage whose
@@ -165,22 +167,35 @@ func (o *outlet) Via(f streams.Flow) streams.Flow {
 // input ran out) and everything it produced is written, or after hard ended
 // and everything in flight was discarded. It returns the components' errors
 // joined. Each component may be run once.
+//
+// A component that fails ends soft for the others: the sources stop
+// reading and the pipeline drains, so that a dead sink does not leave a
+// source reading input that nothing will acknowledge.
 func Run(hard, soft context.Context, comps ...Component) error {
+	soft, failed := context.WithCancel(soft)
+	defer failed()
 	var wg sync.WaitGroup
 	errCh := make([]<-chan error, 0, len(comps))
 	for _, c := range comps {
-		errCh = append(errCh, c.start(hard, soft))
+		errCh = append(errCh, c.start(hard, soft, failed))
 		if o := outletOf(c); o != nil {
 			wg.Add(1)
 			go o.transmit(hard, &wg)
 		}
 	}
-	var errs []error
+	errs := make([]error, len(comps))
+	var done sync.WaitGroup
 	for i, ch := range errCh {
-		if err := <-ch; err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", comps[i].Stats().Name, err))
-		}
+		done.Add(1)
+		go func() { // owner: Run; ends when component i does
+			defer done.Done()
+			if err := <-ch; err != nil {
+				errs[i] = fmt.Errorf("%s: %w", comps[i].Stats().Name, err)
+				failed()
+			}
+		}()
 	}
+	done.Wait()
 	wg.Wait()
 	return errors.Join(errs...)
 }
@@ -271,6 +286,16 @@ func runGuarded(fn func() error, out chan any) <-chan error {
 		err = fn()
 	}()
 	return res
+}
+
+// guard calls fn, turning a panic into an error.
+func guard(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return fn()
 }
 
 // RecvStatus says how RecvBefore ended.

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -274,15 +275,25 @@ func ReadTopic(ctx context.Context, brokers []string, topic string) ([]kafka.Mes
 	if err != nil {
 		return nil, err
 	}
-	var out []kafka.Message
+	parts := make([][]kafka.Message, len(ends))
+	errs := make([]error, len(ends))
+	var wg sync.WaitGroup
 	for p, end := range ends {
-		if end == 0 {
+		if end == 0 || p >= len(parts) {
 			continue
 		}
-		msgs, err := readPartition(ctx, brokers, topic, p, end)
-		if err != nil {
-			return nil, err
-		}
+		wg.Add(1)
+		go func() { // owner: ReadTopic; ends with the partition's read
+			defer wg.Done()
+			parts[p], errs[p] = readPartition(ctx, brokers, topic, p, end)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var out []kafka.Message
+	for _, msgs := range parts {
 		out = append(out, msgs...)
 	}
 	return out, nil
