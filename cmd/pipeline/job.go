@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -16,7 +17,6 @@ import (
 	"sluice/stages/fetch"
 	"sluice/stages/parse"
 	"sluice/stages/sink"
-	"sluice/stages/source"
 )
 
 // jobConfig is everything one batch run needs, filled in one place from
@@ -33,19 +33,20 @@ type jobConfig struct {
 	Parse     parse.Config
 	Sink      sink.JSONLConfig
 	Drain     time.Duration
+	Kafka     kafkaConfig // Kafka input and output (kafka.go); zero: none
 	Log       zerolog.Logger
 }
 
 // summary is what a finished run reports.
 type summary struct {
-	Read     uint64            `json:"read"`
-	Written  int               `json:"written"`
-	OK       int               `json:"ok"`
-	Errors   map[string]int    `json:"errors"`
-	Dropped  uint64            `json:"dropped"`
-	Elapsed  time.Duration     `json:"elapsed"`
-	PerProxy map[string]int64  `json:"requests_per_proxy"`
-	Stages   []stageSummary    `json:"-"`
+	Read     uint64           `json:"read"`
+	Written  int              `json:"written"`
+	OK       int              `json:"ok"`
+	Errors   map[string]int   `json:"errors"`
+	Dropped  uint64           `json:"dropped"`
+	Elapsed  time.Duration    `json:"elapsed"`
+	PerProxy map[string]int64 `json:"requests_per_proxy"`
+	Stages   []stageSummary   `json:"-"`
 }
 
 type stageSummary struct {
@@ -100,11 +101,12 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // pipeline is a built, not yet started, batch pipeline.
 type pipeline struct {
-	src   *flow.Source[record.Task]
-	fetch *fetch.Stage
-	parse *parse.Stage
-	sink  *sink.JSONL
-	pool  *proxy.Pool
+	src     *flow.Source[record.Task]
+	fetch   *fetch.Stage
+	parse   *parse.Stage
+	out     *flow.Sink[record.Output]
+	closers []func() error // run once the pipeline has finished (kafka.go)
+	pool    *proxy.Pool
 
 	mu  sync.Mutex // guards sum
 	sum summary
@@ -113,10 +115,11 @@ type pipeline struct {
 // build assembles source → fetch → parse → sink.
 func build(cfg jobConfig) (*pipeline, error) {
 	p := &pipeline{sum: summary{Errors: map[string]int{}}}
-	var err error
-	if p.src, err = source.Lines(source.LinesConfig{Path: cfg.URLs, Reader: cfg.URLReader}); err != nil {
+	pio, err := buildIO(cfg, p.count, cfg.Log)
+	if err != nil {
 		return nil, err
 	}
+	p.src, p.out, p.closers = pio.src, pio.out, pio.close
 	if len(cfg.Proxies) > 0 {
 		if p.pool, err = proxy.New(cfg.Proxies); err != nil {
 			return nil, err
@@ -130,19 +133,13 @@ func build(cfg jobConfig) (*pipeline, error) {
 	}
 	pc := cfg.Parse
 	pc.Rules = cfg.Rules
-	pc.KeepPages = cfg.Pages != ""
+	pc.KeepPages = pio.keepPage
 	if p.parse, err = parse.NewStage(pc); err != nil {
 		return nil, usageError{err}
 	}
-	sc := cfg.Sink
-	sc.Path, sc.Writer, sc.PagesPath = cfg.Out, cfg.OutWriter, cfg.Pages
-	sc.OnDone = p.count
-	if p.sink, err = sink.NewJSONL(sc); err != nil {
-		return nil, err
-	}
 	flow.Connect(p.src, p.fetch.Flow())
 	flow.Connect(p.fetch.Flow(), p.parse.Flow())
-	flow.Connect(p.parse.Flow(), p.sink.Sink())
+	flow.Connect(p.parse.Flow(), p.out)
 	return p, nil
 }
 
@@ -161,15 +158,16 @@ func (p *pipeline) count(o record.Output) {
 }
 
 func (p *pipeline) stats() []*flow.Stats {
-	return []*flow.Stats{p.src.Stats(), p.fetch.Flow().Stats(), p.parse.Flow().Stats(), p.sink.Sink().Stats()}
+	return []*flow.Stats{p.src.Stats(), p.fetch.Flow().Stats(), p.parse.Flow().Stats(), p.out.Stats()}
 }
 
 // run runs the pipeline until its input ends (or soft ends and it has
 // drained, or hard ends) and returns the summary.
 func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	start := time.Now()
-	err := flow.Run(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.sink.Sink())
+	err := flow.Run(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.out)
 	p.fetch.Close()
+	err = errors.Join(err, closeAll(p.closers))
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.sum

@@ -28,7 +28,8 @@ const (
 const usage = `usage: pipeline <command> [flags]
 
 commands:
-  run     scrape URLs from a file or stdin into JSONL
+  run     scrape URLs from a file, stdin or a Kafka topic into JSONL or Kafka topics
+  replay  parse stored pages again (pages topic or file), with no network access to their sites
   demo    scrape a local catalog site through a local proxy farm, and check every record
 
 Run 'pipeline <command> -h' for the flags of a command.
@@ -50,6 +51,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(rest, stdout, stderr)
+	case "replay":
+		err = cmdReplay(rest, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

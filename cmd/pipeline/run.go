@@ -51,17 +51,22 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	proxies := fs.String("proxies", "", "proxy list file, one proxy URL per line; default: direct connections")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fill := runFlags(fs)
+	kafkaCfg := kafkaFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments: %v", fs.Args())
 	}
+	kc, err := kafkaCfg()
+	if err != nil {
+		return err
+	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
 	}
-	cfg := jobConfig{URLs: *urls, Out: *out, Log: log}
+	cfg := jobConfig{URLs: *urls, Out: *out, Kafka: kc, Log: log}
 	if err := fill(&cfg); err != nil {
 		return err
 	}
