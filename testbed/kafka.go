@@ -102,6 +102,11 @@ func CreateTopics(ctx context.Context, brokers []string, partitions int, names .
 	for {
 		md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
 		if err == nil && topicsReady(md, names) {
+			for _, n := range names {
+				if _, err := EndOffsets(ctx, brokers, n); err != nil {
+					return fmt.Errorf("topic %s: %w", n, err)
+				}
+			}
 			return nil
 		}
 		select {
@@ -175,8 +180,24 @@ func Spread(values []string, n int) []kafka.Message {
 }
 
 // EndOffsets returns, per partition of topic, the offset the next record
-// will get.
+// will get. Errors a new topic gives while its partitions settle (no
+// leader yet) are retried until ctx ends.
 func EndOffsets(ctx context.Context, brokers []string, topic string) (map[int]int64, error) {
+	for {
+		ends, err := endOffsets(ctx, brokers, topic)
+		var ke kafka.Error
+		if err == nil || !errors.As(err, &ke) || !ke.Temporary() {
+			return ends, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func endOffsets(ctx context.Context, brokers []string, topic string) (map[int]int64, error) {
 	c, done := KafkaClient(brokers)
 	defer done()
 	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
