@@ -18,25 +18,25 @@ type Class string
 
 // The classes. They appear in records and metrics; do not rename them.
 const (
-	BadInput      Class = "bad_input"       // not a URL message, not an http(s) URL
-	Policy        Class = "policy"          // refused by the URL policy
-	DNS           Class = "dns"             // name resolution failed
-	Connect       Class = "connect"         // connection to the target refused or failed
-	Timeout       Class = "timeout"         // a connect, header, body or total deadline passed
-	TLS           Class = "tls"             // TLS handshake or verification failed
-	ProxyConnect  Class = "proxy_connect"   // the proxy could not be reached
-	ProxyAuth     Class = "proxy_auth"      // the proxy refused our credentials (407, or 401 on CONNECT)
-	ProxyProtocol Class = "proxy_protocol"  // the proxy answered garbage, closed early or failed upstream
-	RateLimited   Class = "rate_limited"    // the target answered 429
-	Blocked       Class = "blocked"         // the target answered 403 or a captcha page
-	ServerError   Class = "server_error"    // the target answered 5xx
-	ClientError   Class = "client_error"    // the target answered another 4xx
-	TooLarge      Class = "too_large"       // the body or headers passed their cap
-	Redirects     Class = "redirects"       // too many redirects or a redirect loop
-	Protocol      Class = "protocol"        // the target broke HTTP (bad response, reset mid-body)
-	Parse         Class = "parse"           // the page could not be parsed within its bounds
-	Canceled      Class = "canceled"        // the run was stopped before the input finished
-	Internal      Class = "internal"        // a bug: a panic or an impossible state
+	BadInput      Class = "bad_input"      // not a URL message, not an http(s) URL
+	Policy        Class = "policy"         // refused by the URL policy
+	DNS           Class = "dns"            // name resolution failed
+	Connect       Class = "connect"        // connection to the target refused or failed
+	Timeout       Class = "timeout"        // a connect, header, body or total deadline passed
+	TLS           Class = "tls"            // TLS handshake or verification failed
+	ProxyConnect  Class = "proxy_connect"  // the proxy could not be reached
+	ProxyAuth     Class = "proxy_auth"     // the proxy refused our credentials (407, or 401 on CONNECT)
+	ProxyProtocol Class = "proxy_protocol" // the proxy answered garbage, closed early or failed upstream
+	RateLimited   Class = "rate_limited"   // the target answered 429
+	Blocked       Class = "blocked"        // the target answered 403 or a captcha page
+	ServerError   Class = "server_error"   // the target answered 5xx
+	ClientError   Class = "client_error"   // the target answered another 4xx
+	TooLarge      Class = "too_large"      // the body or headers passed their cap
+	Redirects     Class = "redirects"      // too many redirects or a redirect loop
+	Protocol      Class = "protocol"       // the target broke HTTP (bad response, reset mid-body)
+	Parse         Class = "parse"          // the page could not be parsed within its bounds
+	Canceled      Class = "canceled"       // the run was stopped before the input finished
+	Internal      Class = "internal"       // a bug: a panic or an impossible state
 	Unknown       Class = "unknown"
 )
 

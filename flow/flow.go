@@ -221,16 +221,8 @@ type Inbox[T any] struct {
 // empty, or ctx ends (ok = false). A received element counts as in flight
 // until it is passed on with Outbox.Send or marked done with Stats.Done.
 func (i Inbox[T]) Recv(ctx context.Context) (v T, ok bool) {
-	select {
-	case e, open := <-i.ch:
-		if !open {
-			return v, false
-		}
-		i.st.inFlight.Add(1)
-		return e.(T), true
-	case <-ctx.Done():
-		return v, false
-	}
+	v, st := i.RecvBefore(ctx, nil)
+	return v, st == Got
 }
 
 // Outbox is a stage's typed view of its output.
@@ -268,15 +260,26 @@ func newStats(name string, capacity int, ch chan any) *Stats {
 	return &Stats{Name: name, Capacity: capacity, queue: func() int { return len(ch) }}
 }
 
-// runGuarded runs fn, turning a panic into an error, and closes out (if not
-// nil) when it returns.
-func runGuarded(fn func() error, out chan any) <-chan error {
+// runGuarded runs fn, turning a panic into an error. When fn has returned
+// or panicked, it calls fail (if not nil) on an error, so that the sources
+// stop; it discards whatever is left in drain (if not nil), counting it as
+// dropped in st, so upstream can always finish; then it closes out (if not
+// nil) and reports the error.
+func runGuarded(fn func() error, drain <-chan any, st *Stats, out chan any, fail func()) <-chan error {
 	res := make(chan error, 1)
 	go func() {
 		var err error
 		defer func() {
 			if r := recover(); r != nil {
 				err = fmt.Errorf("panic: %v", r)
+			}
+			if err != nil && fail != nil {
+				fail()
+			}
+			if drain != nil {
+				for range drain {
+					st.dropped.Add(1)
+				}
 			}
 			if out != nil {
 				close(out)
@@ -286,16 +289,6 @@ func runGuarded(fn func() error, out chan any) <-chan error {
 		err = fn()
 	}()
 	return res
-}
-
-// guard calls fn, turning a panic into an error.
-func guard(fn func() error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v", r)
-		}
-	}()
-	return fn()
 }
 
 // RecvStatus says how RecvBefore ended.

@@ -38,7 +38,7 @@ func (s *Source[T]) start(hard, soft context.Context, _ func()) <-chan error {
 			return hard.Err()
 		}
 	}
-	return runGuarded(func() error { return s.run(soft, emit) }, s.out)
+	return runGuarded(func() error { return s.run(soft, emit) }, nil, s.st, s.out, nil)
 }
 
 // Stage transforms In into Out with a function that owns its own
@@ -83,17 +83,7 @@ func (s *Stage[In, Out]) consumer(In)   {}
 func (s *Stage[In, Out]) start(hard, _ context.Context, fail func()) <-chan error {
 	in := Inbox[In]{ch: s.in, st: s.st}
 	out := Outbox[Out]{ch: s.out, st: s.st}
-	return runGuarded(func() error {
-		err := guard(func() error { return s.run(hard, in, out) })
-		if err != nil {
-			fail()
-		}
-		// Whatever run left unread is discarded so upstream can finish.
-		for range s.in {
-			s.st.dropped.Add(1)
-		}
-		return err
-	}, s.out)
+	return runGuarded(func() error { return s.run(hard, in, out) }, s.in, s.st, s.out, fail)
 }
 
 // Map applies a function to every element with a fixed number of workers,
@@ -204,17 +194,7 @@ func (s *Sink[T]) consumer(T)    {}
 func (s *Sink[T]) start(hard, _ context.Context, fail func()) <-chan error {
 	in := Inbox[T]{ch: s.in, st: s.st}
 	res := make(chan error, 1)
-	inner := runGuarded(func() error {
-		err := guard(func() error { return s.run(hard, in) })
-		if err != nil {
-			fail()
-		}
-		// Whatever run left unread is discarded so upstream can finish.
-		for range s.in {
-			s.st.dropped.Add(1)
-		}
-		return err
-	}, nil)
+	inner := runGuarded(func() error { return s.run(hard, in) }, s.in, s.st, nil, fail)
 	go func() {
 		err := <-inner
 		close(s.done)

@@ -106,7 +106,8 @@ type Span struct {
 	Proxy        string     `json:"proxy"`
 	Attempt      int        `json:"attempt"`
 	Enqueued     time.Time  `json:"enqueued"`
-	WaitEnd      time.Time  `json:"wait_end"` // the rate-limit token was granted
+	WaitStart    time.Time  `json:"wait_start"` // the attempt began waiting for its domain's token
+	WaitEnd      time.Time  `json:"wait_end"`   // the rate-limit token was granted
 	Start        time.Time  `json:"start"`
 	DNSStart     *time.Time `json:"dns_start,omitempty"`
 	DNSDone      *time.Time `json:"dns_done,omitempty"`

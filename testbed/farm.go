@@ -150,6 +150,11 @@ func (f *Farm) Close() error {
 
 // FarmProxy is one proxy of a Farm. Its fault controls may be changed at any
 // time from any goroutine; a change applies to requests that arrive after it.
+//
+// The proxy's HTTP server closes connections that take more than 10 s to
+// send request headers or sit idle for 60 s. A CONNECT tunnel, once set up,
+// is no longer HTTP and lives until either side closes it or the proxy is
+// killed.
 type FarmProxy struct {
 	index    int
 	addr     string // "127.0.0.1:PORT", fixed for the proxy's lifetime
@@ -236,7 +241,8 @@ func (p *FarmProxy) Requests() int64 { return p.requests.Load() }
 func (p *FarmProxy) SetLatency(d time.Duration) { p.latency.Store(int64(max(d, 0))) }
 
 // SetFailure selects the fault injected into requests; FailNone restores
-// normal proxying.
+// normal proxying. Values other than the FailureMode constants behave like
+// FailNone.
 func (p *FarmProxy) SetFailure(m FailureMode) { p.failure.Store(int32(m)) }
 
 // Alive reports whether the proxy is listening (not killed).
@@ -310,6 +316,7 @@ type proxyLife struct {
 	serveDone chan struct{}
 	serveErr  error // written before serveDone is closed
 	handlers  gate
+	srvConns  connTracker
 
 	mu        sync.Mutex
 	conns     map[net.Conn]struct{} // hijacked client conns and tunnel upstreams
@@ -329,6 +336,7 @@ func (p *FarmProxy) startLife(ln net.Listener) *proxyLife {
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          p.errLog,
 		BaseContext:       func(net.Listener) context.Context { return l.ctx },
+		ConnState:         l.srvConns.hook,
 	}
 	go func() { // owner: l; exits when stop closes the server
 		defer close(l.serveDone)
@@ -351,6 +359,7 @@ func (l *proxyLife) stop() error {
 	}
 	l.handlers.closeAndWait()
 	<-l.serveDone
+	l.srvConns.wait()
 	if l.serveErr != nil && !errors.Is(l.serveErr, http.ErrServerClosed) {
 		return l.serveErr
 	}

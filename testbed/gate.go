@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -38,6 +39,44 @@ func (g *gate) closeAndWait() {
 	g.mu.Unlock()
 	g.wg.Wait()
 }
+
+// connTracker follows an http.Server's connections through its ConnState
+// hook so that Close can wait for net/http's per-connection goroutines, not
+// only for handlers. A connection is done once it reaches StateClosed (the
+// last thing its goroutine does) or StateHijacked (from then on the handler
+// owns it).
+type connTracker struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+// hook is the http.Server.ConnState function.
+func (t *connTracker) hook(c net.Conn, state http.ConnState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch state {
+	case http.StateNew:
+		if t.conns == nil {
+			t.conns = make(map[net.Conn]struct{})
+		}
+		if _, ok := t.conns[c]; !ok {
+			t.conns[c] = struct{}{}
+			t.wg.Add(1)
+		}
+	case http.StateClosed, http.StateHijacked:
+		if _, ok := t.conns[c]; ok {
+			delete(t.conns, c)
+			t.wg.Done()
+		}
+	}
+}
+
+// wait blocks until every tracked connection is done. Call it only after the
+// server's Serve has returned (StateNew is reported by Serve itself, so no
+// new connection can appear afterwards) and after the connections have been
+// closed.
+func (t *connTracker) wait() { t.wg.Wait() }
 
 // sleepCtx waits for d or until ctx is done, whichever comes first. It
 // returns ctx.Err() if the wait was cut short.

@@ -155,6 +155,7 @@ type Site struct {
 	serveDone chan struct{}
 	serveErr  error // written before serveDone is closed
 	handlers  gate
+	conns     connTracker
 
 	failSeq atomic.Int64
 
@@ -233,6 +234,7 @@ func StartSite(cfg SiteConfig) (*Site, error) {
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          errLog,
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
+		ConnState:         s.conns.hook,
 	}
 	go func() { // owner: s; exits when Close shuts the server down
 		defer close(s.serveDone)
@@ -290,8 +292,9 @@ func (s *Site) ResetStats() {
 // Close stops the site: it stops accepting connections, cuts short any
 // Latency waits (those requests are answered 503), lets in-flight answers
 // finish for up to a few seconds before closing their connections, and
-// returns once the serving goroutine and all handlers have exited. Close is
-// idempotent; later calls return the first call's result.
+// returns once the serving goroutine, all handlers and all per-connection
+// goroutines have exited. Close is idempotent; later calls return the first
+// call's result.
 func (s *Site) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
@@ -302,6 +305,7 @@ func (s *Site) Close() error {
 		}
 		s.handlers.closeAndWait()
 		<-s.serveDone
+		s.conns.wait()
 		if s.serveErr != nil && !errors.Is(s.serveErr, http.ErrServerClosed) {
 			s.closeErr = fmt.Errorf("testbed: site serve: %w", s.serveErr)
 		}

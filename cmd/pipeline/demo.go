@@ -10,8 +10,10 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"sluice/proxy"
 	"sluice/record"
@@ -26,18 +28,25 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "results.jsonl", "results JSONL file (replaced)")
 	pageBytes := fs.Int("page-bytes", 8<<10, "size of each product page")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
+	waterfallOut := fs.String("waterfall", "waterfall.html", "request waterfall (HTML) drawn from the trace; \"\" for none")
+	slow := fs.Int("slow-proxies", 0, "make this many farm proxies slow (see -slow-latency), to see them stand out")
+	slowLatency := fs.Duration("slow-latency", 200*time.Millisecond, "latency added by each slow proxy")
 	fill := runFlags(fs)
-	// The local site has no limit of its own: scrape it briskly by default.
-	if err := fs.Set("rate", "500"); err != nil {
-		return err
+	fillPool := proxyFlags(fs)
+	// The local site has no limit of its own: scrape it briskly by default;
+	// record the spans and serve the metrics, so both can be looked at.
+	for name, v := range map[string]string{"rate": "500", "trace": "trace.jsonl", "metrics-addr": "127.0.0.1:0"} {
+		if err := fs.Set(name, v); err != nil {
+			return err
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *pages < 1 || *nproxies < 0 || *nproxies > 250 {
-		return usagef("-n must be at least 1 and -proxies within 0..250")
+	if *pages < 1 || *nproxies < 0 || *nproxies > 250 || *slow < 0 || *slow > *nproxies {
+		return usagef("-n must be at least 1, -proxies within 0..250 and -slow-proxies within 0..-proxies")
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, logOut, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
 	}
@@ -50,12 +59,23 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if err := fill(&cfg); err != nil {
 		return err
 	}
+	if err := fillPool(&cfg); err != nil {
+		return err
+	}
+	cfg.Observe.Term = logOut
+	cfg.Observe.Total = int64(*pages)
+	if *waterfallOut != "" && cfg.Observe.Trace == "" {
+		return usagef("-waterfall needs a -trace file")
+	}
 	if *nproxies > 0 {
 		farm, err := testbed.StartFarm(testbed.FarmConfig{N: *nproxies})
 		if err != nil {
 			return fmt.Errorf("start proxy farm: %w", err)
 		}
 		defer farm.Close()
+		for i := range *slow {
+			farm.Proxy(i).SetLatency(*slowLatency)
+		}
 		for i, u := range farm.URLs() {
 			p, err := proxy.Parse(fmt.Sprintf("p%d", i+1), u)
 			if err != nil {
@@ -73,11 +93,32 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if err := os.Remove(*out); err != nil && !os.IsNotExist(err) {
 		return err
 	}
+	ops, err := startOps(&cfg)
+	if err != nil {
+		return err
+	}
+	defer ops.close()
 	fmt.Fprintf(stdout, "demo: scraping %d pages of %s through %d local proxies into %s\n", *pages, site.URL(), *nproxies, *out)
+	if a := ops.addr(); a != "" {
+		fmt.Fprintf(stdout, "metrics: http://%s/metrics (also /healthz, /readyz) while the demo runs\n", a)
+	}
 	sum, err := runJob(context.Background(), cfg)
 	sum.print(stdout)
 	if err != nil {
 		return err
+	}
+	if a := ops.addr(); a != "" {
+		if err := checkMetrics(stdout, a, sum, site.Stats().Requests); err != nil {
+			return err
+		}
+	}
+	if *waterfallOut != "" {
+		n, err := renderWaterfall(cfg.Observe.Trace, *waterfallOut, fmt.Sprintf("sluice demo: %d pages through %d proxies", *pages, *nproxies), 20000, stderr)
+		if err != nil {
+			return err
+		}
+		abs, _ := filepath.Abs(*waterfallOut)
+		fmt.Fprintf(stdout, "waterfall: %d attempts from %s drawn in %s (open it in a browser)\n", n, cfg.Observe.Trace, abs)
 	}
 	ips := site.Stats().ByIP
 	fmt.Fprintf(stdout, "site saw %d client addresses:", len(ips))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"sluice/stages/fetch"
 	"sluice/stages/parse"
 	"sluice/stages/sink"
+	"sluice/waterfall"
 )
 
 // jobConfig is everything one batch run needs, filled in one place from
@@ -32,9 +34,13 @@ type jobConfig struct {
 	Fetch     fetch.Config
 	Parse     parse.Config
 	Sink      sink.JSONLConfig
-	Drain     time.Duration
 	Kafka     kafkaConfig // Kafka input and output (kafka.go); zero: none
+	Drain     time.Duration
 	Log       zerolog.Logger
+	Observe   observeConfig
+	// PoolOptions configure the proxy pool (model, strategies, sessions,
+	// partitions, health); see proxyFlags.
+	PoolOptions []proxy.Option
 }
 
 // summary is what a finished run reports.
@@ -46,7 +52,10 @@ type summary struct {
 	Dropped  uint64           `json:"dropped"`
 	Elapsed  time.Duration    `json:"elapsed"`
 	PerProxy map[string]int64 `json:"requests_per_proxy"`
-	Stages   []stageSummary   `json:"-"`
+	// Unhealthy lists proxies quarantined or on probation at the end.
+	Unhealthy []string       `json:"unhealthy_proxies"`
+	Stages    []stageSummary `json:"-"`
+	Spans     int64          `json:"spans,omitempty"` // written to the trace
 }
 
 type stageSummary struct {
@@ -88,6 +97,9 @@ func (s summary) print(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	if len(s.Unhealthy) > 0 {
+		fmt.Fprintf(w, "proxies not healthy at the end: %s\n", strings.Join(s.Unhealthy, " "))
+	}
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -101,49 +113,64 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // pipeline is a built, not yet started, batch pipeline.
 type pipeline struct {
-	src     *flow.Source[record.Task]
-	fetch   *fetch.Stage
-	parse   *parse.Stage
-	out     *flow.Sink[record.Output]
-	closers []func() error // run once the pipeline has finished (kafka.go)
-	pool    *proxy.Pool
+	src   *flow.Source[record.Task]
+	fetch *fetch.Stage
+	parse *parse.Stage
+	io    pipelineIO // the source and sink, file or Kafka (kafka.go)
+	out   *flow.Sink[record.Output]
+	pool  *proxy.Pool
+	obs   observers
 
 	mu  sync.Mutex // guards sum
 	sum summary
 }
 
-// build assembles source → fetch → parse → sink.
-func build(cfg jobConfig) (*pipeline, error) {
-	p := &pipeline{sum: summary{Errors: map[string]int{}}}
-	pio, err := buildIO(cfg, p.count, cfg.Log)
-	if err != nil {
+// build assembles source → fetch → parse → sink, and what watches them.
+func build(cfg jobConfig) (p *pipeline, err error) {
+	p = &pipeline{sum: summary{Errors: map[string]int{}}}
+	if cfg.Observe.Trace != "" {
+		if p.obs.trace, err = waterfall.Create(cfg.Observe.Trace, cfg.Observe.TraceMax); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				_ = p.obs.trace.Close()
+			}
+		}()
+	}
+	if p.io, err = buildIO(cfg, p.count, cfg.Log); err != nil {
 		return nil, err
 	}
-	p.src, p.out, p.closers = pio.src, pio.out, pio.close
+	p.src, p.out = p.io.src, p.io.out
 	if len(cfg.Proxies) > 0 {
-		if p.pool, err = proxy.New(cfg.Proxies); err != nil {
-			return nil, err
+		if p.pool, err = proxy.New(cfg.Proxies, cfg.PoolOptions...); err != nil {
+			return nil, usageError{err}
 		}
 	}
 	fc := cfg.Fetch
 	fc.Pool = p.pool
 	fc.Logger = cfg.Log
+	fc.Trace = p.obs.span
 	if p.fetch, err = fetch.New(fc); err != nil {
 		return nil, usageError{err}
 	}
 	pc := cfg.Parse
 	pc.Rules = cfg.Rules
-	pc.KeepPages = pio.keepPage
+	pc.KeepPages = p.io.keepPage
 	if p.parse, err = parse.NewStage(pc); err != nil {
 		return nil, usageError{err}
 	}
 	flow.Connect(p.src, p.fetch.Flow())
 	flow.Connect(p.fetch.Flow(), p.parse.Flow())
 	flow.Connect(p.parse.Flow(), p.out)
+	if err := p.obs.setup(cfg, p); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
 func (p *pipeline) count(o record.Output) {
+	p.obs.output(o)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sum.Written++
@@ -165,9 +192,12 @@ func (p *pipeline) stats() []*flow.Stats {
 // drained, or hard ends) and returns the summary.
 func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	start := time.Now()
+	stopObs := p.obs.start(p)
 	err := flow.Run(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.out)
 	p.fetch.Close()
-	err = errors.Join(err, closeAll(p.closers))
+	err = errors.Join(err, closeAll(p.io.close))
+	spans, oerr := stopObs()
+	err = errors.Join(err, oerr)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.sum
@@ -179,6 +209,23 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	}
 	if p.pool != nil {
 		s.PerProxy = p.pool.Uses()
+		for _, ps := range p.pool.Stats().Proxies {
+			if ps.State != proxy.Healthy {
+				s.Unhealthy = append(s.Unhealthy, ps.ID+"="+string(ps.State))
+			}
+		}
 	}
+	s.Spans = spans
 	return s, err
+}
+
+// inFlightBound is the most inputs that can have been read and not yet
+// written: every queue full, every worker holding one, every hand-off
+// between stages holding one (three connections, and the feeder and
+// forwarder around go-streams' Map), and a full batch in the sink.
+func (p *pipeline) inFlightBound() int {
+	const handoffs = 5
+	return p.fetch.Flow().Stats().Capacity + p.fetch.Concurrency() +
+		p.parse.Flow().Stats().Capacity + p.parse.Workers() +
+		p.out.Stats().Capacity + p.io.batchSize + handoffs
 }

@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"sluice/flow"
+	"sluice/metrics"
 	"sluice/record"
 	"sluice/stages/sink"
 	"sluice/stages/source"
@@ -178,10 +179,52 @@ func (c kafkaConfig) connect() (*kafka.Dialer, *kafka.Transport, error) {
 // pipelineIO is a run's source and sink, and what must happen once the
 // pipeline has finished.
 type pipelineIO struct {
-	src      *flow.Source[record.Task]
-	out      *flow.Sink[record.Output]
-	keepPage bool
-	close    []func() error
+	src       *flow.Source[record.Task]
+	out       *flow.Sink[record.Output]
+	keepPage  bool
+	batchSize int // the most outputs the sink holds besides its queue
+	close     []func() error
+
+	srcKafka  *source.Kafka // nil for a file or stdin
+	sinkKafka *sink.Kafka   // nil for JSONL
+	sinkJSONL *sink.JSONL
+}
+
+// sourceReady is the readiness check of the source: a file or stdin is
+// ready once open; the Kafka source once it is a member of a generation.
+func (p pipelineIO) sourceReady() error {
+	if p.srcKafka != nil {
+		return p.srcKafka.Ready()
+	}
+	return nil
+}
+
+// sinkReady is the readiness check of the sink.
+func (p pipelineIO) sinkReady() error {
+	if p.sinkKafka != nil {
+		return p.sinkKafka.Ready()
+	}
+	return p.sinkJSONL.Ready()
+}
+
+// kafkaState reports the Kafka source's partitions and the Kafka sink's
+// writes, for the metrics.
+func (p pipelineIO) kafkaState() metrics.KafkaState {
+	var st metrics.KafkaState
+	if p.srcKafka != nil {
+		for _, pos := range p.srcKafka.Positions() {
+			lag := int64(0)
+			if pos.Committed >= 0 && pos.HighWater >= pos.Committed {
+				lag = pos.HighWater - pos.Committed
+			}
+			st.Partitions = append(st.Partitions, metrics.PartitionState{Topic: pos.Topic, Partition: pos.ID, Committed: pos.Committed, Lag: lag})
+		}
+	}
+	if p.sinkKafka != nil {
+		st.Writes = p.sinkKafka.Written()
+		st.DeadLetters = st.Writes[p.sinkKafka.DeadTopic()]
+	}
+	return st
 }
 
 // buildIO builds the source (Kafka when an input topic is set, else lines
@@ -211,7 +254,7 @@ func buildIO(cfg jobConfig, onDone func(record.Output), log zerolog.Logger) (pip
 		if err != nil {
 			return pio, usageError{err}
 		}
-		pio.src = k.Source()
+		pio.src, pio.srcKafka = k.Source(), k
 		pio.close = append([]func() error{k.Close}, pio.close...)
 	} else {
 		src, err := source.Lines(source.LinesConfig{Path: cfg.URLs, Reader: cfg.URLReader})
@@ -228,7 +271,7 @@ func buildIO(cfg jobConfig, onDone func(record.Output), log zerolog.Logger) (pip
 		if err != nil {
 			return pio, usageError{err}
 		}
-		pio.out, pio.keepPage = k.Sink(), kc.PagesTopic != ""
+		pio.out, pio.keepPage, pio.batchSize, pio.sinkKafka = k.Sink(), kc.PagesTopic != "", k.BatchSize(), k
 		return pio, nil
 	}
 	sc := cfg.Sink
@@ -238,7 +281,7 @@ func buildIO(cfg jobConfig, onDone func(record.Output), log zerolog.Logger) (pip
 	if err != nil {
 		return pio, err
 	}
-	pio.out, pio.keepPage = j.Sink(), cfg.Pages != ""
+	pio.out, pio.keepPage, pio.batchSize, pio.sinkJSONL = j.Sink(), cfg.Pages != "", j.BatchSize(), j
 	return pio, nil
 }
 

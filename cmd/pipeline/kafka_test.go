@@ -32,6 +32,16 @@ import (
 	"sluice/testbed"
 )
 
+// pipelineBinary builds the pipeline command once (see buildBinary).
+func pipelineBinary(t *testing.T) string {
+	t.Helper()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
 // proc is a pipeline process.
 type proc struct {
 	t    *testing.T
@@ -76,13 +86,14 @@ func startPipeline(t *testing.T, name string, args ...string) *proc {
 	t.Cleanup(func() {
 		p.signal(syscall.SIGKILL)
 		if t.Failed() {
-			t.Logf("%s output (last 3000 bytes):\n%s", p.name, tail(p.log.String(), 3000))
+			t.Logf("%s output (last 3000 bytes):\n%s", p.name, lastBytes(p.log.String(), 3000))
 		}
 	})
 	return p
 }
 
-func tail(s string, n int) string {
+// lastBytes is the end of s, at most n bytes.
+func lastBytes(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
 	}
@@ -122,7 +133,7 @@ func (p *proc) exited() bool {
 func (p *proc) stop() {
 	p.t.Helper()
 	if err := p.signal(syscall.SIGTERM); err != nil {
-		p.t.Fatalf("%s: exit after SIGTERM: %v\n%s", p.name, err, tail(p.log.String(), 3000))
+		p.t.Fatalf("%s: exit after SIGTERM: %v\n%s", p.name, err, lastBytes(p.log.String(), 3000))
 	}
 }
 
@@ -134,7 +145,7 @@ func eventually(t *testing.T, what string, cond func() bool, procs ...*proc) {
 	for !cond() {
 		for _, p := range procs {
 			if p.exited() {
-				t.Fatalf("%s exited (%v) while waiting for %s:\n%s", p.name, p.err, what, tail(p.log.String(), 3000))
+				t.Fatalf("%s exited (%v) while waiting for %s:\n%s", p.name, p.err, what, lastBytes(p.log.String(), 3000))
 			}
 		}
 		if time.Now().After(deadline) {

@@ -1,6 +1,7 @@
 // Command pipeline runs sluice: `pipeline run` scrapes the URLs of a file or
 // stdin through a proxy pool into JSONL; `pipeline demo` does the same
-// against a local catalog site and proxy farm, with no setup.
+// against a local catalog site and proxy farm, with no setup; `pipeline
+// waterfall` draws a request waterfall from a span trace.
 package main
 
 import (
@@ -11,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -28,9 +30,10 @@ const (
 const usage = `usage: pipeline <command> [flags]
 
 commands:
-  run     scrape URLs from a file, stdin or a Kafka topic into JSONL or Kafka topics
-  replay  parse stored pages again (pages topic or file), with no network access to their sites
-  demo    scrape a local catalog site through a local proxy farm, and check every record
+  run        scrape URLs from a file, stdin or a Kafka topic into JSONL or Kafka topics
+  replay     parse stored pages again (pages topic or file), with no network access to their sites
+  demo       scrape a local catalog site through a local proxy farm, and check every record
+  waterfall  draw the request waterfall (HTML) of a span trace written with --trace
 
 Run 'pipeline <command> -h' for the flags of a command.
 `
@@ -53,6 +56,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(rest, stdout, stderr)
 	case "replay":
 		err = cmdReplay(rest, stdout, stderr)
+	case "waterfall":
+		err = cmdWaterfall(rest, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -81,15 +86,57 @@ type usageError struct{ error }
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
 // newLogger logs JSON to w, or readable console lines when w is a terminal.
-func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
+// The returned logOutput is what the logger writes through, so that a
+// progress bar can share the terminal.
+func newLogger(w io.Writer, level string) (zerolog.Logger, *logOutput, error) {
 	lvl, err := zerolog.ParseLevel(level)
 	if err != nil {
-		return zerolog.Nop(), usagef("log level %q: %v", level, err)
+		return zerolog.Nop(), nil, usagef("log level %q: %v", level, err)
 	}
-	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	out := &logOutput{w: w, term: isTerminal(w)}
+	var lw io.Writer = out
+	if out.term {
+		lw = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly}
 	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+	return zerolog.New(lw).Level(lvl).With().Timestamp().Logger(), out, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+// logOutput is the writer under the logger. While a progress bar is drawn
+// on the same terminal, writes go through the bar (see progress.Writer) so
+// that log lines do not garble it. Safe for concurrent use.
+type logOutput struct {
+	term bool      // w is a terminal
+	w    io.Writer // the real writer, set once
+
+	mu  sync.Mutex // guards via
+	via io.Writer  // the bar's wrapper of w, if set
+}
+
+func (o *logOutput) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	w := o.w
+	if o.via != nil {
+		w = o.via
+	}
+	o.mu.Unlock()
+	return w.Write(p)
+}
+
+// route sends writes through wrap(w) until the returned function is called.
+func (o *logOutput) route(wrap func(io.Writer) io.Writer) (restore func()) {
+	o.mu.Lock()
+	o.via = wrap(o.w)
+	o.mu.Unlock()
+	return func() {
+		o.mu.Lock()
+		o.via = nil
+		o.mu.Unlock()
+	}
 }
 
 // signalContexts returns the two contexts of a run: soft ends at the first

@@ -67,7 +67,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments: %v", fs.Args())
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, _, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,38 @@ func runFlags(fs *flag.FlagSet) func(cfg *jobConfig) error {
 	rules := fs.String("rules", "", "extraction rules (YAML); default: h1 as name, .price, meta[itemprop=sku]")
 	pages := fs.String("pages", "", "also write raw pages (for replay) as JSONL to this file")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to drain before aborting requests")
+	metricsAddr := fs.String("metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9090); default: off")
+	pprofOn := fs.Bool("pprof", false, "also serve Go's profiling handlers under /debug/pprof/ on --metrics-addr")
+	trace := fs.String("trace", "", "write one span per fetch attempt as JSON lines to this file, for 'pipeline waterfall'")
+	traceMax := fs.Int64("trace-max", 250000, "keep at most this many spans in the --trace file")
+	stallAfter := fs.Duration("stall-after", 30*time.Second, "after this long without a successful output, log what every stage waits on (0: off)")
+	statsEvery := fs.Duration("stats-interval", 10*time.Second, "interval of the one-line stats log when no progress bar is drawn")
+	progressMode := fs.String("progress", "auto", "auto (a bar on a terminal, else a stats line at an interval), bar, log or off")
 	return func(cfg *jobConfig) error {
+		if *concurrency < 1 || *attempts < 1 || *maxBody < 1 || *timeout <= 0 || *drain <= 0 {
+			return usagef("--concurrency, --max-attempts, --max-body, --timeout and --drain-timeout must be positive")
+		}
+		switch *progressMode {
+		case "auto", "bar", "log", "off":
+		default:
+			return usagef("--progress %q: want auto, bar, log or off", *progressMode)
+		}
+		if *traceMax < 1 {
+			return usagef("--trace-max must be positive")
+		}
+		if *statsEvery <= 0 {
+			return usagef("--stats-interval must be positive")
+		}
+		if *pprofOn && *metricsAddr == "" {
+			return usagef("--pprof needs --metrics-addr")
+		}
+		cfg.Observe.MetricsAddr = *metricsAddr
+		cfg.Observe.Pprof = *pprofOn
+		cfg.Observe.Trace = *trace
+		cfg.Observe.TraceMax = *traceMax
+		cfg.Observe.StallAfter = *stallAfter
+		cfg.Observe.StatsEvery = *statsEvery
+		cfg.Observe.Progress = *progressMode
 		cfg.Fetch.Concurrency = *concurrency
 		cfg.Fetch.DomainRate = *rate
 		cfg.Fetch.MaxAttempts = *attempts
@@ -51,6 +82,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	proxies := fs.String("proxies", "", "proxy list file, one proxy URL per line; default: direct connections")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fill := runFlags(fs)
+	fillPool := proxyFlags(fs)
 	kafkaCfg := kafkaFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -62,13 +94,20 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, logOut, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
 	}
 	cfg := jobConfig{URLs: *urls, Out: *out, Kafka: kc, Log: log}
 	if err := fill(&cfg); err != nil {
 		return err
+	}
+	if err := fillPool(&cfg); err != nil {
+		return err
+	}
+	cfg.Observe.Term = logOut
+	if *urls != "-" {
+		cfg.Observe.Total = countLines(*urls)
 	}
 	if *proxies != "" {
 		if cfg.Proxies, err = proxy.LoadFile(*proxies); err != nil {
@@ -78,6 +117,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if *out == "-" {
 		cfg.OutWriter = stdout
 	}
+	ops, err := startOps(&cfg)
+	if err != nil {
+		return err
+	}
+	defer ops.close()
 	sum, err := runJob(context.Background(), cfg)
 	sum.print(stderr)
 	return err

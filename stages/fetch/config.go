@@ -5,6 +5,7 @@
 package fetch
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
@@ -32,6 +33,20 @@ type Config struct {
 
 	// Pool supplies proxies; nil means direct connections.
 	Pool *proxy.Pool
+	// Resolver resolves proxy host names (once, in New) and, for socks5://
+	// proxies, target host names (socks5h:// leaves those to the proxy).
+	// nil means net.DefaultResolver.
+	Resolver Resolver
+	// ProxyTLS configures TLS with https:// proxies (roots, client
+	// certificates); nil means the system roots.
+	ProxyTLS *tls.Config
+	// TLS configures TLS with targets; nil means the system roots.
+	TLS *tls.Config
+	// CaptchaMarkers are byte strings that, found in a 2xx body, make the
+	// answer a ban (class blocked, retried through another proxy, counted
+	// against the proxy on that domain). nil means DefaultCaptchaMarkers;
+	// an empty slice disables the check.
+	CaptchaMarkers []string
 
 	// ConnectTimeout bounds the TCP connect (to the proxy or target). 0 means 10 s.
 	ConnectTimeout time.Duration
@@ -80,6 +95,10 @@ type Config struct {
 	Now func() time.Time
 }
 
+// DefaultCaptchaMarkers appear on anti-bot challenge and block pages and
+// not on the pages behind them.
+var DefaultCaptchaMarkers = []string{"captcha-delivery.com", "px-captcha", "_cf_chl_opt", "cf-turnstile-wrapper"}
+
 func (c *Config) setDefaults() {
 	def := func(v *time.Duration, d time.Duration) {
 		if *v == 0 {
@@ -122,6 +141,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.CaptchaMarkers == nil {
+		c.CaptchaMarkers = DefaultCaptchaMarkers
 	}
 }
 

@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,10 +30,14 @@ const directID = "direct"
 type Stage struct {
 	cfg     Config
 	clients map[string]*http.Client // by proxy id; directID when there is no pool
+	toProxy map[string]proxyDial    // by proxy id, HTTP(S) proxies only: see proxyRefuses
 	flow    *flow.Stage[record.Task, record.Fetched]
 
 	mu       sync.Mutex // guards limiters
 	limiters map[string]*domainLimiter
+
+	act   activity    // what inputs are doing now (Activity)
+	conns connTracker // connections per transport (Conns)
 }
 
 type domainLimiter struct {
@@ -53,11 +58,25 @@ func New(cfg Config) (*Stage, error) {
 	}
 	s := &Stage{cfg: cfg, clients: map[string]*http.Client{}, limiters: map[string]*domainLimiter{}}
 	if cfg.Pool == nil || cfg.Pool.Len() == 0 {
-		s.clients[directID] = s.newClient(nil, cfg.Concurrency)
+		c, err := s.newClient(nil, cfg.Concurrency)
+		if err != nil {
+			return nil, err
+		}
+		s.clients[directID] = c
 	} else {
+		// A proxy's share of the concurrency; an exclusive lease carries
+		// one request at a time.
 		share := (cfg.Concurrency + cfg.Pool.Len() - 1) / cfg.Pool.Len()
+		if cfg.Pool.Model() == proxy.Exclusive {
+			share = 1
+		}
 		for _, p := range cfg.Pool.Proxies() {
-			s.clients[p.ID] = s.newClient(p, share)
+			c, err := s.newClient(p, share)
+			if err != nil {
+				s.Close()
+				return nil, fmt.Errorf("fetch: %w", err)
+			}
+			s.clients[p.ID] = c
 		}
 	}
 	s.flow = flow.NewStage("fetch", cfg.QueueSize, s.run)
@@ -118,11 +137,15 @@ func (s *Stage) fetch(ctx context.Context, t record.Task) (f record.Fetched) {
 	var lastErr error
 	for attempt := 1; attempt <= s.cfg.MaxAttempts; attempt++ {
 		f.Attempts = attempt
-		if err := s.waitDomain(ctx, t.URL.Hostname()); err != nil {
+		waitStart := s.cfg.Now()
+		leave := s.act.enter(stateToken, t.URL.Hostname(), "")
+		err := s.waitDomain(ctx, t.URL.Hostname())
+		leave()
+		if err != nil {
 			f.Err = failure.New(failure.Canceled, failure.ErrPermanent, err)
 			return f
 		}
-		res, err := s.attempt(ctx, t, attempt, tried)
+		res, err := s.attempt(ctx, t, attempt, tried, waitStart)
 		f.Proxy = res.proxy
 		if res.proxy != "" && res.proxy != directID {
 			tried = append(tried, res.proxy)
@@ -143,7 +166,10 @@ func (s *Stage) fetch(ctx context.Context, t record.Task) (f record.Fetched) {
 		}
 		s.cfg.Logger.Debug().Str("url", t.URL.String()).Str("proxy", res.proxy).Int("attempt", attempt).
 			Str("class", string(failure.ClassOf(err))).Dur("backoff", delay).Msg("retrying")
-		if err := sleep(ctx, delay); err != nil {
+		leave = s.act.enter(stateBackoff, "", "")
+		err = sleep(ctx, delay)
+		leave()
+		if err != nil {
 			break
 		}
 	}
@@ -164,30 +190,39 @@ type attemptResult struct {
 }
 
 // attempt makes one request through one leased proxy. The lease is returned
-// with the outcome before attempt returns, whatever happens.
-func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []string) (res attemptResult, err error) {
+// with the outcome before attempt returns, whatever happens. waitStart is
+// when the attempt began waiting for its domain's token (for the span).
+func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []string, waitStart time.Time) (res attemptResult, err error) {
 	waitEnd := s.cfg.Now()
 	client := s.clients[directID]
 	res.proxy = directID
 	var lease *proxy.Lease
 	if s.cfg.Pool != nil && s.cfg.Pool.Len() > 0 {
-		lease, err = s.cfg.Pool.Acquire(ctx, proxy.Request{Domain: t.URL.Hostname(), Avoid: avoid})
-		if err != nil {
+		leave := s.act.enter(stateLease, "", "")
+		lease, err = s.cfg.Pool.Acquire(ctx, proxy.Request{Domain: t.URL.Hostname(), URL: t.URL.Redacted(), Session: t.Msg.Session, Avoid: avoid})
+		leave()
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
 			return res, failure.New(failure.Canceled, failure.ErrPermanent, err)
+		default: // no proxy usable within the pool's max wait
+			return res, failure.New(failure.ProxyConnect, failure.ErrProxy, err)
 		}
 		res.proxy = lease.Proxy.ID
 		client = s.clients[lease.Proxy.ID]
 	}
+	defer s.act.enter(stateRequest, t.URL.Hostname(), res.proxy)()
 	tm := newTimer(s.cfg.Now)
 	defer func() {
 		tm.finish()
 		res.timings = tm.timings()
 		if lease != nil {
-			lease.Release(proxy.Outcome{OK: err == nil, Status: res.status, Class: string(failure.ClassOf(err)), Latency: tm.end.Sub(tm.start)})
+			var up upstreamError
+			lease.Release(proxy.Outcome{Class: failure.ClassOf(err), Status: res.status, Latency: tm.end.Sub(tm.start), Upstream: errors.As(err, &up)})
 		}
 		if s.cfg.Trace != nil {
 			sp := record.Span{Schema: record.SchemaVersion, URL: t.URL.Redacted(), Domain: t.URL.Hostname(), Proxy: res.proxy,
-				Attempt: n, Enqueued: t.Enqueued, WaitEnd: waitEnd, Status: res.status, Bytes: int64(len(res.body)),
+				Attempt: n, Enqueued: t.Enqueued, WaitStart: waitStart, WaitEnd: waitEnd, Status: res.status, Bytes: int64(len(res.body)),
 				Error: string(failure.ClassOf(err))}
 			tm.fill(&sp)
 			s.cfg.Trace(sp)
@@ -216,6 +251,9 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 	res.finalURL = resp.Request.URL.String()
 	res.header = resp.Header
 	if err := statusError(resp.StatusCode, lease != nil); err != nil {
+		if resp.StatusCode == http.StatusUnauthorized && lease != nil && s.proxyRefuses(ctx, lease.Proxy, resp) {
+			err = failure.New(failure.ProxyAuth, failure.ErrProxy, fmt.Errorf("proxy answered 401"))
+		}
 		res.retryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), s.cfg.Now())
 		// Drain a little so the connection can be reused, never much.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
@@ -231,8 +269,23 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 		}
 		body, res.truncated = body[:s.cfg.MaxBodyBytes], true
 	}
+	if m := captchaMarker(body, s.cfg.CaptchaMarkers); m != "" {
+		// A challenge page instead of the page: this proxy is banned
+		// here; another may not be.
+		return res, failure.New(failure.Blocked, failure.ErrRetryable, fmt.Errorf("captcha marker %q in the body", m))
+	}
 	res.body = body
 	return res, nil
+}
+
+// captchaMarker returns the first marker found in body, "" if none.
+func captchaMarker(body []byte, markers []string) string {
+	for _, m := range markers {
+		if m != "" && bytes.Contains(body, []byte(m)) {
+			return m
+		}
+	}
+	return ""
 }
 
 // statusError classifies a non-2xx status; nil for 2xx and 3xx (the client
@@ -246,7 +299,7 @@ func statusError(status int, viaProxy bool) error {
 	case status == http.StatusTooManyRequests:
 		return failure.New(failure.RateLimited, failure.ErrRateLimited, fmt.Errorf("target answered %d", status))
 	case viaProxy && (status == http.StatusBadGateway || status == http.StatusGatewayTimeout):
-		return failure.New(failure.ProxyProtocol, failure.ErrProxy, fmt.Errorf("proxy answered %d", status))
+		return failure.New(failure.ProxyProtocol, failure.ErrProxy, upstreamError{fmt.Errorf("proxy answered %d", status)})
 	case status >= 500:
 		return failure.New(failure.ServerError, failure.ErrRetryable, fmt.Errorf("target answered %d", status))
 	case status == http.StatusForbidden:
@@ -345,3 +398,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// Concurrency returns the number of workers: the most inputs the stage
+// holds outside its queue.
+func (s *Stage) Concurrency() int { return s.cfg.Concurrency }

@@ -1,10 +1,11 @@
 package parse
 
 import (
+	"github.com/PuerkitoBio/goquery"
+
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"strings"
 	"unicode"
@@ -146,27 +147,38 @@ func (r *Rules) Extract(pageURL *url.URL, contentType string, body []byte, lim L
 	if ru := r.match(host); ru != nil {
 		out.Rule = ru.domain
 		out.Fields = make(map[string]*string, len(ru.fields))
+		gdoc := goquery.NewDocumentFromNode(doc)
 		for i := range ru.fields {
-			out.Fields[ru.fields[i].name] = ru.fields[i].extract(doc, lim.MaxFieldBytes)
+			out.Fields[ru.fields[i].name] = ru.fields[i].extract(gdoc, lim.MaxFieldBytes)
 		}
 	}
 	out.Links = resolveLinks(pageURL, baseRef, hasBase, hrefs, lim.MaxLinks)
 	return out, nil
 }
 
-// decode converts body to UTF-8 and guarantees the result is valid UTF-8.
+// decode converts body to UTF-8 (per contentType, a BOM or a <meta>
+// declaration, as golang.org/x/net/html/charset determines it) and
+// guarantees the result is valid UTF-8. The result may alias body.
 func decode(body []byte, contentType string) ([]byte, error) {
 	if len(body) == 0 {
 		return nil, nil // charset.NewReader fails on empty input
+	}
+	// Fast path for the common case: the encoding charset.NewReader would
+	// pick (it looks at the first 1024 bytes) is UTF-8 and the body is
+	// valid UTF-8, so decoding would be the identity; skip the copy.
+	if _, name, _ := charset.DetermineEncoding(body[:min(len(body), 1024)], contentType); name == "utf-8" && utf8.Valid(body) {
+		return body, nil
 	}
 	rd, err := charset.NewReader(bytes.NewReader(body), contentType)
 	if err != nil {
 		return nil, fmt.Errorf("charset: %w", err)
 	}
-	text, err := io.ReadAll(rd)
-	if err != nil {
+	var buf bytes.Buffer
+	buf.Grow(len(body) + len(body)/2 + 16)
+	if _, err := buf.ReadFrom(rd); err != nil {
 		return nil, fmt.Errorf("charset: %w", err)
 	}
+	text := buf.Bytes()
 	if !utf8.Valid(text) {
 		text = bytes.ToValidUTF8(text, []byte("\uFFFD"))
 	}
@@ -202,14 +214,12 @@ func precheckNodes(text []byte, maxNodes int) error {
 		case html.StartTagToken, html.SelfClosingTagToken:
 			starts++
 			estimate += 1 + min(unclosed, maxOpenElements)
-			name, _ := z.TagName()
-			if i := formattingIndex(name); i >= 0 {
+			if i := formattingIndex(z.Raw()); i >= 0 {
 				open[i]++
 				unclosed++
 			}
 		case html.EndTagToken:
-			name, _ := z.TagName()
-			if i := formattingIndex(name); i >= 0 && open[i] > 0 {
+			if i := formattingIndex(z.Raw()); i >= 0 && open[i] > 0 {
 				open[i]--
 				unclosed--
 			}
@@ -226,16 +236,43 @@ func precheckNodes(text []byte, maxNodes int) error {
 // active formatting elements list.
 var formattingTags = [...]string{"a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u"}
 
-func formattingIndex(name []byte) int {
-	if len(name) > 6 {
+// formattingIndex returns the index in formattingTags of the tag whose raw
+// text ("<B id=1>", "</b >") is raw, or -1. It reads the raw bytes rather
+// than calling Tokenizer.TagName, which allocates.
+func formattingIndex(raw []byte) int {
+	raw = bytes.TrimPrefix(bytes.TrimPrefix(raw, []byte("<")), []byte("/"))
+	n := 0
+	for n < len(raw) && n <= 6 {
+		c := raw[n]
+		if c == '>' || c == '/' || c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' {
+			break
+		}
+		n++
+	}
+	if n == 0 || n > 6 {
 		return -1
 	}
 	for i, t := range formattingTags {
-		if string(name) == t {
+		if len(t) == n && equalASCIIFold(raw[:n], t) {
 			return i
 		}
 	}
 	return -1
+}
+
+// equalASCIIFold reports whether b equals the lower-case ASCII string s,
+// ignoring ASCII case only (as the HTML tokenizer does).
+func equalASCIIFold(b []byte, s string) bool {
+	for i := range b {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // nextNode returns the node after n in a pre-order walk of root's subtree,
@@ -265,11 +302,12 @@ func htmlAttr(n *html.Node, key string) (string, bool) {
 
 // extract evaluates the field on doc: nil when there is no match (or the
 // first match lacks the attribute), else the trimmed, bounded value.
-func (f *field) extract(doc *html.Node, maxBytes int) *string {
-	m := f.sel.MatchFirst(doc)
-	if m == nil {
+func (f *field) extract(doc *goquery.Document, maxBytes int) *string {
+	first := doc.FindMatcher(f.sel).First()
+	if first.Length() == 0 {
 		return nil
 	}
+	m := first.Get(0)
 	var v string
 	if f.attr != "" {
 		found := false
@@ -354,6 +392,12 @@ func resolveLinks(pageURL *url.URL, baseRef string, hasBase bool, hrefs []string
 		s := u.String()
 		if !utf8.ValidString(s) {
 			s = strings.ToValidUTF8(s, "\uFFFD")
+		}
+		// Some references resolve to URLs whose string form does not parse
+		// back (e.g. "//::0" gives host "::0"); downstream stages could not
+		// fetch them, so drop them.
+		if v, err := url.Parse(s); err != nil || v.Host == "" {
+			continue
 		}
 		if _, dup := seen[s]; dup {
 			continue

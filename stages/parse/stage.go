@@ -182,3 +182,6 @@ func deadLetter(t record.Task, err error, now time.Time) *record.DeadLetter {
 	}
 	return d
 }
+
+// Workers returns the number of parsing goroutines.
+func (s *Stage) Workers() int { return s.cfg.Workers }

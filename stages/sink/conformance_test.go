@@ -105,9 +105,9 @@ func outputs(n int, acks *ackLog) []record.Output {
 	return out
 }
 
-// feed runs sink with outs sent in and the input closed, and returns
+// runSink runs sink with outs sent in and the input closed, and returns
 // Run's error.
-func feed(hard context.Context, sink *flow.Sink[record.Output], outs []record.Output) error {
+func runSink(hard context.Context, sink *flow.Sink[record.Output], outs []record.Output) error {
 	src := flow.NewSource("feed", func(stop context.Context, emit flow.Emit[record.Output]) error {
 		for _, o := range outs {
 			if err := emit(o); err != nil {
@@ -138,7 +138,7 @@ func runConformance(t *testing.T, s sinkUnderTest) {
 				}
 			}
 		}})
-		if err := feed(context.Background(), sink, outs); err != nil {
+		if err := runSink(context.Background(), sink, outs); err != nil {
 			t.Fatal(err)
 		}
 		if checked != 2 {
@@ -175,7 +175,7 @@ func runConformance(t *testing.T, s sinkUnderTest) {
 		acks := &ackLog{}
 		outs := outputs(10, acks)
 		sink, read := s.open(t, sinkOptions{BatchSize: 1000, FlushInterval: time.Hour})
-		if err := feed(context.Background(), sink, outs); err != nil {
+		if err := runSink(context.Background(), sink, outs); err != nil {
 			t.Fatal(err)
 		}
 		if distinct, _ := acks.total(); distinct != 10 {
@@ -226,7 +226,7 @@ func runConformance(t *testing.T, s sinkUnderTest) {
 		// within the run nothing may be acknowledged.
 		hard, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = feed(hard, sink, outs)
+		_ = runSink(hard, sink, outs)
 		if distinct, _ := acks.total(); distinct != 0 {
 			t.Fatalf("%d outputs acknowledged by a sink whose writes fail", distinct)
 		}

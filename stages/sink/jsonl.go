@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -53,6 +54,30 @@ type JSONL struct {
 	dead  *bufio.Writer
 	deadF *os.File
 	sink  *flow.Sink[record.Output]
+
+	writing atomic.Int64                // when the batch being written began (unix ns), 0 between batches
+	failed  atomic.Pointer[failedWrite] // the write that ended the sink, if any
+}
+
+type failedWrite struct{ err error }
+
+// StuckAfter is how long a batch write may take before Ready reports the
+// sink as not writable.
+const StuckAfter = 10 * time.Second
+
+// Ready reports whether the sink can write: an error if a write failed, or
+// if the batch being written has taken longer than StuckAfter (a full disk
+// or a reader that stopped reading, say). Safe for concurrent use.
+func (j *JSONL) Ready() error {
+	if f := j.failed.Load(); f != nil {
+		return f.err
+	}
+	if began := j.writing.Load(); began != 0 {
+		if d := time.Since(time.Unix(0, began)); d > StuckAfter {
+			return fmt.Errorf("a batch write has not returned for %s", d.Round(time.Second))
+		}
+	}
+	return nil
 }
 
 // NewJSONL opens the output files and builds the sink. The files are
@@ -168,10 +193,17 @@ func (j *JSONL) run(ctx context.Context, in flow.Inbox[record.Output]) (err erro
 
 // commit writes a batch, flushes and fsyncs every file it touched, then
 // acknowledges the batch's inputs.
-func (j *JSONL) commit(batch []record.Output) error {
+func (j *JSONL) commit(batch []record.Output) (err error) {
 	if len(batch) == 0 {
 		return nil
 	}
+	j.writing.Store(time.Now().UnixNano())
+	defer func() {
+		j.writing.Store(0)
+		if err != nil {
+			j.failed.Store(&failedWrite{err})
+		}
+	}()
 	for _, o := range batch {
 		if o.Result != nil {
 			if err := writeLine(j.res, o.Result); err != nil {
@@ -237,3 +269,6 @@ func syncFile(f *os.File) error {
 	}
 	return err
 }
+
+// BatchSize returns the most outputs the sink holds before writing them.
+func (j *JSONL) BatchSize() int { return j.cfg.BatchSize }

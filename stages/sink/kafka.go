@@ -127,6 +127,56 @@ type Kafka struct {
 	dead    *kafka.Writer
 	sink    *flow.Sink[record.Output]
 	log     zerolog.Logger
+
+	mu       sync.Mutex // guards the fields below
+	written  map[string]uint64
+	writeErr error // the last write error while retrying, nil once a write succeeds
+	failed   error // the error that ended the sink
+}
+
+// Ready reports whether the sink can write: an error while writes fail
+// (and are being retried) or after a write failed for good. Safe for
+// concurrent use.
+func (k *Kafka) Ready() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.failed != nil {
+		return k.failed
+	}
+	if k.writeErr != nil {
+		return fmt.Errorf("writes failing: %w", k.writeErr)
+	}
+	return nil
+}
+
+// Written returns the records written so far, by topic. Safe for
+// concurrent use.
+func (k *Kafka) Written() map[string]uint64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make(map[string]uint64, len(k.written))
+	for t, n := range k.written {
+		out[t] = n
+	}
+	return out
+}
+
+// DeadTopic is the dead-letter topic.
+func (k *Kafka) DeadTopic() string { return k.cfg.DeadTopic }
+
+// BatchSize is the most outputs the sink holds besides its queue.
+func (k *Kafka) BatchSize() int { return k.cfg.BatchSize }
+
+func (k *Kafka) noteWrite(topic string, n int, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.writeErr = err
+	if err == nil {
+		if k.written == nil {
+			k.written = map[string]uint64{}
+		}
+		k.written[topic] += uint64(n)
+	}
 }
 
 // NewKafka validates cfg and builds the sink. It connects to nothing until
@@ -212,6 +262,9 @@ func (k *Kafka) run(ctx context.Context, in flow.Inbox[record.Output]) (err erro
 		timer.Stop()
 		timerC = nil
 		if err := k.commit(ctx, batch); err != nil {
+			k.mu.Lock()
+			k.failed = err
+			k.mu.Unlock()
 			return err
 		}
 		batch = batch[:0]
@@ -322,11 +375,13 @@ func (k *Kafka) write(ctx context.Context, w *kafka.Writer, msgs []kafka.Message
 		err := w.WriteMessages(wctx, msgs...)
 		cancel()
 		if err == nil {
+			k.noteWrite(w.Topic, len(msgs), nil)
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		k.noteWrite(w.Topic, 0, err)
 		var werrs kafka.WriteErrors
 		if errors.As(err, &werrs) && len(werrs) == len(msgs) {
 			var failed []kafka.Message

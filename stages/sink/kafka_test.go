@@ -125,7 +125,7 @@ func TestKafkaSinkLargeRecords(t *testing.T) {
 		Page:   &record.Page{Schema: 1, URL: u, Status: 200, Body: body},
 		Ack:    acks.ack(0),
 	}
-	if err := feed(context.Background(), k.Sink(), []record.Output{out}); err != nil {
+	if err := runSink(context.Background(), k.Sink(), []record.Output{out}); err != nil {
 		t.Fatal(err)
 	}
 	if acks.times(0) != 1 {
@@ -152,7 +152,7 @@ func TestKafkaSinkMissingTopic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = feed(context.Background(), k.Sink(), nil)
+	err = runSink(context.Background(), k.Sink(), nil)
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("missing topic: %v", err)
 	}
@@ -171,7 +171,7 @@ func TestKafkaSinkAcksOnlyWhenEveryWriteSucceeded(t *testing.T) {
 	}
 	acks := &ackLog{}
 	outs := outputs(8, acks) // output 1 and 5 carry a page
-	err = feed(context.Background(), k.Sink(), outs)
+	err = runSink(context.Background(), k.Sink(), outs)
 	if err == nil {
 		t.Fatal("a refused page did not fail the sink")
 	}

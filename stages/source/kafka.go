@@ -151,6 +151,8 @@ type Kafka struct {
 	cancel   context.CancelFunc // ends the generation manager
 	mgrDone  chan struct{}
 	assigned []flow.Partition
+	inGen    bool                     // a member of a live generation
+	high     map[flow.Partition]int64 // high-water marks seen, by partition
 	commits  uint64
 	closed   bool
 }
@@ -177,6 +179,44 @@ func (k *Kafka) Assigned() []flow.Partition {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return append([]flow.Partition(nil), k.assigned...)
+}
+
+// Ready reports whether the source is a member of a live generation of
+// its group (readiness: an error while it joins or rebalances). Safe for
+// concurrent use.
+func (k *Kafka) Ready() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.inGen {
+		return fmt.Errorf("not in a generation of consumer group %q", k.cfg.Group)
+	}
+	return nil
+}
+
+// Position is an assigned partition's committed offset and the high-water
+// mark (the end of the partition) last seen by its reader; their
+// difference is the consumer lag.
+type Position struct {
+	flow.Partition
+	Committed int64 // -1: none yet
+	HighWater int64 // -1: nothing fetched yet
+}
+
+// Positions returns the positions of the assigned partitions. Safe for
+// concurrent use.
+func (k *Kafka) Positions() []Position {
+	st := k.tracker.Status()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make([]Position, 0, len(st))
+	for _, s := range st {
+		hw, ok := k.high[s.Partition]
+		if !ok {
+			hw = -1
+		}
+		out = append(out, Position{Partition: s.Partition, Committed: s.Committed, HighWater: hw})
+	}
+	return out
 }
 
 // Commits returns how many commits the broker has accepted.
@@ -255,7 +295,7 @@ func (k *Kafka) manage(life, stop context.Context, group *kafka.ConsumerGroup, t
 		}
 		k.tracker.Assign(committed)
 		k.mu.Lock()
-		k.assigned = parts
+		k.assigned, k.inGen = parts, true
 		k.mu.Unlock()
 		k.log.Info().Str("group", k.cfg.Group).Int32("generation", gen.ID).Int("partitions", len(parts)).
 			Str("assigned", fmt.Sprint(parts)).Msg("partitions assigned")
@@ -289,6 +329,9 @@ func (k *Kafka) generation(ctx, stop context.Context, gen *kafka.Generation, tas
 			cancel()
 			wg.Wait()
 			k.commit(gen) // still accepted while the group rebalances
+			k.mu.Lock()
+			k.inGen = false
+			k.mu.Unlock()
 			return
 		case <-tick.C:
 			k.commit(gen)
@@ -359,6 +402,12 @@ func (k *Kafka) fetch(ctx context.Context, topic string, pa kafka.PartitionAssig
 			}
 			continue
 		}
+		k.mu.Lock()
+		if k.high == nil {
+			k.high = map[flow.Partition]int64{}
+		}
+		k.high[p] = m.HighWaterMark
+		k.mu.Unlock()
 		ack, err := k.tracker.Track(ctx, p, m.Offset)
 		if err != nil {
 			return

@@ -1,0 +1,203 @@
+package proxy
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// LeaseInfo is one entry of the lease registry: which request holds which
+// proxy, since when.
+type LeaseInfo struct {
+	ID      uint64    `json:"id"`
+	Proxy   string    `json:"proxy"`
+	Domain  string    `json:"domain"`
+	URL     string    `json:"url"`
+	Session string    `json:"session,omitempty"`
+	Since   time.Time `json:"since"`
+	// Probe says the lease is a probation probe.
+	Probe bool `json:"probe,omitempty"`
+}
+
+// Leases returns the registry of current leases, oldest first.
+func (p *Pool) Leases() []LeaseInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]LeaseInfo, 0, len(p.leases))
+	for _, l := range p.leases {
+		out = append(out, LeaseInfo{
+			ID: l.id, Proxy: l.e.p.ID, Domain: l.dom, URL: l.req.URL, Session: l.req.Session,
+			Since: l.granted, Probe: l.probeP || l.probeD,
+		})
+	}
+	slices.SortFunc(out, func(a, b LeaseInfo) int {
+		if c := a.Since.Compare(b.Since); c != 0 {
+			return c
+		}
+		return int(a.ID) - int(b.ID)
+	})
+	return out
+}
+
+// ProxyStats is a snapshot of one proxy's counters and health.
+type ProxyStats struct {
+	ID       string `json:"id"`
+	Endpoint string `json:"endpoint"` // scheme://host:port, no credentials
+	Rotating bool   `json:"rotating,omitempty"`
+	// Partition is the domain the proxy is reserved for, "" if none.
+	Partition string `json:"partition,omitempty"`
+
+	State State `json:"state"`
+	// QuarantinedUntil is when the current quarantine ends (zero if none).
+	QuarantinedUntil time.Time `json:"quarantined_until,omitzero"`
+	Quarantines      int64     `json:"quarantines"`
+	// SuccessRate and Samples are over the health window, since the last
+	// quarantine; Latency is the mean of the successful ones.
+	SuccessRate float64       `json:"success_rate"`
+	Samples     int           `json:"samples"`
+	Latency     time.Duration `json:"latency"`
+
+	InFlight int       `json:"in_flight"`
+	Leases   int64     `json:"leases"`
+	LastUsed time.Time `json:"last_used"`
+	Sessions int       `json:"sessions"`
+	// Outcomes counts released leases by failure class, "ok" for success.
+	Outcomes map[string]int64 `json:"outcomes"`
+	// LeaseWait is the total time requests waited for this proxy;
+	// LeaseWaitMax the longest single wait.
+	LeaseWait    time.Duration `json:"lease_wait"`
+	LeaseWaitMax time.Duration `json:"lease_wait_max"`
+}
+
+// Stats is a snapshot of the pool.
+type Stats struct {
+	Model    string `json:"model"`
+	Strategy string `json:"strategy"`
+	// Waiting is the number of Acquire calls waiting for a proxy.
+	Waiting int `json:"waiting"`
+	// Leased is the number of leases held now.
+	Leased int `json:"leased"`
+	// Acquired counts leases granted; WaitTimeouts Acquire calls that gave
+	// up after the max wait.
+	Acquired     int64        `json:"acquired"`
+	WaitTimeouts int64        `json:"wait_timeouts"`
+	Sessions     int          `json:"sessions"`
+	Proxies      []ProxyStats `json:"proxies"`
+}
+
+// Stats returns a snapshot of every proxy's counters, in pool order.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.cfg.now()
+	s := Stats{
+		Model: p.cfg.model.String(), Strategy: p.cfg.strategy.String(),
+		Waiting: p.waiters.Len(), Leased: len(p.leases), Acquired: p.acquired,
+		WaitTimeouts: p.timeouts, Sessions: len(p.sessions),
+	}
+	partOf := map[*entry]string{}
+	for d, g := range p.groups {
+		for _, m := range g.members {
+			partOf[m.e] = d
+		}
+	}
+	for _, e := range p.entries {
+		ps := ProxyStats{
+			ID: e.p.ID, Endpoint: e.p.Endpoint(), Rotating: e.rotating, Partition: partOf[e],
+			State: e.h.state(now), Quarantines: e.h.quarantines,
+			SuccessRate: e.h.win.rate(), Samples: e.h.win.n, Latency: e.h.win.latency(),
+			InFlight: e.inFlight, Leases: e.leases, LastUsed: e.lastUse, Sessions: e.bound,
+			Outcomes:  make(map[string]int64, len(e.outcomes)),
+			LeaseWait: e.waitSum, LeaseWaitMax: e.waitMax,
+		}
+		if ps.State != Healthy {
+			ps.QuarantinedUntil = e.h.until
+		}
+		for c, n := range e.outcomes {
+			ps.Outcomes[string(c)] = n
+		}
+		s.Proxies = append(s.Proxies, ps)
+	}
+	return s
+}
+
+// DomainHealth is a snapshot of one proxy on one domain.
+type DomainHealth struct {
+	Proxy            string    `json:"proxy"`
+	Domain           string    `json:"domain"`
+	State            State     `json:"state"`
+	QuarantinedUntil time.Time `json:"quarantined_until,omitzero"`
+	Quarantines      int64     `json:"quarantines"`
+	SuccessRate      float64   `json:"success_rate"`
+	Samples          int       `json:"samples"`
+	LastSeen         time.Time `json:"last_seen"`
+}
+
+// DomainHealth returns the (proxy, domain) health table, sorted by domain
+// then proxy order. Rotating endpoints are never quarantined per domain.
+func (p *Pool) DomainHealth() []DomainHealth {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.cfg.now()
+	type row struct {
+		idx int
+		d   DomainHealth
+	}
+	rows := make([]row, 0, len(p.dhealth))
+	for k, dh := range p.dhealth {
+		d := DomainHealth{
+			Proxy: p.entries[k.idx].p.ID, Domain: k.domain, State: dh.state(now), Quarantines: dh.quarantines,
+			SuccessRate: dh.win.rate(), Samples: dh.win.n, LastSeen: dh.last,
+		}
+		if d.State != Healthy {
+			d.QuarantinedUntil = dh.until
+		}
+		rows = append(rows, row{k.idx, d})
+	}
+	slices.SortFunc(rows, func(a, b row) int {
+		if c := strings.Compare(a.d.Domain, b.d.Domain); c != 0 {
+			return c
+		}
+		return a.idx - b.idx
+	})
+	out := make([]DomainHealth, len(rows))
+	for i, r := range rows {
+		out[i] = r.d
+	}
+	return out
+}
+
+// SessionInfo is one sticky session binding.
+type SessionInfo struct {
+	Session string `json:"session"`
+	// Partition is the partition's domain the binding lives in, "" for
+	// the unpartitioned proxies, "*" for the whole pool.
+	Partition string    `json:"partition"`
+	Proxy     string    `json:"proxy"`
+	Since     time.Time `json:"since"`
+	Expires   time.Time `json:"expires"`
+}
+
+// Sessions returns the live sticky session bindings, oldest first.
+func (p *Pool) Sessions() []SessionInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]SessionInfo, 0, len(p.sessions))
+	for el := p.sessOrder.Front(); el != nil; el = el.Next() {
+		b := el.Value.(*binding)
+		out = append(out, SessionInfo{Session: b.session, Partition: b.group, Proxy: b.e.p.ID, Since: b.since, Expires: b.expires})
+	}
+	return out
+}
+
+// Uses returns how many leases each proxy id was given.
+func (p *Pool) Uses() map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]int64, len(p.entries))
+	for _, e := range p.entries {
+		out[e.p.ID] = e.leases
+	}
+	return maps.Clone(out)
+}

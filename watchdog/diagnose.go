@@ -1,0 +1,324 @@
+package watchdog
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"sluice/metrics"
+	"sluice/stages/fetch"
+)
+
+// The causes a Diagnosis can name.
+const (
+	CauseSinkBlocked        = "sink_blocked"        // the sink holds outputs and writes none
+	CauseProxiesQuarantined = "proxies_quarantined" // inputs wait for a lease while every proxy is quarantined
+	CauseLeaseWait          = "lease_wait"          // inputs wait for a lease, nothing is in flight
+	CauseProxiesFailing     = "proxies_failing"     // every attempt failed, mostly at the proxies
+	CauseTargetFailing      = "target_failing"      // every attempt failed, mostly at the target sites
+	CauseDomainTokens       = "domain_tokens"       // inputs wait for domains' rate-limit tokens, nothing else moves
+	CauseRequestsHanging    = "requests_hanging"    // requests are in flight and none finishes
+	CauseDownstreamBlocked  = "downstream_blocked"  // a stage cannot hand its output on
+	CauseFailing            = "failing"             // inputs finish, all as failures, without a fetch attempt
+	CauseSourceEmpty        = "source_empty"        // nothing to do: the source has nothing to read
+	CauseUnknown            = "unknown"
+)
+
+const (
+	fetchStageName = "fetch" // the stage whose activity Sources.Fetch reports
+	maxListed      = 6       // items listed in a summary before "… n more"
+)
+
+// StageState is one stage as the watchdog saw it.
+type StageState struct {
+	Name      string
+	Queue     int
+	Capacity  int
+	InFlight  int
+	Processed uint64
+	// StillFor is how long Processed has not moved.
+	StillFor time.Duration
+}
+
+func (s StageState) full() bool  { return s.Capacity > 0 && s.Queue >= s.Capacity }
+func (s StageState) empty() bool { return s.Queue == 0 && s.InFlight == 0 }
+
+// Snapshot is everything Diagnose looks at.
+type Snapshot struct {
+	// Since is how long there has been no successful output.
+	Since time.Duration
+	// After is the stall threshold: a stage still for this long is stuck.
+	After time.Duration
+	// Stages in pipeline order, source first, sink last.
+	Stages []StageState
+	// Sources give the fetch activity and the proxies' state.
+	Sources metrics.Sources
+	// Window is what happened since the last success.
+	Window window
+}
+
+// Diagnosis names the most likely cause of a stall and what each stage is
+// waiting on.
+type Diagnosis struct {
+	// Cause is one of the Cause constants.
+	Cause string
+	// Summary says in one sentence what blocks the pipeline.
+	Summary string
+	// Idle is true when there is simply nothing to do (CauseSourceEmpty).
+	Idle bool
+	// Since is how long there has been no successful output.
+	Since time.Duration
+	// Stages say, per stage, what it is waiting on.
+	Stages []StageReport
+}
+
+// StageReport is one stage's line of a Diagnosis.
+type StageReport struct {
+	Name    string
+	Waiting string
+}
+
+// Diagnose names the cause of a stall. It is a pure function of the
+// snapshot (plus the live Sources it calls).
+func Diagnose(s Snapshot) Diagnosis {
+	var act *fetch.Activity
+	if s.Sources.Fetch != nil {
+		a := s.Sources.Fetch()
+		act = &a
+	}
+	var proxies []metrics.ProxyState
+	if s.Sources.Proxies != nil {
+		proxies = s.Sources.Proxies()
+	}
+	d := Diagnosis{Since: s.Since, Stages: stageReports(s, act)}
+	d.Cause, d.Summary = cause(s, act, proxies)
+	d.Idle = d.Cause == CauseSourceEmpty
+	return d
+}
+
+func cause(s Snapshot, act *fetch.Activity, proxies []metrics.ProxyState) (string, string) {
+	since := s.Since.Round(time.Millisecond)
+	n := len(s.Stages)
+	// 1. The sink holds outputs and has written none for as long as the stall.
+	if n > 0 {
+		sink := s.Stages[n-1]
+		if (sink.InFlight > 0 || sink.Queue > 0) && sink.StillFor >= s.After {
+			return CauseSinkBlocked, fmt.Sprintf("sink blocked: it holds %d outputs (queue %d/%d) and has written none for %s",
+				sink.InFlight+sink.Queue, sink.Queue, sink.Capacity, sink.StillFor.Round(time.Millisecond))
+		}
+	}
+	inRequests := 0
+	if act != nil {
+		for _, v := range act.Requests {
+			inRequests += v
+		}
+	}
+	// 2. Inputs wait for a lease and nothing is in flight.
+	if act != nil && act.LeaseWait > 0 && inRequests == 0 {
+		q := quarantined(proxies)
+		if len(proxies) > 0 && len(q) == len(proxies) {
+			return CauseProxiesQuarantined, fmt.Sprintf("all %d proxies are quarantined (%s); %d inputs wait for a proxy",
+				len(proxies), list(q), act.LeaseWait)
+		}
+		return CauseLeaseWait, fmt.Sprintf("%d inputs wait for a proxy lease and no request is in flight (%d of %d proxies quarantined)",
+			act.LeaseWait, len(q), len(proxies))
+	}
+	// 3. Attempts were made since the last success and all of them failed.
+	w := s.Window
+	if w.attempts > 0 && w.failed == w.attempts {
+		if proxyFailures(w) >= w.failed-w.failed/5 {
+			failing := make([]string, 0, len(w.byProxy))
+			for id, pw := range w.byProxy {
+				failing = append(failing, fmt.Sprintf("%s: %s", id, counts(pw.byClass)))
+			}
+			sort.Strings(failing)
+			all := ""
+			if len(proxies) > 0 && len(w.byProxy) >= len(proxies) {
+				all = fmt.Sprintf("all %d proxies failing; ", len(proxies))
+			}
+			return CauseProxiesFailing, fmt.Sprintf("%severy attempt for %s failed at the proxies (%d attempts: %s)",
+				all, since, w.attempts, clip(failing))
+		}
+		doms := make([]string, 0, len(w.byDomain))
+		for d, m := range w.byDomain {
+			doms = append(doms, fmt.Sprintf("%s: %s", d, counts(m)))
+		}
+		sort.Strings(doms)
+		return CauseTargetFailing, fmt.Sprintf("every attempt for %s failed at the target (%d attempts: %s)", since, w.attempts, clip(doms))
+	}
+	// 4. Inputs wait for domain tokens and nothing else moves.
+	if act != nil && inRequests == 0 && len(act.TokenWait) > 0 {
+		waiting, top, topN := 0, "", 0
+		for dom, v := range act.TokenWait {
+			waiting += v
+			if v > topN || v == topN && dom < top {
+				top, topN = dom, v
+			}
+		}
+		rate := ""
+		if s.Sources.Domains != nil {
+			for _, ds := range s.Sources.Domains() {
+				if ds.Domain == top && ds.Rate >= 0 {
+					rate = fmt.Sprintf(" (rate %.3g/s)", ds.Rate)
+				}
+			}
+		}
+		return CauseDomainTokens, fmt.Sprintf("%d of %d fetch workers wait for rate-limit tokens, %d of them for %s%s",
+			waiting, act.Workers, topN, top, rate)
+	}
+	// 5. Requests are in flight and none has finished since the last success.
+	if act != nil && inRequests > 0 && w.attempts == 0 {
+		return CauseRequestsHanging, fmt.Sprintf("%d requests in flight have had no answer for %s (by proxy: %s)", inRequests, since, counts(act.Requests))
+	}
+	// 6. A stage has work but cannot hand it on.
+	for i := 0; i+1 < n; i++ {
+		cur, next := s.Stages[i], s.Stages[i+1]
+		if next.full() && next.StillFor >= s.After && !cur.empty() {
+			return CauseDownstreamBlocked, fmt.Sprintf("%s cannot hand on: the %s queue is full (%d/%d) and %s has passed nothing on for %s",
+				cur.Name, next.Name, next.Queue, next.Capacity, next.Name, next.StillFor.Round(time.Millisecond))
+		}
+	}
+	// 7. Inputs finish, all failed, without fetch attempts (bad input, say).
+	if len(w.outputs) > 0 && w.attempts == 0 {
+		return CauseFailing, fmt.Sprintf("every output for %s was a failure (%s)", since, counts(w.outputs))
+	}
+	// 8. Nothing is queued or in flight anywhere: the source has nothing.
+	allEmpty := true
+	for _, st := range s.Stages {
+		if st.Queue > 0 || st.InFlight > 0 {
+			allEmpty = false
+		}
+	}
+	if allEmpty {
+		what := "the source has had nothing to read"
+		if n > 0 {
+			what = fmt.Sprintf("the source has read nothing new for %s (%d read so far)", s.Stages[0].StillFor.Round(time.Millisecond), s.Stages[0].Processed)
+		}
+		return CauseSourceEmpty, what
+	}
+	return CauseUnknown, fmt.Sprintf("no successful output for %s", since)
+}
+
+// stageReports says what each stage is waiting on.
+func stageReports(s Snapshot, act *fetch.Activity) []StageReport {
+	out := make([]StageReport, 0, len(s.Stages))
+	n := len(s.Stages)
+	for i, st := range s.Stages {
+		var b strings.Builder
+		switch {
+		case i == 0:
+			fmt.Fprintf(&b, "read %d", st.Processed)
+			if n > 1 && s.Stages[1].full() {
+				fmt.Fprintf(&b, "; blocked: the %s queue is full (%d/%d)", s.Stages[1].Name, s.Stages[1].Queue, s.Stages[1].Capacity)
+			} else {
+				fmt.Fprintf(&b, "; nothing read for %s", st.StillFor.Round(time.Millisecond))
+			}
+		case i == n-1:
+			fmt.Fprintf(&b, "queue %d/%d, holds %d, last write %s ago", st.Queue, st.Capacity, st.InFlight, st.StillFor.Round(time.Millisecond))
+		default:
+			fmt.Fprintf(&b, "queue %d/%d, %d in flight", st.Queue, st.Capacity, st.InFlight)
+			if st.Name == fetchStageName && act != nil {
+				b.WriteString(activityLine(*act, nextName(s.Stages, i)))
+			}
+			fmt.Fprintf(&b, ", passed nothing on for %s", st.StillFor.Round(time.Millisecond))
+		}
+		out = append(out, StageReport{Name: st.Name, Waiting: b.String()})
+	}
+	return out
+}
+
+func nextName(st []StageState, i int) string {
+	if i+1 < len(st) {
+		return st[i+1].Name
+	}
+	return "the next stage"
+}
+
+func activityLine(a fetch.Activity, next string) string {
+	var parts []string
+	if len(a.TokenWait) > 0 {
+		parts = append(parts, fmt.Sprintf("%d waiting for tokens (%s)", sum(a.TokenWait), counts(a.TokenWait)))
+	}
+	if a.LeaseWait > 0 {
+		parts = append(parts, fmt.Sprintf("%d waiting for a proxy", a.LeaseWait))
+	}
+	if len(a.Requests) > 0 {
+		parts = append(parts, fmt.Sprintf("%d in requests (%s)", sum(a.Requests), counts(a.Requests)))
+	}
+	if a.Backoff > 0 {
+		parts = append(parts, fmt.Sprintf("%d backing off", a.Backoff))
+	}
+	if a.Handover > 0 {
+		parts = append(parts, fmt.Sprintf("%d waiting for %s to take them", a.Handover, next))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(parts, ", ")
+}
+
+func quarantined(ps []metrics.ProxyState) []string {
+	var out []string
+	for _, p := range ps {
+		if p.Quarantined {
+			out = append(out, p.ID)
+		}
+	}
+	return out
+}
+
+// proxyFailures counts failures whose class blames the proxy
+// (failure.ProxyConnect, ProxyAuth, ProxyProtocol).
+func proxyFailures(w window) int {
+	n := 0
+	for cl, v := range w.byClass {
+		if strings.HasPrefix(cl, "proxy_") {
+			n += v
+		}
+	}
+	return n
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// counts renders a map as "a ×3, b ×1", largest first, at most maxListed.
+func counts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	parts := make([]string, 0, min(len(keys), maxListed)+1)
+	for i, k := range keys {
+		if i == maxListed {
+			parts = append(parts, fmt.Sprintf("… %d more", len(keys)-maxListed))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s ×%d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func list(ids []string) string {
+	sort.Strings(ids)
+	return clip(ids)
+}
+
+func clip(items []string) string {
+	if len(items) > maxListed {
+		return strings.Join(items[:maxListed], "; ") + fmt.Sprintf("; … %d more", len(items)-maxListed)
+	}
+	return strings.Join(items, "; ")
+}
