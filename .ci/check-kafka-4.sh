@@ -5,5 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CI_PIDS=()
 trap 'for pid in "${CI_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done' EXIT
-SLUICE_KAFKA_VERSION=4.1.1 SLUICE_KAFKA_BROKERS='' source .ci/setup-kafka.sh
+export SLUICE_KAFKA_VERSION=4.1.1
+unset SLUICE_KAFKA_BROKERS
+# shellcheck disable=SC1091
+source .ci/setup-kafka.sh
 go test -count=1 -run 'Kafka' ./stages/source/ ./stages/sink/ ./cmd/pipeline/

@@ -36,7 +36,4 @@ func TestRunFailureStopsSources(t *testing.T) {
 	if !errors.Is(err, broken) {
 		t.Fatalf("Run: %v, want the sink's error", err)
 	}
-	if sink.Stats().Dropped() == 0 {
-		t.Fatal("nothing the failed sink left was counted as dropped")
-	}
 }
