@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -183,4 +184,36 @@ func TestKafkaSinkAcksOnlyWhenEveryWriteSucceeded(t *testing.T) {
 	if w := readKafkaStore(t, brokers, cfg); len(w.Pages) != 0 {
 		t.Fatalf("%d pages written", len(w.Pages))
 	}
+}
+
+// BenchmarkKafkaSink writes outputs (a result and an 8 KiB page each)
+// through the Kafka sink to a real broker, acks=all.
+func BenchmarkKafkaSink(b *testing.B) {
+	brokers := testbed.KafkaBrokers(b)
+	page := bytes.Repeat([]byte("<p>product text</p>"), 8<<10/19)
+	cfg := KafkaConfig{
+		Brokers:      brokers,
+		ResultsTopic: testbed.CreateKafkaTopic(b, brokers, "bench-results", 4),
+		PagesTopic:   testbed.CreateKafkaTopic(b, brokers, "bench-pages", 4),
+		DeadTopic:    testbed.CreateKafkaTopic(b, brokers, "bench-dead", 1),
+	}
+	k, err := NewKafka(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	outs := make([]record.Output, b.N)
+	for i := range outs {
+		u := "http://shop.test/p/" + strconv.Itoa(i)
+		name := "Product " + strconv.Itoa(i)
+		outs[i] = record.Output{
+			Result: &record.Result{Schema: 1, URL: u, Status: 200, Fields: map[string]*string{"name": &name}, Links: []string{}},
+			Page:   &record.Page{Schema: 1, URL: u, Status: 200, Body: page},
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := runSink(context.Background(), k.Sink(), outs); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "outputs/s")
 }
