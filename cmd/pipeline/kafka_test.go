@@ -682,6 +682,7 @@ func TestKafkaReplay(t *testing.T) {
 	job := newKafkaJob(t, brokers, 2, 512)
 	urls := productURLs(site, 300)
 	testbed.ProduceKafka(t, brokers, job.input, testbed.Spread(urls, 2))
+	start := time.Now()
 	p := startPipeline(t, "run", job.args("--pages-topic", job.pages)...)
 	eventually(t, "every result", func() bool { return job.written(t) >= int64(len(urls)) }, p)
 	p.stop()
@@ -733,6 +734,22 @@ func TestKafkaReplay(t *testing.T) {
 	}
 	if got := len(readResultsFile(t, out+".2")); got != want {
 		t.Fatalf("replay from offset 100 gave %d results, want %d", got, want)
+	}
+	// From a time: before the run, every page; after it, none.
+	for _, tc := range []struct {
+		from string
+		want int
+	}{{start.Add(-time.Minute).Format(time.RFC3339), len(urls)}, {time.Now().Add(time.Hour).Format(time.RFC3339), 0}} {
+		path := filepath.Join(t.TempDir(), "replay-time.jsonl")
+		rp = startPipeline(t, "replay-time", "replay", "--brokers", strings.Join(brokers, ","), "--pages-topic", job.pages,
+			"--from-time", tc.from, "--out", path, "--log-level", "warn")
+		<-rp.done
+		if rp.err != nil {
+			t.Fatalf("replay --from-time %s: %v\n%s", tc.from, rp.err, rp.log.String())
+		}
+		if got := len(readResultsFile(t, path)); got != tc.want {
+			t.Fatalf("replay from %s gave %d results, want %d", tc.from, got, tc.want)
+		}
 	}
 	if n := site.Stats().Requests - requests; n != 0 {
 		t.Fatalf("replays sent %d requests to the site", n)
