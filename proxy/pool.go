@@ -30,6 +30,16 @@ type Request struct {
 	// every usable proxy is listed, the last one is still skipped if
 	// another is usable.
 	Avoid []string
+	// Allow, if set, is asked about the proxy (by id) the pool is about to
+	// lease, as the last step; it reports whether the caller may use that
+	// proxy now. A true answer commits: the caller has charged the proxy
+	// (the fetch governor takes a token from its (proxy, domain) bucket),
+	// so the pool leases that very proxy. A false answer skips it and the
+	// pool picks again among the others. When usable proxies exist but
+	// Allow refuses them all, Acquire returns ErrNoneAllowed at once
+	// instead of waiting. Allow is called with the pool's lock held: it
+	// must be quick and must not call back into the pool.
+	Allow func(id string) bool
 }
 
 // Outcome is what a lease holder reports when it returns the lease.
@@ -53,6 +63,8 @@ var (
 	// ErrNoProxy: no proxy became usable for the request within the
 	// pool's max wait (see WithMaxWait).
 	ErrNoProxy = errors.New("no usable proxy")
+	// ErrNoneAllowed: Request.Allow refused every usable proxy.
+	ErrNoneAllowed = errors.New("no proxy allowed for this request now")
 )
 
 // Lease is the right to use one proxy for one attempt. The holder must
@@ -302,11 +314,15 @@ func (p *Pool) Acquire(ctx context.Context, req Request) (*Lease, error) {
 	p.mu.Lock()
 	now := p.cfg.now()
 	g := p.groupFor(dom)
-	if l := p.tryLocked(req, dom, g, now); l != nil {
+	l, refused := p.tryLocked(req, dom, g, now)
+	if l != nil {
 		p.grantedLocked(l, 0)
 		p.mu.Unlock()
-		p.watch(ctx, l)
-		return l, nil
+		return p.watch(ctx, l)
+	}
+	if refused {
+		p.mu.Unlock()
+		return nil, ErrNoneAllowed
 	}
 	w := &waiter{req: req, dom: dom, g: g, start: now, ch: make(chan *Lease, 1)}
 	w.elem = p.waiters.PushBack(w)
@@ -322,8 +338,7 @@ func (p *Pool) Acquire(ctx context.Context, req Request) (*Lease, error) {
 	var err error
 	select {
 	case l := <-w.ch:
-		p.watch(ctx, l)
-		return l, nil
+		return p.watch(ctx, l)
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-deadline:
@@ -342,26 +357,45 @@ func (p *Pool) Acquire(ctx context.Context, req Request) (*Lease, error) {
 	}
 	p.mu.Unlock()
 	// A lease was granted as we gave up: hand it back unused.
-	l := <-w.ch
+	l = <-w.ch
 	l.Release(Outcome{Class: failure.Canceled})
 	return nil, err
 }
 
-// watch makes the pool take l back when ctx ends.
-func (p *Pool) watch(ctx context.Context, l *Lease) {
+// watch makes the pool take l back when ctx ends, and returns l. When ctx
+// has already ended, no caller may hold l: it is handed back at once and
+// watch returns ctx's error instead.
+func (p *Pool) watch(ctx context.Context, l *Lease) (*Lease, error) {
 	if ctx.Done() == nil {
-		return
+		return l, nil
 	}
 	stop := context.AfterFunc(ctx, func() { l.Release(Outcome{Class: failure.Canceled}) })
 	p.mu.Lock()
 	l.stop = stop
 	p.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		l.Release(Outcome{Class: failure.Canceled})
+		return nil, err
+	}
+	return l, nil
 }
 
-// tryLocked picks a proxy for req, or returns nil if none is usable now.
-func (p *Pool) tryLocked(req Request, dom string, g *group, now time.Time) *Lease {
+// tryLocked picks a proxy for req, or returns nil if none is usable now;
+// refused reports that some were usable but req.Allow refused them.
+func (p *Pool) tryLocked(req Request, dom string, g *group, now time.Time) (l *Lease, refused bool) {
 	if len(g.members) == 0 {
-		return nil
+		return nil, false
+	}
+	var denied map[*entry]bool // refused by req.Allow
+	allow := func(e *entry) bool {
+		if req.Allow == nil || req.Allow(e.p.ID) {
+			return true
+		}
+		if denied == nil {
+			denied = map[*entry]bool{}
+		}
+		denied[e] = true
+		return false
 	}
 	// usable reports whether e may take this lease now, and which probes
 	// the lease would be.
@@ -402,7 +436,10 @@ func (p *Pool) tryLocked(req Request, dom string, g *group, now time.Time) *Leas
 		if b := p.sessions[key]; b != nil {
 			e := b.e
 			if ok, pp, pd := usable(e); ok && now.Before(b.expires) {
-				return p.newLeaseLocked(e, req, dom, pp, pd, b, now)
+				if !allow(e) {
+					return nil, true // the session keeps its proxy: wait for it
+				}
+				return p.newLeaseLocked(e, req, dom, pp, pd, b, now), false
 			}
 			st := e.h.state(now)
 			dst := Healthy
@@ -410,7 +447,7 @@ func (p *Pool) tryLocked(req Request, dom string, g *group, now time.Time) *Leas
 				dst = dh.state(now)
 			}
 			if now.Before(b.expires) && st == Healthy && dst == Healthy {
-				return nil // its proxy is busy: wait for it
+				return nil, false // its proxy is busy: wait for it
 			}
 			p.unbindLocked(b) // expired, or its proxy failed: move
 		}
@@ -440,6 +477,9 @@ func (p *Pool) tryLocked(req Request, dom string, g *group, now time.Time) *Leas
 			continue
 		}
 		accept := func(e *entry) bool {
+			if denied[e] {
+				return false
+			}
 			switch pass {
 			case 0:
 				if slices.Contains(req.Avoid, e.p.ID) || sticky && (e.bound > 0 || e.rotating) {
@@ -454,6 +494,9 @@ func (p *Pool) tryLocked(req Request, dom string, g *group, now time.Time) *Leas
 			return ok
 		}
 		e := g.pick(strat, accept, weight, now, p.cfg.rng)
+		for e != nil && !allow(e) {
+			e = g.pick(strat, accept, weight, now, p.cfg.rng)
+		}
 		if e == nil {
 			continue
 		}
@@ -462,9 +505,9 @@ func (p *Pool) tryLocked(req Request, dom string, g *group, now time.Time) *Leas
 		if sticky && !e.rotating {
 			b = p.bindLocked(key, req.Session, g.name, e, now)
 		}
-		return p.newLeaseLocked(e, req, dom, pp, pd, b, now)
+		return p.newLeaseLocked(e, req, dom, pp, pd, b, now), false
 	}
-	return nil
+	return nil, len(denied) > 0
 }
 
 func (p *Pool) exclusive(e *entry) bool { return p.cfg.model == Exclusive && !e.rotating }
@@ -601,12 +644,12 @@ func (p *Pool) dispatchLocked(now time.Time) {
 	for el := p.waiters.Front(); el != nil; {
 		next := el.Next()
 		w := el.Value.(*waiter)
-		plain := w.req.Session == "" && len(w.req.Avoid) == 0
+		plain := w.req.Session == "" && len(w.req.Avoid) == 0 && w.req.Allow == nil
 		if plain && blocked[gd{w.g, w.dom}] {
 			el = next
 			continue
 		}
-		if l := p.tryLocked(w.req, w.dom, w.g, now); l != nil {
+		if l, _ := p.tryLocked(w.req, w.dom, w.g, now); l != nil {
 			p.waiters.Remove(el)
 			w.elem = nil
 			p.grantedLocked(l, now.Sub(w.start))

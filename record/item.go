@@ -1,8 +1,10 @@
 package record
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"time"
 
 	"sluice/flow"
@@ -34,11 +36,14 @@ type Task struct {
 // Fetched is a Task after the fetch stage: the response, or the error of the
 // last attempt.
 type Fetched struct {
-	Task      Task
-	FinalURL  string
-	Status    int
-	Header    http.Header
-	Body      []byte
+	Task     Task
+	FinalURL string
+	Status   int
+	Header   http.Header
+	Body     []byte
+	// Spool, when set, holds the body instead of Body: the fetch stage
+	// wrote a large body to a temporary file. LoadBody reads it in.
+	Spool     *Spool
 	Truncated bool
 	Attempts  int
 	Proxy     string // proxy id of the last attempt
@@ -46,6 +51,33 @@ type Fetched struct {
 	Elapsed   time.Duration
 	Timings   Timings
 	Err       error
+}
+
+// Spool is a response body in a temporary file.
+type Spool struct {
+	Path string
+	Size int64
+}
+
+// LoadBody reads a spooled body into Body and removes the file; it does
+// nothing when the body is not spooled. The file is removed even when the
+// read fails.
+func (f *Fetched) LoadBody() error {
+	if f.Spool == nil {
+		return nil
+	}
+	sp := f.Spool
+	f.Spool = nil
+	defer os.Remove(sp.Path)
+	b, err := os.ReadFile(sp.Path)
+	if err != nil {
+		return fmt.Errorf("read spooled body: %w", err)
+	}
+	if int64(len(b)) != sp.Size {
+		return fmt.Errorf("spooled body has %d bytes, want %d", len(b), sp.Size)
+	}
+	f.Body = b
+	return nil
 }
 
 // Output is what the sink writes for one input: a Result, optionally the

@@ -18,8 +18,9 @@ import (
 	"time"
 )
 
-// RateWindow is the length of the sliding window used by
-// SiteConfig.PerIPPerMinute and reported by Stats.MaxPerIPPerMinute.
+// RateWindow is the default length of the sliding window used by
+// SiteConfig.PerIPPerMinute and reported by Stats.MaxPerIPPerMinute (see
+// SiteConfig.Window).
 const RateWindow = 60 * time.Second
 
 // DefaultProducts is the catalog size used when SiteConfig.Products is 0.
@@ -46,7 +47,7 @@ type SiteConfig struct {
 	// client goes away or the site is closed.
 	Latency time.Duration
 	// PerIPPerMinute, if positive, admits at most this many product requests
-	// per client source IP in any sliding RateWindow. Requests past the limit
+	// per client source IP in any sliding Window (a minute by default). Requests past the limit
 	// are answered 429 with a Retry-After header holding the whole seconds
 	// (at least 1) until the oldest admitted request leaves the window.
 	// Rejected requests do not use up the window. 0 means unlimited.
@@ -61,6 +62,11 @@ type SiteConfig struct {
 	Now func() time.Time
 	// ErrorLog receives the HTTP server's internal errors; nil discards them.
 	ErrorLog *log.Logger
+	// Window is the length of the sliding window of PerIPPerMinute and
+	// Stats.MaxPerIPPerMinute; 0 means RateWindow (a minute). A shorter
+	// window with a proportionally smaller limit lets a test see the same
+	// per-IP rate in a few seconds (3 s and 9 requests is 180 a minute).
+	Window time.Duration
 }
 
 // Stats is a snapshot of the site's product-page traffic. Only requests
@@ -79,7 +85,8 @@ type Stats struct {
 	// Limited is the number of 429 answers sent.
 	Limited int64 `json:"limited"`
 	// MaxPerIPPerMinute is, per client IP, the highest number of admitted
-	// (not rate-limited) requests seen in any sliding RateWindow. With
+	// (not rate-limited) requests seen in any sliding Window (a minute by
+	// default; see SiteConfig.Window). With
 	// PerIPPerMinute > 0 it never exceeds that limit. It is tracked even when
 	// the site is unlimited.
 	MaxPerIPPerMinute map[string]int64 `json:"max_per_ip_per_minute"`
@@ -144,6 +151,7 @@ func containsInt(xs []int, x int) bool {
 // and stop it with Close. All methods are safe for concurrent use.
 type Site struct {
 	cfg      SiteConfig
+	window   time.Duration
 	products int
 	now      func() time.Time
 	filler   string // PageBytes of lorem text, sliced per page
@@ -191,6 +199,8 @@ func StartSite(cfg SiteConfig) (*Site, error) {
 		return nil, fmt.Errorf("testbed: SiteConfig.PerIPPerMinute = %d, want >= 0", cfg.PerIPPerMinute)
 	case cfg.FailEvery < 0:
 		return nil, fmt.Errorf("testbed: SiteConfig.FailEvery = %d, want >= 0", cfg.FailEvery)
+	case cfg.Window < 0:
+		return nil, fmt.Errorf("testbed: SiteConfig.Window = %v, want >= 0", cfg.Window)
 	}
 	addr := cfg.Addr
 	if addr == "" {
@@ -198,6 +208,7 @@ func StartSite(cfg SiteConfig) (*Site, error) {
 	}
 	s := &Site{
 		cfg:       cfg,
+		window:    cfg.Window,
 		products:  cfg.Products,
 		now:       cfg.Now,
 		filler:    makeFiller(cfg.PageBytes),
@@ -209,6 +220,9 @@ func StartSite(cfg SiteConfig) (*Site, error) {
 	}
 	if s.products == 0 {
 		s.products = DefaultProducts
+	}
+	if s.window == 0 {
+		s.window = RateWindow
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -258,6 +272,9 @@ func (s *Site) URL() string { return s.url }
 
 // ProductURL returns the absolute URL of product id's page.
 func (s *Site) ProductURL(id int) string { return s.url + "/product/" + strconv.Itoa(id) }
+
+// Window returns the length of the site's rate-limit window.
+func (s *Site) Window() time.Duration { return s.window }
 
 // Products returns the catalog size: the site serves ids 1..Products().
 func (s *Site) Products() int { return s.products }
@@ -398,10 +415,10 @@ type ipWindow struct {
 	head int
 }
 
-// prune drops timestamps that are RateWindow or more older than now and
+// prune drops timestamps that are window or more older than now and
 // reports how many remain.
-func (w *ipWindow) prune(now time.Time) int {
-	for w.head < len(w.ts) && now.Sub(w.ts[w.head]) >= RateWindow {
+func (w *ipWindow) prune(now time.Time, window time.Duration) int {
+	for w.head < len(w.ts) && now.Sub(w.ts[w.head]) >= window {
 		w.ts[w.head] = time.Time{}
 		w.head++
 	}
@@ -421,10 +438,10 @@ func (s *Site) admit(ip string) (bool, int) {
 	s.requests++
 	s.byIP[ip]++
 	now := s.now()
-	if now.Sub(s.lastSweep) >= RateWindow || now.Before(s.lastSweep) {
+	if now.Sub(s.lastSweep) >= s.window || now.Before(s.lastSweep) {
 		// Forget idle IPs so limiter state stays bounded by recent traffic.
 		for k, w := range s.windows {
-			if w.prune(now) == 0 {
+			if w.prune(now, s.window) == 0 {
 				delete(s.windows, k)
 			}
 		}
@@ -435,10 +452,10 @@ func (s *Site) admit(ip string) (bool, int) {
 		w = &ipWindow{}
 		s.windows[ip] = w
 	}
-	live := w.prune(now)
+	live := w.prune(now, s.window)
 	if limit := s.cfg.PerIPPerMinute; limit > 0 && live >= limit {
 		s.limited++
-		wait := w.ts[w.head].Add(RateWindow).Sub(now)
+		wait := w.ts[w.head].Add(s.window).Sub(now)
 		secs := int((wait + time.Second - 1) / time.Second)
 		return false, max(secs, 1)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -24,20 +25,23 @@ import (
 // jobConfig is everything one batch run needs, filled in one place from
 // flags (see runFlags) and validated by the stages' own constructors.
 type jobConfig struct {
-	URLs      string    // input file, "-" for stdin
-	URLReader io.Reader // replaces stdin (tests)
-	Out       string    // results file, "-" for stdout
-	OutWriter io.Writer // replaces stdout (tests)
-	Pages     string    // optional pages file
-	Proxies   []*proxy.Proxy
-	Rules     *parse.Rules
-	Fetch     fetch.Config
-	Parse     parse.Config
-	Sink      sink.JSONLConfig
-	Kafka     kafkaConfig // Kafka input and output (kafka.go); zero: none
-	Drain     time.Duration
-	Log       zerolog.Logger
-	Observe   observeConfig
+	URLs        string    // input file, "-" for stdin
+	URLReader   io.Reader // replaces stdin (tests)
+	Out         string    // results file, "-" for stdout
+	OutWriter   io.Writer // replaces stdout (tests)
+	Pages       string    // optional pages file
+	ProxiesFile string    // proxy list file, read into Proxies
+	PoolSize    int       // pool size for `plan` when there is no proxy file
+	Proxies     []*proxy.Proxy
+	RulesFile   string // rules file, read into Rules
+	Rules       *parse.Rules
+	Fetch       fetch.Config
+	Parse       parse.Config
+	Sink        sink.JSONLConfig
+	Kafka       kafkaConfig // Kafka input and output (kafka.go); zero: none
+	Drain       time.Duration
+	Log         zerolog.Logger
+	Observe     observeConfig
 	// PoolOptions configure the proxy pool (model, strategies, sessions,
 	// partitions, health); see proxyFlags.
 	PoolOptions []proxy.Option
@@ -53,9 +57,11 @@ type summary struct {
 	Elapsed  time.Duration    `json:"elapsed"`
 	PerProxy map[string]int64 `json:"requests_per_proxy"`
 	// Unhealthy lists proxies quarantined or on probation at the end.
-	Unhealthy []string       `json:"unhealthy_proxies"`
-	Stages    []stageSummary `json:"-"`
-	Spans     int64          `json:"spans,omitempty"` // written to the trace
+	Unhealthy []string            `json:"unhealthy_proxies"`
+	Stages    []stageSummary      `json:"-"`
+	Spans     int64               `json:"spans,omitempty"` // written to the trace
+	Governor  fetch.GovernorStats `json:"-"`
+	Pools     []fetch.PoolStats   `json:"-"`
 }
 
 type stageSummary struct {
@@ -90,6 +96,25 @@ func (s summary) print(w io.Writer) {
 	if s.Dropped > 0 {
 		fmt.Fprintf(w, "unfinished at abort (not written, not acknowledged): %d\n", s.Dropped)
 	}
+	for _, d := range s.Governor.Domains {
+		fmt.Fprintf(w, "governor: %s at %.0f%% (%s/s, concurrency %d), %d attempts: %d ok, %d × 429, %d × 503, %d failed; %d raises, %d cuts, %d pauses\n",
+			d.Domain, d.Level*100, rateString(d.Rate), d.Concurrency, d.Attempts, d.OK, d.Status429, d.Status503, d.Failed, d.Raises, d.Cuts, d.Pauses)
+	}
+	if len(s.Pools) > 0 {
+		var size, maxBusy, dials int64
+		var util float64
+		for _, p := range s.Pools {
+			size += int64(p.Size)
+			maxBusy = max(maxBusy, p.MaxBusy)
+			dials += p.Dials
+			util += p.Utilisation()
+		}
+		fmt.Fprintf(w, "connection pools: %d (%d connections in all), %d dials; per pool at most %d busy; mean utilisation %.0f%%\n",
+			len(s.Pools), size, dials, maxBusy, 100*util/float64(len(s.Pools)))
+	}
+	if s.Governor.Spooled > 0 {
+		fmt.Fprintf(w, "bodies spooled to disk: %d; body budget peak %d of %d bytes\n", s.Governor.Spooled, s.Governor.BodyBytesPeak, s.Governor.BodyBudget)
+	}
 	if len(s.PerProxy) > 0 {
 		fmt.Fprintf(w, "requests per proxy:")
 		for _, k := range sortedKeys(s.PerProxy) {
@@ -100,6 +125,13 @@ func (s summary) print(w io.Writer) {
 	if len(s.Unhealthy) > 0 {
 		fmt.Fprintf(w, "proxies not healthy at the end: %s\n", strings.Join(s.Unhealthy, " "))
 	}
+}
+
+func rateString(r float64) string {
+	if math.IsInf(r, 1) {
+		return "unlimited"
+	}
+	return fmt.Sprintf("%.1f", r)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -194,10 +226,9 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	start := time.Now()
 	stopObs := p.obs.start(p)
 	err := flow.Run(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.out)
-	p.fetch.Close()
-	err = errors.Join(err, closeAll(p.io.close))
+	cerr := errors.Join(p.fetch.Close(), closeAll(p.io.close))
 	spans, oerr := stopObs()
-	err = errors.Join(err, oerr)
+	err = errors.Join(err, cerr, oerr)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.sum
@@ -216,16 +247,19 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 		}
 	}
 	s.Spans = spans
+	s.Governor = p.fetch.Governor()
+	s.Pools = p.fetch.Pools()
 	return s, err
 }
 
 // inFlightBound is the most inputs that can have been read and not yet
-// written: every queue full, every worker holding one, every hand-off
+// written: every queue full, the fetch governor's pending tasks, every
+// worker holding one, every hand-off
 // between stages holding one (three connections, and the feeder and
 // forwarder around go-streams' Map), and a full batch in the sink.
 func (p *pipeline) inFlightBound() int {
 	const handoffs = 5
-	return p.fetch.Flow().Stats().Capacity + p.fetch.Concurrency() +
+	return p.fetch.Flow().Stats().Capacity + p.fetch.Holds() +
 		p.parse.Flow().Stats().Capacity + p.parse.Workers() +
 		p.out.Stats().Capacity + p.io.batchSize + handoffs
 }

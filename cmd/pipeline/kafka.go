@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"flag"
@@ -15,7 +14,6 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
-	"gopkg.in/yaml.v3"
 
 	"sluice/flow"
 	"sluice/metrics"
@@ -29,7 +27,8 @@ import (
 const EnvKafkaPassword = "SLUICE_KAFKA_PASSWORD"
 
 // kafkaConfig is where a run reads and writes Kafka: the `kafka:` section
-// of the --config file, overridden by the flags given on the command line.
+// of the job config file (--config, config.go), overridden by the flags
+// given on the command line (kafkaFlags).
 type kafkaConfig struct {
 	Brokers        []string      `yaml:"brokers"`
 	ClientID       string        `yaml:"client_id"`
@@ -53,15 +52,10 @@ type saslConfig struct {
 	PasswordFile string `yaml:"password_file"`
 }
 
-type configFile struct {
-	Kafka kafkaConfig `yaml:"kafka"`
-}
-
 // kafkaFlags declares the Kafka flags into fs and returns the function
-// that, once fs is parsed, loads the config file and applies the flags
-// that were given.
-func kafkaFlags(fs *flag.FlagSet) func() (kafkaConfig, error) {
-	path := fs.String("config", "", "config file (YAML) with a kafka section; flags given override it")
+// that, once fs is parsed and the config file applied, sets the flags that
+// were given over cfg, fills in defaults and checks the result.
+func kafkaFlags(fs *flag.FlagSet) func(cfg *kafkaConfig) error {
 	brokers := fs.String("brokers", "", "Kafka bootstrap brokers, comma-separated host:port")
 	topic := fs.String("topic", "", "read URL messages from this Kafka topic (instead of --urls)")
 	group := fs.String("group", "sluice", "Kafka consumer group: processes in one group split the partitions")
@@ -71,21 +65,7 @@ func kafkaFlags(fs *flag.FlagSet) func() (kafkaConfig, error) {
 	window := fs.Int("kafka-window", 512, "records per partition read and not yet committed, at most (also the most a crash delivers again)")
 	session := fs.Duration("kafka-session-timeout", 10*time.Second, "how long the group waits for a silent member")
 	commit := fs.Duration("kafka-commit-interval", time.Second, "how often acknowledged offsets are committed")
-	return func() (kafkaConfig, error) {
-		var cfg kafkaConfig
-		if *path != "" {
-			data, err := os.ReadFile(*path)
-			if err != nil {
-				return cfg, usageError{fmt.Errorf("config: %w", err)}
-			}
-			var f configFile
-			dec := yaml.NewDecoder(bytes.NewReader(data))
-			dec.KnownFields(true)
-			if err := dec.Decode(&f); err != nil {
-				return cfg, usageError{fmt.Errorf("config %s: %w", *path, err)}
-			}
-			cfg = f.Kafka
-		}
+	return func(cfg *kafkaConfig) error {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		apply := func(name string, dst *string, v string) {
@@ -114,9 +94,9 @@ func kafkaFlags(fs *flag.FlagSet) func() (kafkaConfig, error) {
 			cfg.DeadTopic = cfg.ResultsTopic + ".dead"
 		}
 		if (cfg.Topic != "" || cfg.ResultsTopic != "" || cfg.PagesTopic != "") && len(cfg.Brokers) == 0 {
-			return cfg, usagef("a Kafka topic needs --brokers (or kafka.brokers in the config file)")
+			return usagef("a Kafka topic needs --brokers (or kafka.brokers in the config file)")
 		}
-		return cfg, nil
+		return nil
 	}
 }
 

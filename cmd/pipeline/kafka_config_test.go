@@ -11,15 +11,23 @@ import (
 	"time"
 )
 
+// parseKafkaFlags parses args as `run` does (config file first, then the
+// flags given) and returns the Kafka part.
 func parseKafkaFlags(t *testing.T, args ...string) (kafkaConfig, error) {
 	t.Helper()
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	get := kafkaFlags(fs)
+	fill := runFlags(fs)
+	fillKafka := kafkaFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return kafkaConfig{}, err
 	}
-	return get()
+	var cfg jobConfig
+	if err := fill(&cfg); err != nil {
+		return kafkaConfig{}, err
+	}
+	err := fillKafka(&cfg.Kafka)
+	return cfg.Kafka, err
 }
 
 func TestKafkaConfigFileAndFlags(t *testing.T) {
@@ -33,7 +41,7 @@ func TestKafkaConfigFileAndFlags(t *testing.T) {
   pages_topic: pages
   window: 100
   commit_interval: 2s
-  sasl: {mechanism: plain, username: sluice, password_file: `+filepath.Join(dir, "pw")+`}
+  sasl: {mechanism: plain, username: sluice, password_file: pw}
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}

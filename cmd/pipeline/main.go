@@ -1,7 +1,9 @@
 // Command pipeline runs sluice: `pipeline run` scrapes the URLs of a file or
 // stdin through a proxy pool into JSONL; `pipeline demo` does the same
 // against a local catalog site and proxy farm, with no setup; `pipeline
-// waterfall` draws a request waterfall from a span trace.
+// plan` prints the fetch governor's calculation for a config; `pipeline
+// bench` measures the governor against a local site with a per-IP limit;
+// `pipeline waterfall` draws a request waterfall from a span trace.
 package main
 
 import (
@@ -33,6 +35,8 @@ commands:
   run        scrape URLs from a file, stdin or a Kafka topic into JSONL or Kafka topics
   replay     parse stored pages again (pages topic or file), with no network access to their sites
   demo       scrape a local catalog site through a local proxy farm, and check every record
+  plan       print the fetch governor's per-domain limits for a config (--config FILE)
+  bench      measure the governor on a local site with a per-IP limit: completion, 429s, rate
   waterfall  draw the request waterfall (HTML) of a span trace written with --trace
 
 Run 'pipeline <command> -h' for the flags of a command.
@@ -56,6 +60,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(rest, stdout, stderr)
 	case "replay":
 		err = cmdReplay(rest, stdout, stderr)
+	case "plan":
+		err = cmdPlan(rest, stdout, stderr)
+	case "bench":
+		err = cmdBench(rest, stdout, stderr)
 	case "waterfall":
 		err = cmdWaterfall(rest, stdout, stderr)
 	case "-h", "-help", "--help", "help":

@@ -60,7 +60,8 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "-", "results JSONL file, - for stdout (unless --results-topic)")
 	rules := fs.String("rules", "", "extraction rules (YAML); default: the built-in rules")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	kafkaCfg := kafkaFlags(fs)
+	config := fs.String("config", "", "job config file (YAML); replay uses its kafka: section and rules")
+	fillKafka := kafkaFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -71,8 +72,19 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	kc, err := kafkaCfg()
-	if err != nil {
+	var kc kafkaConfig
+	rulesFile := *rules
+	if *config != "" {
+		fc, err := loadConfig(*config)
+		if err != nil {
+			return usageError{err}
+		}
+		kc = fc.Kafka
+		if rulesFile == "" {
+			rulesFile = fc.Rules
+		}
+	}
+	if err := fillKafka(&kc); err != nil {
 		return err
 	}
 	cfg := replayConfig{Kafka: kc, PagesFile: *pagesFile, FromOffset: *from, Out: *out, Log: log}
@@ -88,8 +100,8 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 		return usagef("give exactly one of --pages-topic and --pages-file")
 	}
 	cfg.Rules = parse.DefaultRules()
-	if *rules != "" {
-		if cfg.Rules, err = parse.LoadRules(*rules); err != nil {
+	if rulesFile != "" {
+		if cfg.Rules, err = parse.LoadRules(rulesFile); err != nil {
 			return usageError{err}
 		}
 	}

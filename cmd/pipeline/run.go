@@ -2,20 +2,26 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"time"
 
 	"sluice/proxy"
+	"sluice/stages/fetch"
 	"sluice/stages/parse"
 )
 
-// runFlags declares the flags shared by run and demo into fs, and returns a
-// function that fills a jobConfig from them once fs is parsed.
+// runFlags declares the flags shared by run, demo and bench into fs, and
+// returns a function that fills a jobConfig once fs is parsed: first from
+// the --config file, if any, then from the flags given on the command
+// line, which override the file. Flags left out keep the file's value or
+// the stage's default.
 func runFlags(fs *flag.FlagSet) func(cfg *jobConfig) error {
+	config := fs.String("config", "", "job config file (YAML): inputs, outputs, fetch settings and the per-site domains: section")
 	concurrency := fs.Int("concurrency", 32, "requests in flight at most")
-	rate := fs.Float64("rate", 10, "requests per second per domain (negative: unlimited)")
+	rate := fs.Float64("rate", 10, "requests per second per domain, for domains the config does not list (negative: unlimited)")
 	attempts := fs.Int("max-attempts", 4, "attempts per URL, the first included")
 	maxBody := fs.Int64("max-body", 10<<20, "largest response body in bytes, after decompression")
 	timeout := fs.Duration("timeout", 60*time.Second, "deadline of one attempt, body included")
@@ -54,15 +60,41 @@ func runFlags(fs *flag.FlagSet) func(cfg *jobConfig) error {
 		cfg.Observe.StallAfter = *stallAfter
 		cfg.Observe.StatsEvery = *statsEvery
 		cfg.Observe.Progress = *progressMode
-		cfg.Fetch.Concurrency = *concurrency
-		cfg.Fetch.DomainRate = *rate
-		cfg.Fetch.MaxAttempts = *attempts
-		cfg.Fetch.MaxBodyBytes = *maxBody
-		cfg.Fetch.AttemptTimeout = *timeout
-		cfg.Pages = *pages
-		cfg.Drain = *drain
-		if *rules != "" {
-			r, err := parse.LoadRules(*rules)
+		if *config != "" {
+			fc, err := loadConfig(*config)
+			if err != nil {
+				return usageError{err}
+			}
+			fc.apply(cfg)
+		}
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		if given["concurrency"] {
+			cfg.Fetch.Concurrency = *concurrency
+		}
+		if given["rate"] {
+			cfg.Fetch.DomainRate = *rate
+		}
+		if given["max-attempts"] {
+			cfg.Fetch.MaxAttempts = *attempts
+		}
+		if given["max-body"] {
+			cfg.Fetch.MaxBodyBytes = *maxBody
+		}
+		if given["timeout"] {
+			cfg.Fetch.AttemptTimeout = *timeout
+		}
+		if given["rules"] {
+			cfg.RulesFile = *rules
+		}
+		if given["pages"] {
+			cfg.Pages = *pages
+		}
+		if given["drain-timeout"] || cfg.Drain == 0 {
+			cfg.Drain = *drain
+		}
+		if cfg.RulesFile != "" {
+			r, err := parse.LoadRules(cfg.RulesFile)
 			if err != nil {
 				return usageError{err}
 			}
@@ -83,38 +115,48 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fill := runFlags(fs)
 	fillPool := proxyFlags(fs)
-	kafkaCfg := kafkaFlags(fs)
+	fillKafka := kafkaFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments: %v", fs.Args())
 	}
-	kc, err := kafkaCfg()
-	if err != nil {
-		return err
-	}
 	log, logOut, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
 	}
-	cfg := jobConfig{URLs: *urls, Out: *out, Kafka: kc, Log: log}
+	cfg := jobConfig{URLs: "-", Out: "-", Log: log}
 	if err := fill(&cfg); err != nil {
 		return err
 	}
 	if err := fillPool(&cfg); err != nil {
 		return err
 	}
-	cfg.Observe.Term = logOut
-	if *urls != "-" {
-		cfg.Observe.Total = countLines(*urls)
+	if err := fillKafka(&cfg.Kafka); err != nil {
+		return err
 	}
-	if *proxies != "" {
-		if cfg.Proxies, err = proxy.LoadFile(*proxies); err != nil {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if given["urls"] {
+		cfg.URLs = *urls
+	}
+	if given["out"] {
+		cfg.Out = *out
+	}
+	if given["proxies"] {
+		cfg.ProxiesFile = *proxies
+	}
+	cfg.Observe.Term = logOut
+	if cfg.URLs != "-" {
+		cfg.Observe.Total = countLines(cfg.URLs)
+	}
+	if cfg.ProxiesFile != "" {
+		if cfg.Proxies, err = proxy.LoadFile(cfg.ProxiesFile); err != nil {
 			return usageError{err}
 		}
 	}
-	if *out == "-" {
+	if cfg.Out == "-" {
 		cfg.OutWriter = stdout
 	}
 	ops, err := startOps(&cfg)
@@ -129,16 +171,41 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 
 // runJob builds and runs one batch job under signal handling.
 func runJob(ctx context.Context, cfg jobConfig) (summary, error) {
+	if err := checkFDs(cfg); err != nil {
+		return summary{}, err
+	}
 	p, err := build(cfg)
 	if err != nil {
 		return summary{}, err
 	}
 	hard, soft, stop := signalContexts(ctx, cfg.Drain, cfg.Log)
 	defer stop()
+	for _, d := range cfg.Fetch.Domains {
+		cfg.Log.Info().Str("domain", d.Domain).Str("limits", p.fetch.Limits(d.Domain).String()).Msg("governor")
+	}
 	cfg.Log.Info().Int("proxies", len(cfg.Proxies)).Int("concurrency", cfg.Fetch.Concurrency).Msg("run started")
 	sum, err := p.run(hard, soft)
 	if err != nil {
 		return sum, fmt.Errorf("pipeline: %w", err)
 	}
 	return sum, nil
+}
+
+// checkFDs raises the file-descriptor limit to its hard maximum and
+// compares it with what the fetch concurrency needs: an error when it
+// falls short, a warning when it barely suffices.
+func checkFDs(cfg jobConfig) error {
+	need := fetch.FDsNeeded(cfg.Fetch, len(cfg.Proxies))
+	c, err := fetch.CheckFDLimit(need)
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
+		cfg.Log.Warn().Int("need", need).Msg("cannot check the file-descriptor limit on this system")
+	case err != nil:
+		return err
+	case c.Warning != "":
+		cfg.Log.Warn().Uint64("limit", c.Limit.Soft).Int("need", need).Msg(c.Warning)
+	default:
+		cfg.Log.Debug().Uint64("limit", c.Limit.Soft).Uint64("was", c.Before.Soft).Int("need", need).Msg("file-descriptor limit")
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package fetch
 import (
 	"maps"
 	"math"
-	"sort"
 	"sync"
 )
 
@@ -16,8 +15,10 @@ type Activity struct {
 	// InFlight is the number of inputs taken from the queue and not yet
 	// handed to the next stage.
 	InFlight int
-	// TokenWait counts inputs waiting for their domain's rate-limit token,
-	// by domain.
+	// TokenWait counts inputs queued in the governor for their domain, by
+	// domain: waiting for a token, a slot under the domain's limit, a
+	// proxy whose (proxy, domain) bucket has a token, or the end of a
+	// Retry-After pause. No worker is held while they wait.
 	TokenWait map[string]int
 	// LeaseWait counts inputs waiting for the pool to lease them a proxy.
 	LeaseWait int
@@ -26,7 +27,8 @@ type Activity struct {
 	Requests map[string]int
 	// DomainRequests counts requests in flight by domain.
 	DomainRequests map[string]int
-	// Backoff counts inputs waiting out a backoff before their next attempt.
+	// Backoff counts inputs waiting out a backoff before their next
+	// attempt (held by the governor, not by a worker).
 	Backoff int
 	// Handover counts finished inputs waiting for the next stage to take
 	// them: InFlight less every input in one of the states above.
@@ -42,14 +44,18 @@ type DomainState struct {
 	// Burst is the size of the domain's token bucket.
 	Burst int
 	// Limit is the number of requests the domain may have in flight at
-	// once: today the global limit, as there is no per-domain control yet.
+	// once: its adaptive concurrency limit.
 	Limit int
+	// Level is the adaptive controller's fraction of the domain's maximum
+	// rate and concurrency.
+	Level float64
 }
 
 // Activity returns what the stage's inputs are doing now. Safe for
 // concurrent use while the stage runs.
 func (s *Stage) Activity() Activity {
 	a := s.act.snapshot()
+	a.TokenWait, a.Backoff = s.gov.waiting()
 	a.Workers = s.cfg.Concurrency
 	a.InFlight = int(s.flow.Stats().InFlight())
 	busy := a.LeaseWait + a.Backoff
@@ -63,20 +69,18 @@ func (s *Stage) Activity() Activity {
 	return a
 }
 
-// Domains returns the rate limits of the domains seen recently, sorted by
-// domain. Safe for concurrent use.
+// Domains returns the limits in force for the domains the governor
+// knows, sorted by domain. Safe for concurrent use.
 func (s *Stage) Domains() []DomainState {
-	s.mu.Lock()
-	out := make([]DomainState, 0, len(s.limiters))
-	for name, d := range s.limiters {
-		r := float64(d.lim.Limit())
+	st := s.gov.Stats()
+	out := make([]DomainState, 0, len(st.Domains))
+	for _, d := range st.Domains {
+		r := d.Rate
 		if math.IsInf(r, 1) {
 			r = -1
 		}
-		out = append(out, DomainState{Domain: name, Rate: r, Burst: d.lim.Burst(), Limit: s.cfg.Concurrency})
+		out = append(out, DomainState{Domain: d.Domain, Rate: r, Burst: d.Limits.Burst, Limit: d.Concurrency, Level: d.Level})
 	}
-	s.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Domain < out[j].Domain })
 	return out
 }
 
@@ -84,22 +88,25 @@ func (s *Stage) Domains() []DomainState {
 type state int
 
 const (
-	stateToken   state = iota // waiting for a domain token
-	stateLease                // waiting for a proxy lease
+	stateLease   state = iota // waiting for a proxy lease
 	stateRequest              // in a request through a proxy
-	stateBackoff              // waiting before a retry
 )
 
-// activity counts inputs per state. The zero value is ready to use; safe
+// activity counts inputs in the states a worker goes through (the
+// governor counts those it holds). The zero value is ready to use; safe
 // for concurrent use.
 type activity struct {
 	mu        sync.Mutex
-	token     map[string]int // by domain
 	lease     int
 	requests  map[string]int // by proxy
 	domainReq map[string]int // by domain
-	backoff   int
+	started   map[string]*busyStats
 }
+
+// busyStats measure a proxy's requests over the run, for the pool's
+// utilisation: how many started, the most in flight at once, and the sum
+// of the number in flight as each started.
+type busyStats struct{ requests, peak, sum int64 }
 
 // enter records that an input is now in st (domain and proxy as they
 // apply) and returns the function that records it has left.
@@ -120,26 +127,44 @@ func (a *activity) add(st state, domain, proxy string, n int) {
 		}
 	}
 	switch st {
-	case stateToken:
-		bump(&a.token, domain)
 	case stateLease:
 		a.lease += n
 	case stateRequest:
 		bump(&a.requests, proxy)
 		bump(&a.domainReq, domain)
-	case stateBackoff:
-		a.backoff += n
+		if n > 0 {
+			if a.started == nil {
+				a.started = map[string]*busyStats{}
+			}
+			b := a.started[proxy]
+			if b == nil {
+				b = &busyStats{}
+				a.started[proxy] = b // bounded: one per proxy of the pool
+			}
+			busy := int64(a.requests[proxy])
+			b.requests++
+			b.sum += busy
+			b.peak = max(b.peak, busy)
+		}
 	}
+}
+
+// busy returns the run's busy statistics of proxy (zero if none started).
+func (a *activity) busy(proxy string) busyStats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if b := a.started[proxy]; b != nil {
+		return *b
+	}
+	return busyStats{}
 }
 
 func (a *activity) snapshot() Activity {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return Activity{
-		TokenWait:      maps.Clone(a.token),
 		LeaseWait:      a.lease,
 		Requests:       maps.Clone(a.requests),
 		DomainRequests: maps.Clone(a.domainReq),
-		Backoff:        a.backoff,
 	}
 }

@@ -81,6 +81,7 @@ func TestActivityAndConns(t *testing.T) {
 	cfg := fastConfig()
 	cfg.Concurrency = 4
 	cfg.Pool = farmPool(t, farm)
+	cfg.Adaptive.Off = true // all 4 at once, not the governor's half to start
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -124,8 +125,9 @@ func TestActivityAndConns(t *testing.T) {
 	}
 }
 
-// TestActivityTokenWait gives a domain one token every two seconds: while
-// the first request goes out, the other three inputs wait for tokens.
+// TestActivityTokenWait gives a domain one token every two seconds (every
+// four at the governor's starting half): while the first request goes
+// out, the other three inputs wait in the domain's queue.
 func TestActivityTokenWait(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }))
 	defer srv.Close()
@@ -139,7 +141,9 @@ func TestActivityTokenWait(t *testing.T) {
 	defer s.Close()
 	stop := startRun(t, s, []string{srv.URL + "/1", srv.URL + "/2", srv.URL + "/3", srv.URL + "/4"})
 	eventually(t, "3 inputs waiting for tokens", func() bool { return s.Activity().TokenWait["127.0.0.1"] == 3 })
-	if d := s.Domains(); len(d) != 1 || d[0].Domain != "127.0.0.1" || d[0].Rate != 0.5 || d[0].Burst != 1 || d[0].Limit != 4 {
+	// The governor starts the domain at half its maximum: 0.25/s, and one
+	// request in flight (half of the 1 that 0.5/s allows, rounded up).
+	if d := s.Domains(); len(d) != 1 || d[0].Domain != "127.0.0.1" || d[0].Rate != 0.25 || d[0].Burst != 1 || d[0].Limit != 1 || d[0].Level != 0.5 {
 		t.Errorf("domains %+v", d)
 	}
 	stop()

@@ -1,7 +1,16 @@
 // Package fetch is sluice's fetch stage: it takes Tasks, fetches each
-// through a proxy from the pool under a global concurrency limit and a
-// per-domain rate limit, retries what may succeed on another proxy, and
-// passes on a record.Fetched for every Task it took.
+// through a proxy from the pool under the governor, retries what may
+// succeed on another proxy, and passes on a record.Fetched for every Task
+// it took.
+//
+// The governor fetches each site as fast as it tolerates and no faster:
+// per domain a queue, a token bucket, a token bucket per (proxy, domain)
+// pair, an adaptive controller and a concurrency limit, under a global
+// semaphore whose size follows the domains' limits; one dispatcher starts
+// an attempt only when all of them allow it, so no worker ever waits for
+// a token (see Domain, Adaptive, NewPlan and Stage.Governor). Large bodies
+// spool to disk under a memory budget; host names resolve through a TTL
+// cache (Resolver).
 package fetch
 
 import (
@@ -25,11 +34,29 @@ type Config struct {
 	// 2 × Concurrency.
 	QueueSize int
 	// DomainRate is the sustained request rate allowed per domain, in
-	// requests per second. 0 means 10; a negative value means unlimited.
+	// requests per second, for domains that no entry of Domains matches.
+	// 0 means 10; a negative value means unlimited.
 	DomainRate float64
 	// DomainBurst is the token bucket size per domain. 0 means 1, so that
 	// requests are evenly spaced.
 	DomainBurst int
+	// Domains configures the governor per site: the first entry whose
+	// pattern matches a URL's host applies (see Domain). Unmatched hosts get
+	// DomainRate.
+	Domains []Domain
+	// Adaptive tunes the per-domain adaptive controller; the zero value is
+	// the documented behaviour (see Adaptive).
+	Adaptive Adaptive
+	// Pending bounds the tasks the governor holds, queued per domain or
+	// waiting out a retry backoff. While it is full the stage stops reading
+	// its input. 0 means max(256, 8 × Concurrency).
+	Pending int
+	// StaggerMin and StaggerMax space the admission of workers at the start
+	// of a job: the global limit starts at one and grows by one after each
+	// interval, drawn uniformly from [StaggerMin, StaggerMax], until it
+	// reaches Concurrency. 0 means 100 ms and 200 ms; a negative StaggerMax
+	// admits every worker at once.
+	StaggerMin, StaggerMax time.Duration
 
 	// Pool supplies proxies; nil means direct connections.
 	Pool *proxy.Pool
@@ -66,6 +93,18 @@ type Config struct {
 	TruncateLarge bool
 	// MaxHeaderBytes caps the response headers. 0 means 1 MiB.
 	MaxHeaderBytes int64
+	// SpoolThreshold is the largest body kept in memory: a larger one is
+	// written to a temporary file in SpoolDir and handed on as
+	// record.Fetched.Spool. 0 means 1 MiB; a negative value never spools.
+	SpoolThreshold int64
+	// SpoolDir is where the stage creates its temporary directory for
+	// spooled bodies; "" means os.TempDir().
+	SpoolDir string
+	// BodyBudget bounds the bytes of response bodies held in memory by the
+	// stage (being read, or read and not yet passed on). New requests are
+	// not started while it is used up, and a body that would overdraw it
+	// spools to disk instead. 0 means 256 MiB.
+	BodyBudget int64
 
 	// MaxAttempts bounds attempts per input, the first included. 0 means 4.
 	MaxAttempts int
@@ -83,6 +122,10 @@ type Config struct {
 
 	// UserAgent is sent with every request. "" means "sluice/1".
 	UserAgent string
+
+	// DNS configures the resolver cache used for direct connections and for
+	// dialling proxy endpoints (see DNS).
+	DNS DNS
 
 	// Trace, if set, receives one span per attempt, from the fetching
 	// goroutine; it must be quick and safe for concurrent use.
@@ -117,6 +160,19 @@ func (c *Config) setDefaults() {
 	if c.DomainBurst == 0 {
 		c.DomainBurst = 1
 	}
+	if c.Pending == 0 {
+		c.Pending = max(256, 8*c.Concurrency)
+	}
+	def(&c.StaggerMin, 100*time.Millisecond)
+	def(&c.StaggerMax, 200*time.Millisecond)
+	if c.SpoolThreshold == 0 {
+		c.SpoolThreshold = 1 << 20
+	}
+	if c.BodyBudget == 0 {
+		c.BodyBudget = 256 << 20
+	}
+	c.Adaptive.setDefaults()
+	c.DNS.setDefaults()
 	def(&c.ConnectTimeout, 10*time.Second)
 	def(&c.TLSTimeout, 10*time.Second)
 	def(&c.HeaderTimeout, 30*time.Second)
@@ -167,6 +223,23 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1 {
 		errs = append(errs, fmt.Errorf("max body bytes %d must be positive", c.MaxBodyBytes))
+	}
+	if c.Pending < 1 {
+		errs = append(errs, fmt.Errorf("pending %d must be at least 1", c.Pending))
+	}
+	if c.StaggerMin < 0 || c.StaggerMax >= 0 && c.StaggerMax < c.StaggerMin {
+		errs = append(errs, fmt.Errorf("stagger %v..%v: want 0 <= min <= max", c.StaggerMin, c.StaggerMax))
+	}
+	if c.BodyBudget < 1 {
+		errs = append(errs, fmt.Errorf("body budget %d must be positive", c.BodyBudget))
+	}
+	for i, d := range c.Domains {
+		if err := d.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("domains[%d]: %w", i, err))
+		}
+	}
+	if err := c.Adaptive.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	for name, d := range map[string]time.Duration{"connect": c.ConnectTimeout, "tls": c.TLSTimeout, "header": c.HeaderTimeout, "attempt": c.AttemptTimeout, "backoff base": c.BackoffBase, "backoff max": c.BackoffMax} {
 		if d < 0 {

@@ -6,15 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"strings"
-	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"sluice/failure"
 	"sluice/flow"
@@ -26,28 +22,19 @@ import (
 const directID = "direct"
 
 // Stage is the fetch stage. Build it with New, then place Flow() in a
-// pipeline. Safe for concurrent use by its own workers only.
+// pipeline. Its methods are safe for concurrent use.
 type Stage struct {
 	cfg     Config
 	clients map[string]*http.Client // by proxy id; directID when there is no pool
 	toProxy map[string]proxyDial    // by proxy id, HTTP(S) proxies only: see proxyRefuses
+	dns     *DNSCache               // nil when DNS.Off
+	spool   *spooler
+	gov     *governor
 	flow    *flow.Stage[record.Task, record.Fetched]
-
-	mu       sync.Mutex // guards limiters
-	limiters map[string]*domainLimiter
 
 	act   activity    // what inputs are doing now (Activity)
 	conns connTracker // connections per transport (Conns)
 }
-
-type domainLimiter struct {
-	lim      *rate.Limiter
-	lastUsed time.Time
-}
-
-// maxIdleLimiters bounds the per-domain limiter map: past it, limiters idle
-// for a minute (whose buckets are full again) are dropped.
-const maxIdleLimiters = 10000
 
 // New validates cfg, applies defaults and builds one HTTP client per proxy.
 // It starts no goroutines: they run while the pipeline runs.
@@ -56,7 +43,14 @@ func New(cfg Config) (*Stage, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("fetch config: %w", err)
 	}
-	s := &Stage{cfg: cfg, clients: map[string]*http.Client{}, limiters: map[string]*domainLimiter{}}
+	s := &Stage{cfg: cfg, clients: map[string]*http.Client{}}
+	if !cfg.DNS.Off {
+		s.dns = NewDNSCache(cfg.DNS, cfg.Now)
+		if s.cfg.Resolver == nil {
+			s.cfg.Resolver = s.dns // proxy endpoints and socks5:// targets too
+		}
+	}
+	var ids []string
 	if cfg.Pool == nil || cfg.Pool.Len() == 0 {
 		c, err := s.newClient(nil, cfg.Concurrency)
 		if err != nil {
@@ -77,8 +71,15 @@ func New(cfg Config) (*Stage, error) {
 				return nil, fmt.Errorf("fetch: %w", err)
 			}
 			s.clients[p.ID] = c
+			ids = append(ids, p.ID)
 		}
 	}
+	for id, c := range s.clients {
+		s.instrument(id, c)
+	}
+	budget := &byteBudget{max: cfg.BodyBudget}
+	s.spool = &spooler{parent: cfg.SpoolDir, threshold: cfg.SpoolThreshold, budget: budget}
+	s.gov = newGovernor(&s.cfg, s.exec, ids, budget, s.spool.spooled.Load)
 	s.flow = flow.NewStage("fetch", cfg.QueueSize, s.run)
 	return s, nil
 }
@@ -86,95 +87,53 @@ func New(cfg Config) (*Stage, error) {
 // Flow returns the stage to connect into a pipeline.
 func (s *Stage) Flow() *flow.Stage[record.Task, record.Fetched] { return s.flow }
 
-// Close releases idle connections. Call it after the pipeline has finished.
-func (s *Stage) Close() {
+// Governor returns a snapshot of the scheduler: the global limit, and per
+// domain the adaptive level, limits in force and counters.
+func (s *Stage) Governor() GovernorStats { return s.gov.Stats() }
+
+// Pools returns the connection pools' measurements, one per HTTP client,
+// sorted by proxy id.
+func (s *Stage) Pools() []PoolStats {
+	conns := s.Conns()
+	out := make([]PoolStats, 0, len(conns))
+	for _, c := range conns {
+		b := s.act.busy(c.Proxy)
+		out = append(out, PoolStats{Proxy: c.Proxy, Size: c.Capacity, Open: int64(c.Open), Dials: int64(c.Dials),
+			Busy: int64(c.InUse), MaxBusy: b.peak, Requests: b.requests, BusySum: b.sum})
+	}
+	return out
+}
+
+// DNSCache returns the stage's DNS cache, nil when DNS.Off.
+func (s *Stage) DNSCache() *DNSCache { return s.dns }
+
+// Limits returns the limits the governor applies to host at full level.
+func (s *Stage) Limits(host string) Limits {
+	return limitsFor(matchDomain(s.cfg.Domains, host), &s.cfg, len(s.gov.proxyIDs))
+}
+
+// Close releases idle connections and removes the spool directory with
+// any body left in it. Call it after the pipeline has finished.
+func (s *Stage) Close() error {
 	for _, c := range s.clients {
 		c.CloseIdleConnections()
 	}
+	if s.spool == nil { // New failed half-way
+		return nil
+	}
+	return s.spool.close()
 }
 
-// run is the stage body: Concurrency workers, each fetching one Task at a
-// time until the input closes.
+// run is the stage body: the governor's intake, dispatcher and workers.
 func (s *Stage) run(ctx context.Context, in flow.Inbox[record.Task], out flow.Outbox[record.Fetched]) error {
-	var wg sync.WaitGroup
-	for range s.cfg.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				t, ok := in.Recv(ctx)
-				if !ok {
-					return
-				}
-				f := s.fetch(ctx, t)
-				if f.Err != nil {
-					s.flow.Stats().AddError()
-				}
-				if err := out.Send(ctx, f); err != nil {
-					continue // hard stop: the input stays unacknowledged
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	s.gov.run(ctx, in, out, s.flow.Stats())
 	return nil
 }
 
-// fetch runs the attempts for one Task and always returns a Fetched.
-func (s *Stage) fetch(ctx context.Context, t record.Task) (f record.Fetched) {
-	f = record.Fetched{Task: t, Started: s.cfg.Now()}
-	defer func() {
-		if r := recover(); r != nil {
-			f.Err = failure.Errorf(failure.Internal, "fetch panicked: %v", r)
-		}
-		f.Elapsed = s.cfg.Now().Sub(f.Started)
-	}()
-	if t.Err != nil {
-		f.Err = t.Err
-		return f
-	}
-	var tried []string
-	var lastErr error
-	for attempt := 1; attempt <= s.cfg.MaxAttempts; attempt++ {
-		f.Attempts = attempt
-		waitStart := s.cfg.Now()
-		leave := s.act.enter(stateToken, t.URL.Hostname(), "")
-		err := s.waitDomain(ctx, t.URL.Hostname())
-		leave()
-		if err != nil {
-			f.Err = failure.New(failure.Canceled, failure.ErrPermanent, err)
-			return f
-		}
-		res, err := s.attempt(ctx, t, attempt, tried, waitStart)
-		f.Proxy = res.proxy
-		if res.proxy != "" && res.proxy != directID {
-			tried = append(tried, res.proxy)
-		}
-		if err == nil {
-			f.FinalURL, f.Status, f.Header, f.Body, f.Truncated, f.Timings = res.finalURL, res.status, res.header, res.body, res.truncated, res.timings
-			f.Err = nil
-			return f
-		}
-		lastErr = err
-		f.Status = res.status
-		if !failure.Retryable(err) || attempt == s.cfg.MaxAttempts || ctx.Err() != nil {
-			break
-		}
-		delay := Backoff(s.cfg.BackoffBase, s.cfg.BackoffMax, attempt, s.cfg.Jitter, rand.Float64)
-		if res.retryAfter > 0 {
-			delay = max(delay, min(res.retryAfter, s.cfg.MaxRetryAfter))
-		}
-		s.cfg.Logger.Debug().Str("url", t.URL.String()).Str("proxy", res.proxy).Int("attempt", attempt).
-			Str("class", string(failure.ClassOf(err))).Dur("backoff", delay).Msg("retrying")
-		leave = s.act.enter(stateBackoff, "", "")
-		err = sleep(ctx, delay)
-		leave()
-		if err != nil {
-			break
-		}
-	}
-	f.Err = lastErr
-	return f
+// exec makes one attempt of j for the governor. The attempt's wait began
+// when j joined its domain's queue.
+func (s *Stage) exec(ctx context.Context, j *job, allow func(string) bool) (attemptResult, error) {
+	return s.attempt(ctx, j.task, j.attempt, j.tried, j.queued, allow)
 }
 
 // attemptResult is what one attempt learned, successful or not.
@@ -184,22 +143,33 @@ type attemptResult struct {
 	finalURL   string
 	header     http.Header
 	body       []byte
+	spool      *record.Spool
+	held       int64 // body budget held by body
 	truncated  bool
 	timings    record.Timings
 	retryAfter time.Duration
 }
 
+// bytes is the body's length, in memory or spooled.
+func (r *attemptResult) bytes() int64 {
+	if r.spool != nil {
+		return r.spool.Size
+	}
+	return int64(len(r.body))
+}
+
 // attempt makes one request through one leased proxy. The lease is returned
 // with the outcome before attempt returns, whatever happens. waitStart is
-// when the attempt began waiting for its domain's token (for the span).
-func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []string, waitStart time.Time) (res attemptResult, err error) {
+// when the attempt began waiting for its domain's token (for the span);
+// allow is passed to the pool (proxy.Request.Allow).
+func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []string, waitStart time.Time, allow func(string) bool) (res attemptResult, err error) {
 	waitEnd := s.cfg.Now()
 	client := s.clients[directID]
 	res.proxy = directID
 	var lease *proxy.Lease
 	if s.cfg.Pool != nil && s.cfg.Pool.Len() > 0 {
 		leave := s.act.enter(stateLease, "", "")
-		lease, err = s.cfg.Pool.Acquire(ctx, proxy.Request{Domain: t.URL.Hostname(), URL: t.URL.Redacted(), Session: t.Msg.Session, Avoid: avoid})
+		lease, err = s.cfg.Pool.Acquire(ctx, proxy.Request{Domain: t.URL.Hostname(), URL: t.URL.Redacted(), Session: t.Msg.Session, Avoid: avoid, Allow: allow})
 		leave()
 		switch {
 		case err == nil:
@@ -222,7 +192,7 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 		}
 		if s.cfg.Trace != nil {
 			sp := record.Span{Schema: record.SchemaVersion, URL: t.URL.Redacted(), Domain: t.URL.Hostname(), Proxy: res.proxy,
-				Attempt: n, Enqueued: t.Enqueued, WaitStart: waitStart, WaitEnd: waitEnd, Status: res.status, Bytes: int64(len(res.body)),
+				Attempt: n, Enqueued: t.Enqueued, WaitStart: waitStart, WaitEnd: waitEnd, Status: res.status, Bytes: res.bytes(),
 				Error: string(failure.ClassOf(err))}
 			tm.fill(&sp)
 			s.cfg.Trace(sp)
@@ -259,22 +229,20 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return res, err
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, s.cfg.MaxBodyBytes+1))
+	b, err := s.spool.read(resp.Body, s.cfg.MaxBodyBytes, s.cfg.TruncateLarge)
 	if err != nil {
+		if fe := (*failure.Error)(nil); errors.As(err, &fe) {
+			return res, err
+		}
 		return res, classifyBody(err, ctx)
 	}
-	if int64(len(body)) > s.cfg.MaxBodyBytes {
-		if !s.cfg.TruncateLarge {
-			return res, failure.Errorf(failure.TooLarge, "body exceeds %d bytes", s.cfg.MaxBodyBytes)
-		}
-		body, res.truncated = body[:s.cfg.MaxBodyBytes], true
-	}
-	if m := captchaMarker(body, s.cfg.CaptchaMarkers); m != "" {
+	if m := captchaMarker(b.data, s.cfg.CaptchaMarkers); m != "" {
 		// A challenge page instead of the page: this proxy is banned
 		// here; another may not be.
+		s.spool.budget.give(b.held)
 		return res, failure.New(failure.Blocked, failure.ErrRetryable, fmt.Errorf("captcha marker %q in the body", m))
 	}
-	res.body = body
+	res.body, res.spool, res.truncated, res.held = b.data, b.spool, b.truncated, b.held
 	return res, nil
 }
 
@@ -358,47 +326,11 @@ func classifyBody(err error, parent context.Context) error {
 	return failure.New(failure.Protocol, failure.ErrRetryable, fmt.Errorf("reading body: %w", err))
 }
 
-// waitDomain takes one token from the domain's bucket, blocking until it is
-// available or ctx ends.
-func (s *Stage) waitDomain(ctx context.Context, domain string) error {
-	if s.cfg.DomainRate < 0 {
-		return ctx.Err()
-	}
-	now := s.cfg.Now()
-	s.mu.Lock()
-	d, ok := s.limiters[domain]
-	if !ok {
-		if len(s.limiters) >= maxIdleLimiters {
-			s.evictIdleLocked(now)
-		}
-		d = &domainLimiter{lim: rate.NewLimiter(rate.Limit(s.cfg.DomainRate), s.cfg.DomainBurst)}
-		s.limiters[domain] = d
-	}
-	d.lastUsed = now
-	s.mu.Unlock()
-	return d.lim.Wait(ctx)
-}
-
-func (s *Stage) evictIdleLocked(now time.Time) {
-	for k, d := range s.limiters {
-		if now.Sub(d.lastUsed) > time.Minute {
-			delete(s.limiters, k)
-		}
-	}
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// Concurrency returns the number of workers: the most inputs the stage
-// holds outside its queue.
+// Concurrency returns the number of workers (the global limit).
 func (s *Stage) Concurrency() int { return s.cfg.Concurrency }
+
+// Holds returns the most inputs the stage holds outside its input queue:
+// the governor's pending tasks (queued per domain, backing off or in
+// flight), finished ones waiting to be passed on (one per worker), and the
+// one being handed from the queue to the governor.
+func (s *Stage) Holds() int { return s.cfg.Pending + s.cfg.Concurrency + 1 }

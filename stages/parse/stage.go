@@ -93,6 +93,9 @@ func (s *Stage) Process(f record.Fetched) (out record.Output) {
 		res.URL = string(t.Origin.Raw)
 	}
 	out.Result = res
+	if err := f.LoadBody(); err != nil && f.Err == nil {
+		f.Err = failure.New(failure.Internal, failure.ErrPermanent, err)
+	}
 	if f.Err != nil {
 		res.Error = errorOf(f.Err)
 		return out
