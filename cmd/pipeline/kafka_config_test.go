@@ -124,3 +124,15 @@ func TestKafkaSASLPassword(t *testing.T) {
 		t.Fatal("unknown mechanism accepted")
 	}
 }
+
+// TestDeployConfigLoads keeps docker-compose's config file valid.
+func TestDeployConfigLoads(t *testing.T) {
+	fc, err := loadConfig(filepath.Join("..", "..", "deploy", "sluice.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := fc.Kafka
+	if len(k.Brokers) != 1 || k.Topic != "sluice.urls" || k.ResultsTopic != "sluice.results" || k.PagesTopic != "sluice.pages" || k.DeadTopic != "sluice.dead-letters" {
+		t.Fatalf("kafka section %+v", k)
+	}
+}
