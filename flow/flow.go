@@ -88,7 +88,9 @@ func (s *Stats) Done(n int) {
 // *Map or *Sink.
 type Component interface {
 	Stats() *Stats
-	start(hard, soft context.Context) <-chan error
+	// start runs the component; fail, called when it fails, stops the
+	// sources of the pipeline.
+	start(hard, soft context.Context, fail func()) <-chan error
 }
 
 // Producer is anything with a typed output: a *Source[T], or a stage whose
@@ -165,22 +167,35 @@ func (o *outlet) Via(f streams.Flow) streams.Flow {
 // input ran out) and everything it produced is written, or after hard ended
 // and everything in flight was discarded. It returns the components' errors
 // joined. Each component may be run once.
+//
+// A component that fails ends soft for the others: the sources stop
+// reading and the pipeline drains, so that a dead sink does not leave a
+// source reading input that nothing will acknowledge.
 func Run(hard, soft context.Context, comps ...Component) error {
+	soft, failed := context.WithCancel(soft)
+	defer failed()
 	var wg sync.WaitGroup
 	errCh := make([]<-chan error, 0, len(comps))
 	for _, c := range comps {
-		errCh = append(errCh, c.start(hard, soft))
+		errCh = append(errCh, c.start(hard, soft, failed))
 		if o := outletOf(c); o != nil {
 			wg.Add(1)
 			go o.transmit(hard, &wg)
 		}
 	}
-	var errs []error
+	errs := make([]error, len(comps))
+	var done sync.WaitGroup
 	for i, ch := range errCh {
-		if err := <-ch; err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", comps[i].Stats().Name, err))
-		}
+		done.Add(1)
+		go func() { // owner: Run; ends when component i does
+			defer done.Done()
+			if err := <-ch; err != nil {
+				errs[i] = fmt.Errorf("%s: %w", comps[i].Stats().Name, err)
+				failed()
+			}
+		}()
 	}
+	done.Wait()
 	wg.Wait()
 	return errors.Join(errs...)
 }
@@ -246,16 +261,20 @@ func newStats(name string, capacity int, ch chan any) *Stats {
 }
 
 // runGuarded runs fn, turning a panic into an error. When fn has returned
-// or panicked, it discards whatever is left in drain (if not nil), counting
-// it as dropped in st, so upstream can always finish; then it closes out
-// (if not nil) and reports the error.
-func runGuarded(fn func() error, drain <-chan any, st *Stats, out chan any) <-chan error {
+// or panicked, it calls fail (if not nil) on an error, so that the sources
+// stop; it discards whatever is left in drain (if not nil), counting it as
+// dropped in st, so upstream can always finish; then it closes out (if not
+// nil) and reports the error.
+func runGuarded(fn func() error, drain <-chan any, st *Stats, out chan any, fail func()) <-chan error {
 	res := make(chan error, 1)
 	go func() {
 		var err error
 		defer func() {
 			if r := recover(); r != nil {
 				err = fmt.Errorf("panic: %v", r)
+			}
+			if err != nil && fail != nil {
+				fail()
 			}
 			if drain != nil {
 				for range drain {

@@ -28,7 +28,7 @@ func NewSource[T any](name string, run func(stop context.Context, emit Emit[T]) 
 func (s *Source[T]) Stats() *Stats { return s.st }
 func (s *Source[T]) producer(T)    {}
 
-func (s *Source[T]) start(hard, soft context.Context) <-chan error {
+func (s *Source[T]) start(hard, soft context.Context, _ func()) <-chan error {
 	emit := func(v T) error {
 		select {
 		case s.out <- v:
@@ -38,7 +38,7 @@ func (s *Source[T]) start(hard, soft context.Context) <-chan error {
 			return hard.Err()
 		}
 	}
-	return runGuarded(func() error { return s.run(soft, emit) }, nil, s.st, s.out)
+	return runGuarded(func() error { return s.run(soft, emit) }, nil, s.st, s.out, nil)
 }
 
 // Stage transforms In into Out with a function that owns its own
@@ -80,10 +80,10 @@ func (s *Stage[In, Out]) Stats() *Stats { return s.st }
 func (s *Stage[In, Out]) stats() *Stats { return s.st }
 func (s *Stage[In, Out]) producer(Out)  {}
 func (s *Stage[In, Out]) consumer(In)   {}
-func (s *Stage[In, Out]) start(hard, _ context.Context) <-chan error {
+func (s *Stage[In, Out]) start(hard, _ context.Context, fail func()) <-chan error {
 	in := Inbox[In]{ch: s.in, st: s.st}
 	out := Outbox[Out]{ch: s.out, st: s.st}
-	return runGuarded(func() error { return s.run(hard, in, out) }, s.in, s.st, s.out)
+	return runGuarded(func() error { return s.run(hard, in, out) }, s.in, s.st, s.out, fail)
 }
 
 // Map applies a function to every element with a fixed number of workers,
@@ -134,7 +134,7 @@ func (m *Map[In, Out]) consumer(In)   {}
 // start builds the go-streams Map (whose workers start at construction) and
 // feeds it from the input queue. The Map's workers block only on its
 // output, which transmit always drains, so they exit once the queue closes.
-func (m *Map[In, Out]) start(_, _ context.Context) <-chan error {
+func (m *Map[In, Out]) start(_, _ context.Context, _ func()) <-chan error {
 	st := m.st
 	gm := gsflow.NewMap(func(v In) Out {
 		st.inFlight.Add(1)
@@ -191,10 +191,10 @@ func (s *Sink[T]) AwaitCompletion() { <-s.done }
 func (s *Sink[T]) Stats() *Stats { return s.st }
 func (s *Sink[T]) stats() *Stats { return s.st }
 func (s *Sink[T]) consumer(T)    {}
-func (s *Sink[T]) start(hard, _ context.Context) <-chan error {
+func (s *Sink[T]) start(hard, _ context.Context, fail func()) <-chan error {
 	in := Inbox[T]{ch: s.in, st: s.st}
 	res := make(chan error, 1)
-	inner := runGuarded(func() error { return s.run(hard, in) }, s.in, s.st, nil)
+	inner := runGuarded(func() error { return s.run(hard, in) }, s.in, s.st, nil, fail)
 	go func() {
 		err := <-inner
 		close(s.done)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"flag"
-	"strings"
 	"time"
 
 	"sluice/guard"
@@ -77,14 +76,4 @@ func boundsFlags(fs *flag.FlagSet) func(cfg *jobConfig) error {
 		}
 		return nil
 	}
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }

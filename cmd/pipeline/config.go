@@ -29,6 +29,7 @@ type fileConfig struct {
 	Fetch        fetchSection   `yaml:"fetch"`
 	Policy       guard.Config   `yaml:"policy"` // the URL policy (see package guard)
 	Domains      []fetch.Domain `yaml:"domains"`
+	Kafka        kafkaConfig    `yaml:"kafka"` // see kafka.go
 }
 
 // fetchSection is the `fetch:` section: fetch.Config's settings, zero
@@ -67,7 +68,7 @@ func loadConfig(path string) (fileConfig, error) {
 		return fileConfig{}, fmt.Errorf("config %s: %w", path, err)
 	}
 	dir := filepath.Dir(path)
-	for _, p := range []*string{&fc.URLs, &fc.Out, &fc.Proxies, &fc.Rules, &fc.Pages, &fc.Fetch.SpoolDir} {
+	for _, p := range []*string{&fc.URLs, &fc.Out, &fc.Proxies, &fc.Rules, &fc.Pages, &fc.Fetch.SpoolDir, &fc.Kafka.SASL.PasswordFile} {
 		if *p != "" && *p != "-" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -109,4 +110,5 @@ func (fc fileConfig) apply(cfg *jobConfig) {
 	f.BodyTimeout, f.MaxHeaderBytes, f.MaxRedirects, f.TruncateLarge = fs.BodyTimeout, fs.MaxHeaderBytes, fs.MaxRedirects, fs.Truncate
 	f.Policy = fc.Policy
 	f.Domains = fc.Domains
+	cfg.Kafka = fc.Kafka
 }

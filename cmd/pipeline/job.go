@@ -19,7 +19,6 @@ import (
 	"sluice/stages/fetch"
 	"sluice/stages/parse"
 	"sluice/stages/sink"
-	"sluice/stages/source"
 	"sluice/waterfall"
 )
 
@@ -39,6 +38,7 @@ type jobConfig struct {
 	Fetch       fetch.Config
 	Parse       parse.Config
 	Sink        sink.JSONLConfig
+	Kafka       kafkaConfig // Kafka input and output (kafka.go); zero: none
 	Drain       time.Duration
 	Log         zerolog.Logger
 	Observe     observeConfig
@@ -148,7 +148,8 @@ type pipeline struct {
 	src   *flow.Source[record.Task]
 	fetch *fetch.Stage
 	parse *parse.Stage
-	sink  *sink.JSONL
+	io    pipelineIO // the source and sink, file or Kafka (kafka.go)
+	out   *flow.Sink[record.Output]
 	pool  *proxy.Pool
 	obs   observers
 
@@ -169,9 +170,10 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 			}
 		}()
 	}
-	if p.src, err = source.Lines(source.LinesConfig{Path: cfg.URLs, Reader: cfg.URLReader}); err != nil {
+	if p.io, err = buildIO(cfg, p.count, cfg.Log); err != nil {
 		return nil, err
 	}
+	p.src, p.out = p.io.src, p.io.out
 	if len(cfg.Proxies) > 0 {
 		if p.pool, err = proxy.New(cfg.Proxies, cfg.PoolOptions...); err != nil {
 			return nil, usageError{err}
@@ -186,19 +188,13 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 	}
 	pc := cfg.Parse
 	pc.Rules = cfg.Rules
-	pc.KeepPages = cfg.Pages != ""
+	pc.KeepPages = p.io.keepPage
 	if p.parse, err = parse.NewStage(pc); err != nil {
 		return nil, usageError{err}
 	}
-	sc := cfg.Sink
-	sc.Path, sc.Writer, sc.PagesPath = cfg.Out, cfg.OutWriter, cfg.Pages
-	sc.OnDone = p.count
-	if p.sink, err = sink.NewJSONL(sc); err != nil {
-		return nil, err
-	}
 	flow.Connect(p.src, p.fetch.Flow())
 	flow.Connect(p.fetch.Flow(), p.parse.Flow())
-	flow.Connect(p.parse.Flow(), p.sink.Sink())
+	flow.Connect(p.parse.Flow(), p.out)
 	if err := p.obs.setup(cfg, p); err != nil {
 		return nil, err
 	}
@@ -221,7 +217,7 @@ func (p *pipeline) count(o record.Output) {
 }
 
 func (p *pipeline) stats() []*flow.Stats {
-	return []*flow.Stats{p.src.Stats(), p.fetch.Flow().Stats(), p.parse.Flow().Stats(), p.sink.Sink().Stats()}
+	return []*flow.Stats{p.src.Stats(), p.fetch.Flow().Stats(), p.parse.Flow().Stats(), p.out.Stats()}
 }
 
 // run runs the pipeline until its input ends (or soft ends and it has
@@ -229,8 +225,8 @@ func (p *pipeline) stats() []*flow.Stats {
 func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	start := time.Now()
 	stopObs := p.obs.start(p)
-	err := flow.Run(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.sink.Sink())
-	cerr := p.fetch.Close()
+	err := flow.Run(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.out)
+	cerr := errors.Join(p.fetch.Close(), closeAll(p.io.close))
 	spans, oerr := stopObs()
 	err = errors.Join(err, cerr, oerr)
 	p.mu.Lock()
@@ -265,5 +261,5 @@ func (p *pipeline) inFlightBound() int {
 	const handoffs = 5
 	return p.fetch.Flow().Stats().Capacity + p.fetch.Holds() +
 		p.parse.Flow().Stats().Capacity + p.parse.Workers() +
-		p.sink.Sink().Stats().Capacity + p.sink.BatchSize() + handoffs
+		p.out.Stats().Capacity + p.io.batchSize + handoffs
 }

@@ -32,7 +32,8 @@ const (
 const usage = `usage: pipeline <command> [flags]
 
 commands:
-  run        scrape URLs from a file or stdin into JSONL
+  run        scrape URLs from a file, stdin or a Kafka topic into JSONL or Kafka topics
+  replay     parse stored pages again (pages topic or file), with no network access to their sites
   demo       scrape a local catalog site through a local proxy farm, and check every record
   plan       print the fetch governor's per-domain limits for a config (--config FILE)
   bench      measure the governor on a local site with a per-IP limit: completion, 429s, rate
@@ -57,6 +58,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(rest, stdout, stderr)
+	case "replay":
+		err = cmdReplay(rest, stdout, stderr)
 	case "plan":
 		err = cmdPlan(rest, stdout, stderr)
 	case "bench":

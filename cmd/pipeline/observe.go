@@ -117,6 +117,7 @@ func (o *observers) setup(cfg jobConfig, p *pipeline) error {
 		Conns:     p.fetch.Conns,
 		Proxies:   poolStates(p.pool),
 		FDsNeeded: p.fetch.FDsNeeded(),
+		Kafka:     p.io.kafkaState,
 	}
 	if cfg.Observe.StallAfter > 0 {
 		var err error
@@ -208,8 +209,8 @@ func (o *observers) start(p *pipeline) func() (int64, error) {
 		o.metrics.Attach(o.sources)
 	}
 	if srv := o.cfg.Server; srv != nil {
-		srv.SetCheck("source", func(context.Context) error { return nil }) // a file or stdin is connected once open
-		srv.SetCheck("sink", func(context.Context) error { return p.sink.Ready() })
+		srv.SetCheck("source", func(context.Context) error { return p.io.sourceReady() })
+		srv.SetCheck("sink", func(context.Context) error { return p.io.sinkReady() })
 	}
 	return func() (int64, error) {
 		if srv := o.cfg.Server; srv != nil {

@@ -119,6 +119,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fill := runFlags(fs)
 	fillPool := proxyFlags(fs)
+	fillKafka := kafkaFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -134,6 +135,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := fillPool(&cfg); err != nil {
+		return err
+	}
+	if err := fillKafka(&cfg.Kafka); err != nil {
 		return err
 	}
 	given := map[string]bool{}

@@ -1,0 +1,482 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
+
+	"sluice/flow"
+	"sluice/record"
+)
+
+// KafkaConfig configures the Kafka source. Brokers, Topics and Group are
+// required; every other zero value is a documented default.
+type KafkaConfig struct {
+	// Brokers are the bootstrap addresses, host:port.
+	Brokers []string
+	// Topics are the input topics: URL messages, one per record.
+	Topics []string
+	// Group is the consumer group. Processes in one group split the
+	// partitions between them.
+	Group string
+	// Dialer opens the connections (client id, TLS, SASL); nil means a
+	// plain dialer with a 10 s timeout.
+	Dialer *kafka.Dialer
+
+	// StartAtEnd makes a group that has no committed offset for a partition
+	// start at its end instead of its beginning.
+	StartAtEnd bool
+	// Prefetch is how many records are read ahead per partition (the
+	// reader's queue). 0 means 64.
+	Prefetch int
+	// MaxFetchBytes caps one fetch from a partition. 0 means 1 MiB.
+	MaxFetchBytes int
+	// MaxWait bounds how long a fetch waits for new records; it also bounds
+	// how long a stop waits for a fetch. 0 means 250 ms.
+	MaxWait time.Duration
+	// Window is the most records per partition that may be read and not yet
+	// committed (see flow.Tracker): it bounds both what a stalled input holds
+	// back and what a crash delivers again. 0 means 512.
+	Window int
+	// CommitInterval is how often acknowledged offsets are committed; a
+	// half-full window commits at once. 0 means 1 s.
+	CommitInterval time.Duration
+	// Timeout bounds each call to the group coordinator: a commit, a
+	// heartbeat. 0 means 5 s.
+	Timeout time.Duration
+	// SessionTimeout is how long the group waits for a silent member before
+	// giving its partitions to others. 0 means 10 s.
+	SessionTimeout time.Duration
+	// HeartbeatInterval is how often the member tells the group it is alive.
+	// 0 means SessionTimeout / 4.
+	HeartbeatInterval time.Duration
+	// RebalanceTimeout is how long a rebalance waits for members to rejoin.
+	// 0 means 30 s.
+	RebalanceTimeout time.Duration
+	// MaxMessageBytes caps one URL message; a longer record is a dead
+	// letter, keeping its first MaxMessageBytes bytes. 0 means
+	// MaxMessageBytes (64 KiB).
+	MaxMessageBytes int
+
+	// Logger receives warnings (and kafka-go's own lines at debug level).
+	Logger zerolog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *KafkaConfig) setDefaults() {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.Dialer == nil {
+		c.Dialer = &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
+	}
+	if c.Prefetch == 0 {
+		c.Prefetch = 64
+	}
+	if c.MaxFetchBytes == 0 {
+		c.MaxFetchBytes = 1 << 20
+	}
+	def(&c.MaxWait, 250*time.Millisecond)
+	if c.Window == 0 {
+		c.Window = 512
+	}
+	def(&c.CommitInterval, time.Second)
+	def(&c.Timeout, 5*time.Second)
+	def(&c.SessionTimeout, 10*time.Second)
+	def(&c.HeartbeatInterval, c.SessionTimeout/4)
+	def(&c.RebalanceTimeout, 30*time.Second)
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = MaxMessageBytes
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every invalid setting.
+func (c *KafkaConfig) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("no brokers"))
+	}
+	if len(c.Topics) == 0 {
+		errs = append(errs, errors.New("no input topic"))
+	}
+	if c.Group == "" {
+		errs = append(errs, errors.New("no consumer group"))
+	}
+	if c.Prefetch < 1 || c.Window < 1 || c.MaxFetchBytes < 1 || c.MaxMessageBytes < 1 {
+		errs = append(errs, fmt.Errorf("prefetch %d, window %d, max fetch bytes %d and max message bytes %d must be positive",
+			c.Prefetch, c.Window, c.MaxFetchBytes, c.MaxMessageBytes))
+	}
+	for name, d := range map[string]time.Duration{"max wait": c.MaxWait, "commit interval": c.CommitInterval, "timeout": c.Timeout,
+		"session timeout": c.SessionTimeout, "heartbeat interval": c.HeartbeatInterval, "rebalance timeout": c.RebalanceTimeout} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s %v must be positive", name, d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Kafka is a consumer-group source. Each generation of the group assigns
+// this member some partitions; one reader per partition fetches records
+// (kafka-go FetchMessage, which never commits by itself) into Tasks, and a
+// committer commits, per partition, the offset below which every Task is
+// acknowledged (see flow.Tracker), at an interval, at the end of each
+// generation and at Close. Input that is not a URL message becomes a Task
+// with Dead set, which the pipeline writes as a dead letter and
+// acknowledges, so it is committed like any other record.
+//
+// Lifecycle: NewKafka starts nothing. Running the Source joins the group;
+// when its stop context ends the readers stop and the source's output
+// closes, but the member stays in the group, committing what the pipeline
+// acknowledges while it drains. Close, after the pipeline has finished,
+// commits a last time and leaves the group.
+type Kafka struct {
+	cfg     KafkaConfig
+	tracker *flow.Tracker
+	src     *flow.Source[record.Task]
+	log     zerolog.Logger
+
+	mu       sync.Mutex // guards the fields below
+	group    *kafka.ConsumerGroup
+	cancel   context.CancelFunc // ends the generation manager
+	mgrDone  chan struct{}
+	assigned []flow.Partition
+	inGen    bool                     // a member of a live generation
+	high     map[flow.Partition]int64 // high-water marks seen, by partition
+	commits  uint64
+	closed   bool
+}
+
+// NewKafka validates cfg and builds the source. It starts nothing.
+func NewKafka(cfg KafkaConfig) (*Kafka, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("kafka source config: %w", err)
+	}
+	k := &Kafka{cfg: cfg, tracker: flow.NewTracker(cfg.Window), log: cfg.Logger.With().Str("stage", "source").Logger()}
+	k.src = flow.NewSource("source", k.run)
+	return k, nil
+}
+
+// Source returns the stage to connect into a pipeline.
+func (k *Kafka) Source() *flow.Source[record.Task] { return k.src }
+
+// Tracker returns the acknowledgement tracker, for gauges.
+func (k *Kafka) Tracker() *flow.Tracker { return k.tracker }
+
+// Assigned returns the partitions of the current generation.
+func (k *Kafka) Assigned() []flow.Partition {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]flow.Partition(nil), k.assigned...)
+}
+
+// Ready reports whether the source is a member of a live generation of
+// its group (readiness: an error while it joins or rebalances). Safe for
+// concurrent use.
+func (k *Kafka) Ready() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.inGen {
+		return fmt.Errorf("not in a generation of consumer group %q", k.cfg.Group)
+	}
+	return nil
+}
+
+// Position is an assigned partition's committed offset and the high-water
+// mark (the end of the partition) last seen by its reader; their
+// difference is the consumer lag.
+type Position struct {
+	flow.Partition
+	Committed int64 // -1: none yet
+	HighWater int64 // -1: nothing fetched yet
+}
+
+// Positions returns the positions of the assigned partitions. Safe for
+// concurrent use.
+func (k *Kafka) Positions() []Position {
+	st := k.tracker.Status()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make([]Position, 0, len(st))
+	for _, s := range st {
+		hw, ok := k.high[s.Partition]
+		if !ok {
+			hw = -1
+		}
+		out = append(out, Position{Partition: s.Partition, Committed: s.Committed, HighWater: hw})
+	}
+	return out
+}
+
+// Commits returns how many commits the broker has accepted.
+func (k *Kafka) Commits() uint64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.commits
+}
+
+func (k *Kafka) run(stop context.Context, emit flow.Emit[record.Task]) error {
+	start := kafka.FirstOffset
+	if k.cfg.StartAtEnd {
+		start = kafka.LastOffset
+	}
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                    k.cfg.Group,
+		Brokers:               k.cfg.Brokers,
+		Dialer:                k.cfg.Dialer,
+		Topics:                k.cfg.Topics,
+		HeartbeatInterval:     k.cfg.HeartbeatInterval,
+		SessionTimeout:        k.cfg.SessionTimeout,
+		RebalanceTimeout:      k.cfg.RebalanceTimeout,
+		JoinGroupBackoff:      time.Second,
+		WatchPartitionChanges: true,
+		StartOffset:           start,
+		Timeout:               k.cfg.Timeout,
+		Logger:                kafka.LoggerFunc(k.debugf),
+		ErrorLogger:           kafka.LoggerFunc(k.debugf),
+	})
+	if err != nil {
+		return fmt.Errorf("kafka consumer group: %w", err)
+	}
+	life, cancel := context.WithCancel(context.Background())
+	tasks := make(chan record.Task)
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		cancel()
+		return group.Close()
+	}
+	k.group, k.cancel, k.mgrDone = group, cancel, make(chan struct{})
+	k.mu.Unlock()
+	go k.manage(life, stop, group, tasks) // owner: k; ends in Close
+	for {
+		select {
+		case <-stop.Done():
+			return nil
+		case t := <-tasks:
+			if err := emit(t); err != nil {
+				return nil // hard stop: t stays unacknowledged
+			}
+		}
+	}
+}
+
+// manage follows the group's generations until Close.
+func (k *Kafka) manage(life, stop context.Context, group *kafka.ConsumerGroup, tasks chan<- record.Task) {
+	defer close(k.mgrDone)
+	for {
+		gen, err := group.Next(life)
+		if err != nil {
+			if errors.Is(err, kafka.ErrGroupClosed) || life.Err() != nil {
+				return
+			}
+			k.log.Warn().Err(err).Str("group", k.cfg.Group).Msg("joining the consumer group failed; retrying")
+			continue
+		}
+		committed := map[flow.Partition]int64{}
+		var parts []flow.Partition
+		for topic, pas := range gen.Assignments {
+			for _, pa := range pas {
+				p := flow.Partition{Topic: topic, ID: pa.ID}
+				committed[p] = pa.Offset
+				parts = append(parts, p)
+			}
+		}
+		k.tracker.Assign(committed)
+		k.mu.Lock()
+		k.assigned, k.inGen = parts, true
+		k.mu.Unlock()
+		k.log.Info().Str("group", k.cfg.Group).Int32("generation", gen.ID).Int("partitions", len(parts)).
+			Str("assigned", fmt.Sprint(parts)).Msg("partitions assigned")
+		gen.Start(func(ctx context.Context) { k.generation(ctx, stop, gen, tasks) })
+	}
+}
+
+// generation runs one generation: a reader per assigned partition (unless
+// the source has stopped) and the committer. It returns when the generation
+// ends, after a last commit.
+func (k *Kafka) generation(ctx, stop context.Context, gen *kafka.Generation, tasks chan<- record.Task) {
+	fetchCtx, cancel := context.WithCancel(ctx)
+	defer context.AfterFunc(stop, cancel)()
+	var wg sync.WaitGroup
+	if stop.Err() == nil {
+		for topic, pas := range gen.Assignments {
+			for _, pa := range pas {
+				wg.Add(1)
+				go func() { // owner: this generation; ends when fetchCtx does
+					defer wg.Done()
+					k.fetch(fetchCtx, topic, pa, tasks)
+				}()
+			}
+		}
+	}
+	tick := time.NewTicker(k.cfg.CommitInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			cancel()
+			wg.Wait()
+			k.commit(gen) // still accepted while the group rebalances
+			k.mu.Lock()
+			k.inGen = false
+			k.mu.Unlock()
+			return
+		case <-tick.C:
+			k.commit(gen)
+		case <-k.tracker.Ready():
+			k.commit(gen)
+		}
+	}
+}
+
+// commit commits what the tracker names, within the coordinator timeout.
+func (k *Kafka) commit(gen *kafka.Generation) {
+	cs := k.tracker.Commits()
+	if len(cs) == 0 {
+		return
+	}
+	offsets := map[string]map[int]int64{}
+	for _, c := range cs {
+		if offsets[c.Topic] == nil {
+			offsets[c.Topic] = map[int]int64{}
+		}
+		offsets[c.Topic][c.ID] = c.Offset
+	}
+	if err := gen.CommitOffsets(offsets); err != nil {
+		// The generation is ending or the coordinator is away: what is not
+		// committed is delivered again, to this member or another.
+		k.log.Warn().Err(err).Int32("generation", gen.ID).Msg("commit failed")
+		return
+	}
+	k.tracker.Committed(cs)
+	k.mu.Lock()
+	k.commits++
+	k.mu.Unlock()
+}
+
+// fetch reads one partition until ctx ends. The reader is closed only
+// after the loop has stopped calling FetchMessage.
+func (k *Kafka) fetch(ctx context.Context, topic string, pa kafka.PartitionAssignment, tasks chan<- record.Task) {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:        k.cfg.Brokers,
+		Topic:          topic,
+		Partition:      pa.ID,
+		Dialer:         k.cfg.Dialer,
+		QueueCapacity:  k.cfg.Prefetch,
+		MinBytes:       1,
+		MaxBytes:       k.cfg.MaxFetchBytes,
+		MaxWait:        k.cfg.MaxWait,
+		ReadBackoffMin: 100 * time.Millisecond,
+		ReadBackoffMax: time.Second,
+		MaxAttempts:    3,
+		Logger:         kafka.LoggerFunc(k.debugf),
+		ErrorLogger:    kafka.LoggerFunc(k.debugf),
+	})
+	defer r.Close()
+	if err := r.SetOffset(pa.Offset); err != nil {
+		k.log.Warn().Err(err).Str("topic", topic).Int("partition", pa.ID).Msg("cannot set the read offset")
+		return
+	}
+	p := flow.Partition{Topic: topic, ID: pa.ID}
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			k.log.Warn().Err(err).Str("topic", topic).Int("partition", pa.ID).Msg("fetch failed; retrying")
+			if !sleepCtx(ctx, time.Second) {
+				return
+			}
+			continue
+		}
+		k.mu.Lock()
+		if k.high == nil {
+			k.high = map[flow.Partition]int64{}
+		}
+		k.high[p] = m.HighWaterMark
+		k.mu.Unlock()
+		ack, err := k.tracker.Track(ctx, p, m.Offset)
+		if err != nil {
+			return
+		}
+		select {
+		case tasks <- k.task(m, ack):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// task decodes one record. A record that is not a URL message becomes a
+// dead Task carrying at most MaxMessageBytes of the original bytes.
+func (k *Kafka) task(m kafka.Message, ack flow.Ack) record.Task {
+	t := record.Task{
+		Origin: record.Origin{
+			Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
+			Raw: clipBytes(m.Value, k.cfg.MaxMessageBytes), RawKey: clipBytes(m.Key, k.cfg.MaxMessageBytes),
+		},
+		Enqueued: k.cfg.Now(),
+		Ack:      ack,
+	}
+	t.Msg, t.URL, t.Err = Decode(m.Value, k.cfg.MaxMessageBytes)
+	t.Dead = t.Err != nil
+	return t
+}
+
+// Close commits what is acknowledged and leaves the group. Call it once the
+// pipeline has finished (flow.Run returned). It blocks until the member has
+// left, which is bounded by the coordinator timeout. Close is idempotent.
+func (k *Kafka) Close() error {
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		return nil
+	}
+	k.closed = true
+	group, cancel, done := k.group, k.cancel, k.mgrDone
+	k.mu.Unlock()
+	if group == nil {
+		return nil
+	}
+	// Closing the group ends the generation (whose last commit runs first)
+	// and then leaves the group.
+	err := group.Close()
+	cancel()
+	<-done
+	return err
+}
+
+func (k *Kafka) debugf(format string, args ...any) {
+	k.log.Debug().Msgf(format, args...)
+}
+
+func clipBytes(b []byte, n int) []byte {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return append([]byte(nil), b...)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
