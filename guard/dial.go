@@ -144,8 +144,7 @@ func (p *Policy) Dial(base DialFunc) DialFunc {
 // checked here and reached through Tunnel (Config.ProxyDNS "local"),
 // rather than sent to the proxy by name through ProxyFunc ("remote", the
 // default).
-func (p *Policy) LocalDNS() bool { return p.localDNS }
-
+//
 // What holds through proxies, per way of reaching the target (the proxy
 // endpoint itself is configuration, not input, and is not checked):
 //
@@ -160,11 +159,13 @@ func (p *Policy) LocalDNS() bool { return p.localDNS }
 //     answer cannot be checked here. What holds is CheckURL (scheme, port,
 //     host lists, IP literals in every numeric spelling) plus a
 //     best-effort check of the name as the local resolver answers it: a
-//     name that resolves here to any refused address is refused. A name
+//     name that resolves here to any refused address is refused (which
+//     means one local lookup of the name, even for socks5h://). A name
 //     the proxy resolves differently (split-horizon DNS, rebinding between
 //     the two lookups, a provider's endpoint that resolves inside its own
 //     network) is outside this package's reach; use local DNS, or a proxy
 //     that enforces its own egress policy, where that matters.
+func (p *Policy) LocalDNS() bool { return p.localDNS }
 
 // CheckName is the check for a target host that a proxy will resolve:
 // the host lists, the address of an IP literal, and every address the
