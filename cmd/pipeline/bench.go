@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"sluice/proxy"
 	"sluice/stages/fetch"
 	"sluice/testbed"
 )
@@ -80,19 +79,10 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if len(cfg.Fetch.Domains) == 0 {
 		cfg.Fetch.Domains = []fetch.Domain{{Domain: host, PerIPPerMinute: perMinute, Safety: *safety, Proxies: *nproxies, Window: *window}}
 	}
-	for i, u := range farm.URLs() {
-		p, err := proxy.Parse(fmt.Sprintf("p%d", i+1), u)
-		if err != nil {
-			return err
-		}
-		cfg.Proxies = append(cfg.Proxies, p)
+	if cfg.Proxies, err = farmProxies(farm); err != nil {
+		return err
 	}
-	var urls strings.Builder
-	for id := 1; id <= *pages; id++ {
-		urls.WriteString(site.ProductURL(id))
-		urls.WriteByte('\n')
-	}
-	cfg.URLReader = strings.NewReader(urls.String())
+	cfg.URLReader = catalogURLs(site, *pages)
 	cfg.Out = *out
 	if cfg.Out == "" {
 		dir, err := os.MkdirTemp("", "sluice-bench-")

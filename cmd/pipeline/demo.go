@@ -79,20 +79,11 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		for i := range *slow {
 			farm.Proxy(i).SetLatency(*slowLatency)
 		}
-		for i, u := range farm.URLs() {
-			p, err := proxy.Parse(fmt.Sprintf("p%d", i+1), u)
-			if err != nil {
-				return err
-			}
-			cfg.Proxies = append(cfg.Proxies, p)
+		if cfg.Proxies, err = farmProxies(farm); err != nil {
+			return err
 		}
 	}
-	var urls strings.Builder
-	for id := 1; id <= *pages; id++ {
-		urls.WriteString(site.ProductURL(id))
-		urls.WriteByte('\n')
-	}
-	cfg.URLReader = strings.NewReader(urls.String())
+	cfg.URLReader = catalogURLs(site, *pages)
 	if err := os.Remove(*out); err != nil && !os.IsNotExist(err) {
 		return err
 	}
@@ -228,4 +219,27 @@ func deref(s *string) any {
 		return nil
 	}
 	return *s
+}
+
+// farmProxies returns the farm's proxies as pool entries p1, p2, ….
+func farmProxies(farm *testbed.Farm) ([]*proxy.Proxy, error) {
+	var out []*proxy.Proxy
+	for i, u := range farm.URLs() {
+		p, err := proxy.Parse(fmt.Sprintf("p%d", i+1), u)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// catalogURLs returns the URLs of products 1..n of the site, one per line.
+func catalogURLs(site *testbed.Site, n int) io.Reader {
+	var urls strings.Builder
+	for id := 1; id <= n; id++ {
+		urls.WriteString(site.ProductURL(id))
+		urls.WriteByte('\n')
+	}
+	return strings.NewReader(urls.String())
 }
