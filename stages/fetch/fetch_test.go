@@ -75,7 +75,7 @@ func runFetch(t *testing.T, cfg Config, urls []string) []record.Fetched {
 	return got
 }
 
-func farmPool(t *testing.T, farm *testbed.Farm) *proxy.Pool {
+func farmPool(t *testing.T, farm *testbed.Farm, opts ...proxy.Option) *proxy.Pool {
 	t.Helper()
 	var ps []*proxy.Proxy
 	for i, u := range farm.URLs() {
@@ -85,7 +85,7 @@ func farmPool(t *testing.T, farm *testbed.Farm) *proxy.Pool {
 		}
 		ps = append(ps, p)
 	}
-	pool, err := proxy.New(ps)
+	pool, err := proxy.New(ps, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

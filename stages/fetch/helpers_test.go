@@ -136,19 +136,7 @@ func newFarmPool(t *testing.T, n, firstIP int, fc testbed.FarmConfig, opts ...pr
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { farm.Close() })
-	var ps []*proxy.Proxy
-	for i, u := range farm.URLs() {
-		p, err := proxy.Parse(fmt.Sprintf("p%d", i+1), u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ps = append(ps, p)
-	}
-	pool, err := proxy.New(ps, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return farm, pool
+	return farm, farmPool(t, farm, opts...)
 }
 
 func startSite(t *testing.T, cfg testbed.SiteConfig) *testbed.Site {
