@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"sluice/flow"
+	"github.com/sluicehq/sluice/flow"
 )
 
 // A source tracks each record it reads; acks arrive in any order; the

@@ -14,7 +14,7 @@ import (
 	"net/url"
 	"time"
 
-	"sluice/failure"
+	"github.com/sluicehq/sluice/failure"
 )
 
 // Resolver resolves host names; *net.Resolver is one. network is "ip",

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"sluice/failure"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 func startCanary(t *testing.T, addr string) *testbed.Canary {

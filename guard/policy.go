@@ -37,7 +37,7 @@ import (
 	"strings"
 	"time"
 
-	"sluice/failure"
+	"github.com/sluicehq/sluice/failure"
 )
 
 // Config configures a Policy. The zero value is the safe default: http and

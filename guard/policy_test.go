@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"sluice/failure"
+	"github.com/sluicehq/sluice/failure"
 )
 
 func mustPolicy(t testing.TB, cfg Config) *Policy {

@@ -6,8 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"sluice/flow"
-	"sluice/stages/fetch"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/stages/fetch"
 )
 
 // Sources are the live readings of a running pipeline, read at each scrape

@@ -23,7 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"sluice/record"
+	"github.com/sluicehq/sluice/record"
 )
 
 // Other is the label value that stands for every domain past the cap.

@@ -12,9 +12,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
-	"sluice/flow"
-	"sluice/record"
-	"sluice/stages/fetch"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/stages/fetch"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

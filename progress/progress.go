@@ -15,7 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"sluice/flow"
+	"github.com/sluicehq/sluice/flow"
 )
 
 // Counts is how far a run has come.

@@ -16,7 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
-	"sluice/flow"
+	"github.com/sluicehq/sluice/flow"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

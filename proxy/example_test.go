@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"sluice/failure"
-	"sluice/proxy"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/proxy"
 )
 
 func ExamplePool() {

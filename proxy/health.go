@@ -3,7 +3,7 @@ package proxy
 import (
 	"time"
 
-	"sluice/failure"
+	"github.com/sluicehq/sluice/failure"
 )
 
 // State is where a proxy (or a proxy on one domain) stands.

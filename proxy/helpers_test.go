@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"sluice/failure"
+	"github.com/sluicehq/sluice/failure"
 )
 
 // manualClock is a clock the test moves by hand.

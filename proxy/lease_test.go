@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"sluice/failure"
+	"github.com/sluicehq/sluice/failure"
 )
 
 // TestExclusiveLeasesUnderContention runs 1,000 requesters against 20

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"sluice/failure"
+	"github.com/sluicehq/sluice/failure"
 )
 
 // Request says what a lease is for.

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"sluice/failure"
+	"github.com/sluicehq/sluice/failure"
 )
 
 func counts(ids []string) map[string]int {

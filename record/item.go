@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"sluice/flow"
+	"github.com/sluicehq/sluice/flow"
 )
 
 // Origin says where an input came from: a file line or a topic record.

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"sluice/metrics"
-	"sluice/stages/fetch"
+	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/stages/fetch"
 )
 
 // The causes a Diagnosis can name.

@@ -19,8 +19,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"sluice/metrics"
-	"sluice/record"
+	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/record"
 )
 
 // Config configures New.

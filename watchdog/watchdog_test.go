@@ -13,10 +13,10 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
-	"sluice/flow"
-	"sluice/metrics"
-	"sluice/record"
-	"sluice/stages/fetch"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/stages/fetch"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

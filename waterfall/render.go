@@ -10,7 +10,7 @@ import (
 	"sort"
 	"time"
 
-	"sluice/record"
+	"github.com/sluicehq/sluice/record"
 )
 
 //go:embed page.html

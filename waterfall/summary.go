@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"sluice/record"
+	"github.com/sluicehq/sluice/record"
 )
 
 // Summary sums up the attempts of one proxy (or one domain).

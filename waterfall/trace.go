@@ -16,7 +16,7 @@ import (
 	"os"
 	"sync"
 
-	"sluice/record"
+	"github.com/sluicehq/sluice/record"
 )
 
 // Writer appends spans to a trace as JSON lines. Its Write fits

@@ -12,7 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"sluice/record"
+	"github.com/sluicehq/sluice/record"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

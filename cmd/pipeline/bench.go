@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"sluice/stages/fetch"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/stages/fetch"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 // cmdBench measures the governor on the local test world: a catalog site

@@ -4,7 +4,7 @@ import (
 	"flag"
 	"time"
 
-	"sluice/guard"
+	"github.com/sluicehq/sluice/guard"
 )
 
 // boundsFlags declares the flags of the URL policy and of the bounds on

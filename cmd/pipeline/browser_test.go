@@ -16,8 +16,8 @@ import (
 	"github.com/andybalholm/cascadia"
 	"golang.org/x/net/html"
 
-	"sluice/testbed"
-	"sluice/waterfall"
+	"github.com/sluicehq/sluice/testbed"
+	"github.com/sluicehq/sluice/waterfall"
 )
 
 // chromium returns the headless browser to drive: $SLUICE_CHROMIUM (set by

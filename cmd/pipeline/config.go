@@ -11,8 +11,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"sluice/guard"
-	"sluice/stages/fetch"
+	"github.com/sluicehq/sluice/guard"
+	"github.com/sluicehq/sluice/stages/fetch"
 )
 
 // fileConfig is a job's config file (--config FILE, YAML). Every key is

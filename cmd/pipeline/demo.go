@@ -15,9 +15,9 @@ import (
 	"strings"
 	"time"
 
-	"sluice/proxy"
-	"sluice/record"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 func cmdDemo(args []string, stdout, stderr io.Writer) error {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"sluice/stages/fetch"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/stages/fetch"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 func TestPlanPrintsTheSampleConfig(t *testing.T) {

@@ -16,10 +16,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 
-	"sluice/metrics"
-	"sluice/proxy"
-	"sluice/stages/parse"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/stages/parse"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 // world is a catalog site and a proxy farm for one test.

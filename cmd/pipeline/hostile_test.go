@@ -22,10 +22,10 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"sluice/guard"
-	"sluice/record"
-	"sluice/stages/parse"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/guard"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/stages/parse"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 // TestHostileInputsEndAsClassifiedResults runs the whole pipeline (line

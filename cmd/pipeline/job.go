@@ -13,13 +13,13 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"sluice/flow"
-	"sluice/proxy"
-	"sluice/record"
-	"sluice/stages/fetch"
-	"sluice/stages/parse"
-	"sluice/stages/sink"
-	"sluice/waterfall"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/stages/fetch"
+	"github.com/sluicehq/sluice/stages/parse"
+	"github.com/sluicehq/sluice/stages/sink"
+	"github.com/sluicehq/sluice/waterfall"
 )
 
 // jobConfig is everything one batch run needs, filled in one place from

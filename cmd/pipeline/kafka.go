@@ -15,11 +15,11 @@ import (
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
 
-	"sluice/flow"
-	"sluice/metrics"
-	"sluice/record"
-	"sluice/stages/sink"
-	"sluice/stages/source"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/stages/sink"
+	"github.com/sluicehq/sluice/stages/source"
 )
 
 // EnvKafkaPassword holds the SASL password when the config file names no

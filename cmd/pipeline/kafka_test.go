@@ -28,8 +28,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"sluice/record"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 // pipelineBinary builds the pipeline command once (see buildBinary).

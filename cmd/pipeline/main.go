@@ -38,6 +38,7 @@ commands:
   plan       print the fetch governor's per-domain limits for a config (--config FILE)
   bench      measure the governor on a local site with a per-IP limit: completion, 429s, rate
   waterfall  draw the request waterfall (HTML) of a span trace written with --trace
+  version    print the module version and the revision the binary was built from
 
 Run 'pipeline <command> -h' for the flags of a command.
 `
@@ -66,6 +67,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdBench(rest, stdout, stderr)
 	case "waterfall":
 		err = cmdWaterfall(rest, stdout, stderr)
+	case "version", "-version", "--version":
+		err = cmdVersion(rest, stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -13,12 +13,12 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"sluice/metrics"
-	"sluice/progress"
-	"sluice/proxy"
-	"sluice/record"
-	"sluice/watchdog"
-	"sluice/waterfall"
+	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/progress"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/watchdog"
+	"github.com/sluicehq/sluice/waterfall"
 )
 
 // observeConfig is how a run is watched: metrics, span trace, stall

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"sluice/record"
-	"sluice/testbed"
-	"sluice/watchdog"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/testbed"
+	"github.com/sluicehq/sluice/watchdog"
 )
 
 // TestMetricsDuringRun scrapes /metrics while a demo-like run is under

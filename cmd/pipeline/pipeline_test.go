@@ -20,10 +20,10 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
-	"sluice/record"
-	"sluice/stages/parse"
-	"sluice/stages/sink"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/stages/parse"
+	"github.com/sluicehq/sluice/stages/sink"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 func TestMain(m *testing.M) {

@@ -4,8 +4,8 @@ import (
 	"flag"
 	"io"
 
-	"sluice/proxy"
-	"sluice/stages/fetch"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/stages/fetch"
 )
 
 // cmdPlan prints the governor's calculation for a config: per domain the

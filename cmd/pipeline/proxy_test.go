@@ -11,11 +11,11 @@ import (
 	"strings"
 	"testing"
 
-	"sluice/failure"
-	"sluice/metrics"
-	"sluice/proxy"
-	"sluice/record"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 // TestCanaryPasswordNeverLeaks runs `pipeline run` at debug level through

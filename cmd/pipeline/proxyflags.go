@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"sluice/proxy"
+	"github.com/sluicehq/sluice/proxy"
 )
 
 // listFlag collects a repeatable flag.

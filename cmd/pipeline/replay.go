@@ -16,11 +16,11 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
-	"sluice/failure"
-	"sluice/flow"
-	"sluice/record"
-	"sluice/stages/parse"
-	"sluice/stages/sink"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/stages/parse"
+	"github.com/sluicehq/sluice/stages/sink"
 )
 
 // replayItem is one stored page on its way to being parsed again, or a

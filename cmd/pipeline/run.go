@@ -8,9 +8,9 @@ import (
 	"io"
 	"time"
 
-	"sluice/proxy"
-	"sluice/stages/fetch"
-	"sluice/stages/parse"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/stages/fetch"
+	"github.com/sluicehq/sluice/stages/parse"
 )
 
 // runFlags declares the flags shared by run, demo and bench into fs, and

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"sluice/flow"
-	"sluice/record"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 // startRun runs a fetch stage over urls in the background; the returned

@@ -18,8 +18,8 @@ import (
 
 	"github.com/andybalholm/brotli"
 
-	"sluice/failure"
-	"sluice/proxy"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/proxy"
 )
 
 // This file holds the fetch stage's defences against hostile targets and

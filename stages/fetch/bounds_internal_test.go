@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"sluice/failure"
+	"github.com/sluicehq/sluice/failure"
 )
 
 // TestWireCap: a deflate stream of empty blocks decodes to nothing however

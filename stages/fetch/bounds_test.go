@@ -21,9 +21,9 @@ import (
 
 	"github.com/andybalholm/brotli"
 
-	"sluice/failure"
-	"sluice/record"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 // heapPeak samples the heap (live and not yet swept objects) while fn

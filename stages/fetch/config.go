@@ -21,9 +21,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"sluice/guard"
-	"sluice/proxy"
-	"sluice/record"
+	"github.com/sluicehq/sluice/guard"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/record"
 )
 
 // Config configures the fetch stage. The zero value of every field is a
@@ -142,7 +142,7 @@ type Config struct {
 	// wait before its next attempt. 0 means 2 min.
 	MaxRetryAfter time.Duration
 
-	// UserAgent is sent with every request. "" means "sluice/1".
+	// UserAgent is sent with every request. "" means "github.com/sluicehq/sluice/1".
 	UserAgent string
 
 	// DNS configures the resolver cache used for direct connections and for
@@ -219,7 +219,7 @@ func (c *Config) setDefaults() {
 		c.Jitter = 0.5
 	}
 	if c.UserAgent == "" {
-		c.UserAgent = "sluice/1"
+		c.UserAgent = "github.com/sluicehq/sluice/1"
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -13,11 +13,11 @@ import (
 	"strings"
 	"time"
 
-	"sluice/failure"
-	"sluice/flow"
-	"sluice/guard"
-	"sluice/proxy"
-	"sluice/record"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/guard"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/record"
 )
 
 // directID is the proxy id reported for direct connections.

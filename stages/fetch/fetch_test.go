@@ -15,12 +15,12 @@ import (
 
 	"go.uber.org/goleak"
 
-	"sluice/failure"
-	"sluice/flow"
-	"sluice/guard"
-	"sluice/proxy"
-	"sluice/record"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/guard"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -12,7 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"sluice/proxy"
+	"github.com/sluicehq/sluice/proxy"
 )
 
 // The tests in this file run the real governor (dispatcher, workers,

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"sluice/failure"
-	"sluice/flow"
-	"sluice/proxy"
-	"sluice/record"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/record"
 )
 
 // tasks makes one Task per URL.

@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"sluice/flow"
-	"sluice/guard"
-	"sluice/proxy"
-	"sluice/record"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/guard"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 // manualClock is a clock the test moves by hand (for the pool's health).

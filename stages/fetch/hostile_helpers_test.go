@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"sluice/failure"
-	"sluice/flow"
-	"sluice/guard"
-	"sluice/proxy"
-	"sluice/record"
-	"sluice/stages/fetch"
-	"sluice/stages/source"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/guard"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/stages/fetch"
+	"github.com/sluicehq/sluice/stages/source"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 // run sends urls through a fetch stage built from cfg and returns one

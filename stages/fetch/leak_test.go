@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"sluice/failure"
-	"sluice/guard"
-	"sluice/proxy"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/guard"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 func openFDs(t *testing.T) int {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"sluice/proxy"
+	"github.com/sluicehq/sluice/proxy"
 )
 
 func TestLimitsFollowTheFormula(t *testing.T) {

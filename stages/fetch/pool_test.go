@@ -7,10 +7,10 @@ import (
 	"slices"
 	"testing"
 
-	"sluice/failure"
-	"sluice/proxy"
-	"sluice/record"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 func productTasks(t *testing.T, site *testbed.Site, from, n int, session string) []record.Task {

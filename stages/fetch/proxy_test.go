@@ -4,9 +4,9 @@ import (
 	"sync"
 	"testing"
 
-	"sluice/failure"
-	"sluice/record"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 // TestBadProxiesPenalisedAndRetriedElsewhere: of three proxies one answers

@@ -14,10 +14,10 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"sluice/failure"
-	"sluice/flow"
-	"sluice/proxy"
-	"sluice/record"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/record"
 )
 
 // The governor schedules attempts. It holds the tasks taken from the

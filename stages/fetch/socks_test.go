@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"sluice/failure"
-	"sluice/guard"
-	"sluice/proxy"
-	"sluice/stages/fetch"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/guard"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/stages/fetch"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 // socksServer is a small SOCKS5 proxy (RFC 1928 CONNECT, RFC 1929

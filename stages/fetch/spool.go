@@ -9,8 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"sluice/failure"
-	"sluice/record"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/record"
 )
 
 // spooler reads response bodies: up to its threshold in memory, as long as

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"sluice/failure"
-	"sluice/guard"
-	"sluice/record"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/guard"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 // ssrfForms returns URL spellings of refused destinations on port: the

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"sluice/record"
+	"github.com/sluicehq/sluice/record"
 )
 
 // timer records the phases of one attempt through httptrace. The trace

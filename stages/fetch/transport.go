@@ -17,8 +17,8 @@ import (
 
 	xproxy "golang.org/x/net/proxy"
 
-	"sluice/failure"
-	"sluice/proxy"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/proxy"
 )
 
 // Resolver looks up host names. *net.Resolver satisfies it.

@@ -21,10 +21,10 @@ import (
 	"sync"
 	"testing"
 
-	"sluice/failure"
-	"sluice/proxy"
-	"sluice/record"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 // poolOf builds a pool over raw proxy URLs, ids p1..pn.

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 // These tests run the fetch stage against the real test world: catalog

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"sluice/record"
+	"github.com/sluicehq/sluice/record"
 )
 
 func TestProcessReadsASpooledBody(t *testing.T) {

@@ -7,9 +7,9 @@ import (
 	"runtime"
 	"time"
 
-	"sluice/failure"
-	"sluice/flow"
-	"sluice/record"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/record"
 )
 
 // Config configures the parse stage. The zero value parses with

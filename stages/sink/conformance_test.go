@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"sluice/flow"
-	"sluice/record"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/record"
 )
 
 // This file is the conformance suite that every sink runs (JSONL in

@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"sluice/flow"
-	"sluice/record"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/record"
 )
 
 // JSONLConfig configures a JSONL sink. The zero value writes results to

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"sluice/flow"
-	"sluice/record"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/record"
 )
 
 func TestJSONLConformance(t *testing.T) {

@@ -12,9 +12,9 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
-	"sluice/failure"
-	"sluice/flow"
-	"sluice/record"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/record"
 )
 
 // Record kinds, in the "record" header of every message the Kafka sink writes.

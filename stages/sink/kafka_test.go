@@ -12,9 +12,9 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
-	"sluice/flow"
-	"sluice/record"
-	"sluice/testbed"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 func TestKafkaConformance(t *testing.T) {

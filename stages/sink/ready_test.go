@@ -7,8 +7,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"sluice/flow"
-	"sluice/record"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/record"
 )
 
 // TestReadyAfterFailedWrite: once a write has failed, the sink says so.

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"sluice/failure"
+	"github.com/sluicehq/sluice/failure"
 )
 
 // FuzzDecode feeds URL messages (bare URLs and JSON objects) to Decode:

@@ -10,8 +10,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
-	"sluice/flow"
-	"sluice/record"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/record"
 )
 
 // KafkaConfig configures the Kafka source. Brokers, Topics and Group are

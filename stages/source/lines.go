@@ -10,8 +10,8 @@ import (
 	"os"
 	"time"
 
-	"sluice/flow"
-	"sluice/record"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/record"
 )
 
 // LinesConfig configures a line source. The zero value reads stdin.

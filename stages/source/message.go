@@ -12,8 +12,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"sluice/failure"
-	"sluice/record"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/record"
 )
 
 // MaxMessageBytes is the default cap on one URL message.

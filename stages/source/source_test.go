@@ -9,9 +9,9 @@ import (
 
 	"go.uber.org/goleak"
 
-	"sluice/failure"
-	"sluice/flow"
-	"sluice/record"
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/record"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
