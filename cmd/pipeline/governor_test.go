@@ -27,12 +27,12 @@ func TestPlanPrintsTheSampleConfig(t *testing.T) {
 	if out.String() != string(golden) {
 		t.Errorf("plan output changed:\n%s\nwant (testdata/plan.golden):\n%s", out.String(), golden)
 	}
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/governor.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(readme), string(golden)) {
-		t.Error("README.md does not show the plan output of testdata/plan.yaml (testdata/plan.golden)")
+		t.Error("docs/governor.md does not show the plan output of testdata/plan.yaml (testdata/plan.golden)")
 	}
 	// The pool size can come from the command line.
 	out.Reset()
@@ -176,23 +176,23 @@ func TestBenchSmall(t *testing.T) {
 }
 
 func TestREADMEConfigExampleLoads(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/governor.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rest, ok := strings.Cut(string(readme), "### Job config (`--config FILE`)")
+	_, rest, ok := strings.Cut(string(readme), "## Job config (`--config FILE`)")
 	if !ok {
-		t.Fatal("README has no job config section")
+		t.Fatal("docs/governor.md has no job config section")
 	}
 	_, rest, _ = strings.Cut(rest, "```yaml\n")
 	block, _, ok := strings.Cut(rest, "```")
 	if !ok {
-		t.Fatal("README job config section has no yaml block")
+		t.Fatal("docs/governor.md job config section has no yaml block")
 	}
 	path := writeFile(t, t.TempDir(), "job.yaml", block)
 	fc, err := loadConfig(path)
 	if err != nil {
-		t.Fatalf("the README's example config does not load: %v", err)
+		t.Fatalf("the example config of docs/governor.md does not load: %v", err)
 	}
 	var cfg jobConfig
 	fc.apply(&cfg)
