@@ -1,10 +1,9 @@
-package main
+package app
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -20,56 +19,56 @@ import (
 	"github.com/sluicehq/sluice/testbed"
 )
 
-func cmdDemo(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	pages := fs.Int("n", 3000, "product pages to scrape")
-	nproxies := fs.Int("proxies", 10, "proxies in the local farm")
-	out := fs.String("out", "results.jsonl", "results JSONL file (replaced)")
-	pageBytes := fs.Int("page-bytes", 8<<10, "size of each product page")
-	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
-	waterfallOut := fs.String("waterfall", "waterfall.html", "request waterfall (HTML) drawn from the trace; \"\" for none")
-	slow := fs.Int("slow-proxies", 0, "make this many farm proxies slow (see -slow-latency), to see them stand out")
-	slowLatency := fs.Duration("slow-latency", 200*time.Millisecond, "latency added by each slow proxy")
-	fill := runFlags(fs)
-	fillPool := proxyFlags(fs)
-	// The local site has no limit of its own: scrape it briskly by default;
-	// record the spans and serve the metrics, so both can be looked at.
-	for name, v := range map[string]string{"rate": "500", "trace": "trace.jsonl", "metrics-addr": "127.0.0.1:0"} {
-		if err := fs.Set(name, v); err != nil {
-			return err
-		}
+// DemoOptions are demo's own flags, besides the config tree.
+type DemoOptions struct {
+	Pages       int           // product pages to scrape
+	FarmProxies int           // proxies in the local farm, 0..250
+	PageBytes   int           // size of each product page
+	Waterfall   string        // HTML waterfall to draw from the trace; "" none
+	SlowProxies int           // farm proxies made slow
+	SlowLatency time.Duration // latency of a slow proxy
+}
+
+// DemoDefaults are the config defaults of the demo: the local site has
+// no limit of its own, so it is scraped briskly; the spans are recorded
+// and the metrics served, so both can be looked at.
+func DemoDefaults() Config {
+	c := Defaults()
+	c.Fetch.Rate = 500
+	c.Observe.Trace = "trace.jsonl"
+	c.Observe.MetricsAddr = "127.0.0.1:0"
+	c.Out = "results.jsonl"
+	c.LogLevel = "warn"
+	return c
+}
+
+// Demo is `pipeline demo`: it scrapes a local catalog site through a
+// local proxy farm and checks every record.
+func Demo(ctx context.Context, c Config, o DemoOptions, stdout, stderr io.Writer) error {
+	if o.Pages < 1 || o.FarmProxies < 0 || o.FarmProxies > 250 || o.SlowProxies < 0 || o.SlowProxies > o.FarmProxies {
+		return usagef("-n must be at least 1, -farm-proxies within 0..250 and -slow-proxies within 0..-farm-proxies")
 	}
-	if err := fs.Parse(args); err != nil {
-		return err
+	if o.Waterfall != "" && c.Observe.Trace == "" {
+		return usagef("-waterfall needs a -trace file")
 	}
-	if *pages < 1 || *nproxies < 0 || *nproxies > 250 || *slow < 0 || *slow > *nproxies {
-		return usagef("-n must be at least 1, -proxies within 0..250 and -slow-proxies within 0..-proxies")
+	if c.Out == "-" || c.Out == "" {
+		return usagef("demo needs an --out file, to check it")
 	}
-	log, logOut, err := newLogger(stderr, *logLevel)
+	// The demo's site and proxies are on loopback, which the URL policy
+	// refuses by default.
+	c.Policy.AllowLoopback = true
+	cfg, err := newJob(c, stdout, stderr)
 	if err != nil {
 		return err
 	}
-	site, err := testbed.StartSite(testbed.SiteConfig{Products: *pages, PageBytes: *pageBytes})
+	pages, nproxies, out, slow := &o.Pages, &o.FarmProxies, &c.Out, &o.SlowProxies
+	slowLatency, waterfallOut := &o.SlowLatency, &o.Waterfall
+	site, err := testbed.StartSite(testbed.SiteConfig{Products: *pages, PageBytes: o.PageBytes})
 	if err != nil {
 		return fmt.Errorf("start catalog site: %w", err)
 	}
 	defer site.Close()
-	cfg := jobConfig{Out: *out, Log: log}
-	if err := fill(&cfg); err != nil {
-		return err
-	}
-	if err := fillPool(&cfg); err != nil {
-		return err
-	}
-	cfg.Observe.Term = logOut
 	cfg.Observe.Total = int64(*pages)
-	if *waterfallOut != "" && cfg.Observe.Trace == "" {
-		return usagef("-waterfall needs a -trace file")
-	}
-	// The demo's site and proxies are on loopback, which the URL policy
-	// refuses by default.
-	cfg.Fetch.Policy.AllowLoopback = true
 	if *nproxies > 0 {
 		farm, err := testbed.StartFarm(testbed.FarmConfig{N: *nproxies})
 		if err != nil {
@@ -96,7 +95,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if a := ops.addr(); a != "" {
 		fmt.Fprintf(stdout, "metrics: http://%s/metrics (also /healthz, /readyz) while the demo runs\n", a)
 	}
-	sum, err := runJob(context.Background(), cfg)
+	sum, err := runJob(ctx, cfg)
 	sum.print(stdout)
 	if err != nil {
 		return err

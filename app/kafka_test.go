@@ -1,4 +1,4 @@
-package main
+package app
 
 // End-to-end tests of `pipeline run` and `pipeline replay` on Kafka: the
 // pipeline runs as a separate process (built by the test) against a real

@@ -1,8 +1,7 @@
-package main
+package app
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,43 +13,41 @@ import (
 	"github.com/sluicehq/sluice/testbed"
 )
 
-// cmdBench measures the governor on the local test world: a catalog site
-// that allows a fixed number of requests per client IP per window and
-// answers 429 past it, scraped through a farm of proxies that each have
-// their own source IP. It reports completion, the share of 429s and the
-// rate achieved against the rate the site allows, and fails when they
-// miss the given marks.
-func cmdBench(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	pages := fs.Int("n", 5000, "product pages to scrape")
-	nproxies := fs.Int("proxies", 20, "proxies in the local farm")
-	perIP := fs.Int("per-ip", 180, "requests the site allows per client IP per window")
-	window := fs.Duration("window", time.Minute, "the site's sliding rate-limit window")
-	safety := fs.Float64("safety", 0.95, "safety factor of the bench's domain entry (ignored with --config)")
-	latency := fs.Duration("latency", 0, "the site's answer latency")
-	pageBytes := fs.Int("page-bytes", 8<<10, "size of each product page")
-	out := fs.String("out", "", "results JSONL file (replaced); default: a temporary file, removed")
-	minShare := fs.Float64("min-share", 0.85, "fail below this share of the allowed rate (0: report only)")
-	max429 := fs.Float64("max-429", 0.01, "fail when more than this share of requests is answered 429")
-	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
-	fill := runFlags(fs)
-	fillPool := proxyFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
+// BenchOptions are bench's own flags, besides the config tree.
+type BenchOptions struct {
+	Pages       int           // product pages to scrape
+	FarmProxies int           // proxies in the local farm, 1..250
+	PerIP       int           // requests the site allows per client IP per window
+	Window      time.Duration // the site's sliding window
+	Safety      float64       // safety factor of the bench's domain entry
+	Latency     time.Duration // the site's answer latency
+	PageBytes   int
+	Out         string  // results file; "": a temporary one
+	MinShare    float64 // fail below this share of the allowed rate
+	Max429      float64 // fail above this share of 429s
+}
+
+// Bench is `pipeline bench`: it measures the governor on the local test
+// world: a catalog site that allows a fixed number of requests per client
+// IP per window and answers 429 past it, scraped through a farm of
+// proxies that each have their own source IP. It reports completion, the
+// share of 429s and the rate achieved against the rate the site allows,
+// and fails when they miss the given marks.
+func Bench(ctx context.Context, c Config, o BenchOptions, stdout, stderr io.Writer) error {
+	if o.Pages < 1 || o.FarmProxies < 1 || o.FarmProxies > 250 || o.PerIP < 1 || o.Window <= 0 {
+		return usagef("-n, -per-ip and -window must be positive, -farm-proxies within 1..250")
 	}
-	switch {
-	case fs.NArg() > 0:
-		return usagef("unexpected arguments: %v", fs.Args())
-	case *pages < 1 || *nproxies < 1 || *nproxies > 250 || *perIP < 1 || *window <= 0:
-		return usagef("-n, -per-ip and -window must be positive, -proxies within 1..250")
-	}
-	log, logOut, err := newLogger(stderr, *logLevel)
+	pages, nproxies, perIP, window, out := &o.Pages, &o.FarmProxies, &o.PerIP, &o.Window, &o.Out
+	minShare, max429 := &o.MinShare, &o.Max429
+	// The bench's site and proxies are on loopback, which the URL policy
+	// refuses by default.
+	c.Policy.AllowLoopback = true
+	cfg, err := newJob(c, stdout, stderr)
 	if err != nil {
 		return err
 	}
-	site, err := testbed.StartSite(testbed.SiteConfig{Products: *pages, PageBytes: *pageBytes,
-		PerIPPerMinute: *perIP, Window: *window, Latency: *latency})
+	site, err := testbed.StartSite(testbed.SiteConfig{Products: *pages, PageBytes: o.PageBytes,
+		PerIPPerMinute: *perIP, Window: *window, Latency: o.Latency})
 	if err != nil {
 		return fmt.Errorf("start catalog site: %w", err)
 	}
@@ -61,29 +58,18 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	defer farm.Close()
 
-	cfg := jobConfig{Log: log}
-	if err := fill(&cfg); err != nil {
-		return err
-	}
-	// The bench's site and proxies are on loopback, which the URL policy
-	// refuses by default.
-	cfg.Fetch.Policy.AllowLoopback = true
-	if err := fillPool(&cfg); err != nil {
-		return err
-	}
-	cfg.Observe.Term = logOut
 	cfg.Observe.Total = int64(*pages)
 	host := strings.TrimPrefix(site.URL(), "http://")
 	host = host[:strings.LastIndexByte(host, ':')]
 	perMinute := float64(*perIP) * float64(time.Minute) / float64(*window)
 	if len(cfg.Fetch.Domains) == 0 {
-		cfg.Fetch.Domains = []fetch.Domain{{Domain: host, PerIPPerMinute: perMinute, Safety: *safety, Proxies: *nproxies, Window: *window}}
+		cfg.Fetch.Domains = []fetch.Domain{{Domain: host, PerIPPerMinute: perMinute, Safety: o.Safety, Proxies: *nproxies, Window: *window}}
 	}
 	if cfg.Proxies, err = farmProxies(farm); err != nil {
 		return err
 	}
 	cfg.URLReader = catalogURLs(site, *pages)
-	cfg.Out = *out
+	cfg.Out, cfg.OutWriter = *out, nil
 	if cfg.Out == "" {
 		dir, err := os.MkdirTemp("", "sluice-bench-")
 		if err != nil {
@@ -113,7 +99,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if a := ops.addr(); a != "" {
 		fmt.Fprintf(stdout, "metrics: http://%s/metrics while the bench runs\n", a)
 	}
-	sum, err := runJob(context.Background(), cfg)
+	sum, err := runJob(ctx, cfg)
 	sum.print(stdout)
 	if err != nil {
 		return err

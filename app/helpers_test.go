@@ -1,6 +1,6 @@
 // Helpers for the tests of metrics, watchdog, waterfall and demo (TestMain
 // with its leak check is in pipeline_test.go).
-package main
+package app
 
 import (
 	"bytes"
