@@ -105,7 +105,7 @@ func Bench(ctx context.Context, c Config, o BenchOptions, stdout, stderr io.Writ
 		return err
 	}
 	st := site.Stats()
-	v, err := verifyFile(cfg.Out, *pages)
+	v, err := VerifyFile(cfg.Out, *pages)
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func Bench(ctx context.Context, c Config, o BenchOptions, stdout, stderr io.Writ
 	fmt.Fprintf(stdout, "rate: %.1f pages/s over %s = %.1f%% of the allowed %.1f pages/s\n",
 		rate, sum.Elapsed.Round(time.Millisecond), 100*rate/allowed, allowed)
 	var fails []string
-	if !v.ok() || v.Correct != *pages {
+	if !v.OK() || v.Correct != *pages {
 		fails = append(fails, fmt.Sprintf("%d of %d pages not correct", *pages-v.Correct, *pages))
 	}
 	if share429 > *max429 {

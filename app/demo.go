@@ -119,12 +119,12 @@ func Demo(ctx context.Context, c Config, o DemoOptions, stdout, stderr io.Writer
 		fmt.Fprintf(stdout, " %s=%d", ip, ips[ip])
 	}
 	fmt.Fprintln(stdout)
-	v, err := verifyFile(*out, *pages)
+	v, err := VerifyFile(*out, *pages)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "check: %d records, %d correct, %d wrong, %d missing, %d duplicated\n", v.Records, v.Correct, len(v.Wrong), v.Missing, v.Duplicates)
-	if !v.ok() {
+	if !v.OK() {
 		for _, w := range v.Wrong[:min(len(v.Wrong), 10)] {
 			fmt.Fprintln(stdout, "  wrong:", w)
 		}
@@ -134,8 +134,8 @@ func Demo(ctx context.Context, c Config, o DemoOptions, stdout, stderr io.Writer
 	return nil
 }
 
-// verification compares a results file with the catalog's expected values.
-type verification struct {
+// Verification compares a results file with the catalog's expected values.
+type Verification struct {
 	Records    int
 	Correct    int
 	Missing    int
@@ -143,21 +143,21 @@ type verification struct {
 	Wrong      []string
 }
 
-func (v verification) ok() bool { return len(v.Wrong) == 0 && v.Missing == 0 }
+func (v Verification) OK() bool { return len(v.Wrong) == 0 && v.Missing == 0 }
 
-// verifyFile checks that products 1..n each have exactly one correct
+// VerifyFile checks that products 1..n each have exactly one correct
 // result in the JSONL file at path.
-func verifyFile(path string, n int) (verification, error) {
+func VerifyFile(path string, n int) (Verification, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return verification{}, err
+		return Verification{}, err
 	}
 	defer f.Close()
 	return verifyResults(f, n)
 }
 
-func verifyResults(r io.Reader, n int) (verification, error) {
-	var v verification
+func verifyResults(r io.Reader, n int) (Verification, error) {
+	var v Verification
 	seen := map[int]bool{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)

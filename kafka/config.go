@@ -22,7 +22,7 @@ const EnvPassword = "SLUICE_KAFKA_PASSWORD"
 type Config struct {
 	// Brokers are the bootstrap addresses, host:port. In YAML a list or
 	// one comma-separated string; as a flag, comma-separated.
-	Brokers Brokers `yaml:"brokers" help:"Kafka bootstrap brokers, comma-separated host:port"`
+	Brokers Brokers `yaml:"brokers" flag:",alias=brokers" help:"Kafka bootstrap brokers, comma-separated host:port"`
 	// ClientID names the client to the brokers. "" means "sluice".
 	ClientID string `yaml:"client_id" help:"client id sent to the Kafka brokers (empty: sluice)"`
 	// TLS configures TLS to the brokers; the zero value is plaintext.
