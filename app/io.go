@@ -22,6 +22,7 @@ type pipelineIO struct {
 	batchSize int // the most outputs the sink holds besides its queue
 	close     []func() error
 
+	client    *kafka.Client // nil without Kafka
 	srcKafka  *source.Kafka // nil for a file or stdin
 	sinkKafka *sink.Kafka   // nil for JSONL
 	sinkJSONL *sink.JSONL
@@ -122,6 +123,7 @@ func buildIO(cfg jobConfig, onDone func(record.Output), log zerolog.Logger) (pip
 		return pio, err
 	}
 	if client != nil {
+		pio.client = client
 		pio.close = append(pio.close, client.Close)
 	}
 	if kc.Topic != "" {

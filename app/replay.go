@@ -93,6 +93,7 @@ type replayPipeline struct {
 	src     *flow.Source[replayItem]
 	reparse *flow.Map[replayItem, record.Output]
 	out     *flow.Sink[record.Output]
+	client  *kafka.Client // nil when reading a file and writing JSONL
 	closers []func() error
 }
 
@@ -106,6 +107,7 @@ func buildReplay(cfg replayConfig, count func(record.Output)) (*replayPipeline, 
 		return nil, err
 	}
 	if client != nil {
+		rp.client = client
 		rp.closers = append(rp.closers, client.Close)
 	}
 	if cfg.PagesFile != "" {
