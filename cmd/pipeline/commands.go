@@ -110,3 +110,13 @@ const aboutVersion = `Prints the module version and the VCS revision the binary 
 func setupVersion(fs *flag.FlagSet, stdout, _ io.Writer) func() error {
 	return func() error { return cmdVersion(fs.Args(), stdout) }
 }
+
+const aboutProbe = `GETs --url (the /readyz or /healthz of a running pipeline) and exits 0
+on 200, 1 otherwise: the container healthcheck of the image, which has no
+shell or curl.`
+
+func setupProbe(fs *flag.FlagSet, stdout, _ io.Writer) func() error {
+	url := fs.String("url", "http://127.0.0.1:9090/readyz", "URL to GET")
+	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
+	return func() error { return app.Probe(context.Background(), *url, *timeout, stdout) }
+}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +20,12 @@ func TestExitCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer site.Close()
+	ready := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		}
+	}))
+	defer ready.Close()
 	dir := t.TempDir()
 	urls := writeFile(t, dir, "urls.txt", site.ProductURL(1)+"\n"+site.ProductURL(2)+"\n")
 	badConfig := writeFile(t, dir, "bad.yaml", "fetch:\n  concurency: 3\n")
@@ -88,6 +96,11 @@ func TestExitCodes(t *testing.T) {
 		{"waterfall unknown flag", with(waterfall, "--bogus"), exitUsage},
 		{"waterfall bad value", with(waterfall, "--max-spans", "x"), exitUsage},
 		{"waterfall missing trace", []string{"waterfall", "--in", missing}, exitUsage},
+
+		{"probe ok", []string{"probe", "--url", ready.URL + "/readyz"}, exitOK},
+		{"probe failed: not ready", []string{"probe", "--url", ready.URL + "/other"}, exitFailure},
+		{"probe unknown flag", []string{"probe", "--bogus"}, exitUsage},
+		{"probe bad value", []string{"probe", "--timeout", "soon"}, exitUsage},
 
 		{"version ok", []string{"version"}, exitOK},
 		{"version unknown flag", []string{"version", "--bogus"}, exitUsage},

@@ -38,6 +38,7 @@ commands:
   plan       print the fetch governor's per-domain limits for a config (--config FILE)
   bench      measure the governor on a local site with a per-IP limit: completion, 429s, rate
   waterfall  draw the request waterfall (HTML) of a span trace written with --trace
+  probe      check a running pipeline's /readyz (the container healthcheck)
   version    print the module version and the revision the binary was built from
 
 Run 'pipeline <command> -h' for the flags of a command.
@@ -59,6 +60,7 @@ var commands = map[string]command{
 	"bench":     {aboutBench, setupBench},
 	"waterfall": {aboutWaterfall, setupWaterfall},
 	"version":   {aboutVersion, setupVersion},
+	"probe":     {aboutProbe, setupProbe},
 }
 
 func main() {
