@@ -3,6 +3,7 @@ package app
 import (
 	"flag"
 	"io"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -237,5 +238,18 @@ func TestREADMEStaggerMax(t *testing.T) {
 	}
 	if fc := c.FetchStage(); fc.StaggerMax >= 0 {
 		t.Fatalf("stagger_max -1 gives %v", fc.StaggerMax)
+	}
+}
+
+// TestDocsListEverySetting keeps docs/config.md's table whole.
+func TestDocsListEverySetting(t *testing.T) {
+	doc, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range Settings() {
+		if !strings.Contains(string(doc), "| `"+s.Key+"` | `--"+s.Flag+"` |") {
+			t.Errorf("docs/config.md has no row for %s (--%s)", s.Key, s.Flag)
+		}
 	}
 }
