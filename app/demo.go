@@ -61,29 +61,27 @@ func Demo(ctx context.Context, c Config, o DemoOptions, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	pages, nproxies, out, slow := &o.Pages, &o.FarmProxies, &c.Out, &o.SlowProxies
-	slowLatency, waterfallOut := &o.SlowLatency, &o.Waterfall
-	site, err := testbed.StartSite(testbed.SiteConfig{Products: *pages, PageBytes: o.PageBytes})
+	site, err := testbed.StartSite(testbed.SiteConfig{Products: o.Pages, PageBytes: o.PageBytes})
 	if err != nil {
 		return fmt.Errorf("start catalog site: %w", err)
 	}
 	defer site.Close()
-	cfg.Observe.Total = int64(*pages)
-	if *nproxies > 0 {
-		farm, err := testbed.StartFarm(testbed.FarmConfig{N: *nproxies})
+	cfg.Observe.Total = int64(o.Pages)
+	if o.FarmProxies > 0 {
+		farm, err := testbed.StartFarm(testbed.FarmConfig{N: o.FarmProxies})
 		if err != nil {
 			return fmt.Errorf("start proxy farm: %w", err)
 		}
 		defer farm.Close()
-		for i := range *slow {
-			farm.Proxy(i).SetLatency(*slowLatency)
+		for i := range o.SlowProxies {
+			farm.Proxy(i).SetLatency(o.SlowLatency)
 		}
 		if cfg.Proxies, err = farmProxies(farm); err != nil {
 			return err
 		}
 	}
-	cfg.URLReader = catalogURLs(site, *pages)
-	if err := os.Remove(*out); err != nil && !os.IsNotExist(err) {
+	cfg.URLReader = catalogURLs(site, o.Pages)
+	if err := os.Remove(c.Out); err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	ops, err := startOps(&cfg)
@@ -91,7 +89,7 @@ func Demo(ctx context.Context, c Config, o DemoOptions, stdout, stderr io.Writer
 		return err
 	}
 	defer ops.close()
-	fmt.Fprintf(stdout, "demo: scraping %d pages of %s through %d local proxies into %s\n", *pages, site.URL(), *nproxies, *out)
+	fmt.Fprintf(stdout, "demo: scraping %d pages of %s through %d local proxies into %s\n", o.Pages, site.URL(), o.FarmProxies, c.Out)
 	if a := ops.addr(); a != "" {
 		fmt.Fprintf(stdout, "metrics: http://%s/metrics (also /healthz, /readyz) while the demo runs\n", a)
 	}
@@ -100,17 +98,24 @@ func Demo(ctx context.Context, c Config, o DemoOptions, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	if a := ops.addr(); a != "" {
-		if err := checkMetrics(stdout, a, sum, site.Stats().Requests); err != nil {
+	return o.check(stdout, stderr, cfg, ops.addr(), sum, site)
+}
+
+// check checks the demo's own metrics, draws its waterfall and checks
+// every record of its results file.
+func (o DemoOptions) check(stdout, stderr io.Writer, cfg jobConfig, addr string, sum summary, site *testbed.Site) error {
+	if addr != "" {
+		if err := checkMetrics(stdout, addr, sum, site.Stats().Requests); err != nil {
 			return err
 		}
 	}
-	if *waterfallOut != "" {
-		n, err := renderWaterfall(cfg.Observe.Trace, *waterfallOut, fmt.Sprintf("sluice demo: %d pages through %d proxies", *pages, *nproxies), 20000, stderr)
+	if o.Waterfall != "" {
+		title := fmt.Sprintf("sluice demo: %d pages through %d proxies", o.Pages, o.FarmProxies)
+		n, err := renderWaterfall(cfg.Observe.Trace, o.Waterfall, title, 20000, stderr)
 		if err != nil {
 			return err
 		}
-		abs, _ := filepath.Abs(*waterfallOut)
+		abs, _ := filepath.Abs(o.Waterfall)
 		fmt.Fprintf(stdout, "waterfall: %d attempts from %s drawn in %s (open it in a browser)\n", n, cfg.Observe.Trace, abs)
 	}
 	ips := site.Stats().ByIP
@@ -119,7 +124,7 @@ func Demo(ctx context.Context, c Config, o DemoOptions, stdout, stderr io.Writer
 		fmt.Fprintf(stdout, " %s=%d", ip, ips[ip])
 	}
 	fmt.Fprintln(stdout)
-	v, err := VerifyFile(*out, *pages)
+	v, err := VerifyFile(cfg.Out, o.Pages)
 	if err != nil {
 		return err
 	}
@@ -128,7 +133,7 @@ func Demo(ctx context.Context, c Config, o DemoOptions, stdout, stderr io.Writer
 		for _, w := range v.Wrong[:min(len(v.Wrong), 10)] {
 			fmt.Fprintln(stdout, "  wrong:", w)
 		}
-		return fmt.Errorf("%d of %d records are not correct", *pages-v.Correct, *pages)
+		return fmt.Errorf("%d of %d records are not correct", o.Pages-v.Correct, o.Pages)
 	}
 	fmt.Fprintln(stdout, "every record is correct")
 	return nil
