@@ -253,3 +253,30 @@ func TestDocsListEverySetting(t *testing.T) {
 		}
 	}
 }
+
+func TestDurationSpellings(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		yaml string
+		want time.Duration
+		err  string
+	}{
+		{"stagger_max: -1", -1, ""},
+		{`stagger_max: "-1"`, -1, ""},
+		{"stagger_max: 0", 0, ""},
+		{"stagger_max: 1m30s", 90 * time.Second, ""},
+		{"stagger_max: 1.5", 0, "not a duration"},
+		{"stagger_max: 30", 0, "needs a unit"},
+	} {
+		c, err := load(t, Defaults(), "--config", writeFile(t, dir, "c.yaml", "fetch:\n  "+tc.yaml+"\n"))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: %v, want %q", tc.yaml, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || c.Fetch.StaggerMax != tc.want {
+			t.Errorf("%s: %v %v, want %v", tc.yaml, c.Fetch.StaggerMax, err, tc.want)
+		}
+	}
+}

@@ -380,7 +380,7 @@ func checkNode(n *yaml.Node, t reflect.Type, key, flg string, given map[string]b
 	}
 	switch {
 	case t == durationType:
-		if n.Kind == yaml.ScalarNode && (n.Tag == "!!int" || n.Tag == "!!float") {
+		if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
 			d, err := parseDuration(n.Value)
 			if err != nil {
 				return fmt.Errorf("line %d: %s: %w", n.Line, key, err)
