@@ -122,4 +122,11 @@ func TestExitCodes(t *testing.T) {
 			t.Errorf("%s: want one line and the pointer to -h, got:\n%s", r.name, stderr.String())
 		}
 	}
+	// The refusal is loud: how many, and the flag that would allow them.
+	var stdout, stderr bytes.Buffer
+	if code := realMain(run, &stdout, &stderr); code != exitFailure ||
+		!strings.Contains(stderr.String(), "refused by the URL policy: 2 of 2 inputs; 2 would need --allow-loopback") ||
+		!strings.Contains(stderr.String(), "every input (2) was refused by the URL policy") {
+		t.Errorf("refused run: exit %d, stderr:\n%s", code, stderr.String())
+	}
 }
