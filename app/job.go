@@ -8,7 +8,6 @@ import (
 	"math"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -20,7 +19,6 @@ import (
 	"github.com/sluicehq/sluice/stages/fetch"
 	"github.com/sluicehq/sluice/stages/parse"
 	"github.com/sluicehq/sluice/stages/sink"
-	"github.com/sluicehq/sluice/waterfall"
 )
 
 // jobConfig is everything one batch run needs, filled in one place from
@@ -176,64 +174,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// pipeline is a built, not yet started, batch pipeline.
-type pipeline struct {
-	src   *flow.Source[record.Task]
-	fetch *fetch.Stage
-	parse *parse.Stage
-	io    pipelineIO // the source and sink, file or Kafka (kafka.go)
-	out   *flow.Sink[record.Output]
-	pool  *proxy.Pool
-	obs   observers
-
-	mu  sync.Mutex // guards sum
-	sum summary
-}
-
-// build assembles source → fetch → parse → sink, and what watches them.
-func build(cfg jobConfig) (p *pipeline, err error) {
-	p = &pipeline{sum: summary{Errors: map[string]int{}, Refused: map[string]int{}}}
-	if cfg.Observe.Trace != "" {
-		if p.obs.trace, err = waterfall.Create(cfg.Observe.Trace, cfg.Observe.TraceMax); err != nil {
-			return nil, err
-		}
-		defer func() {
-			if err != nil {
-				_ = p.obs.trace.Close()
-			}
-		}()
-	}
-	if p.io, err = buildIO(cfg, p.count, cfg.Log); err != nil {
-		return nil, err
-	}
-	p.src, p.out = p.io.src, p.io.out
-	if len(cfg.Proxies) > 0 {
-		if p.pool, err = proxy.New(cfg.Proxies, cfg.PoolOptions...); err != nil {
-			return nil, usageError{err}
-		}
-	}
-	fc := cfg.Fetch
-	fc.Pool = p.pool
-	fc.Logger = cfg.Log
-	fc.Trace = p.obs.span
-	if p.fetch, err = fetch.New(fc); err != nil {
-		return nil, usageError{err}
-	}
-	pc := cfg.Parse
-	pc.Rules = cfg.Rules
-	pc.KeepPages = p.io.keepPage
-	if p.parse, err = parse.NewStage(pc); err != nil {
-		return nil, usageError{err}
-	}
-	flow.Connect(p.src, p.fetch.Flow())
-	flow.Connect(p.fetch.Flow(), p.parse.Flow())
-	flow.Connect(p.parse.Flow(), p.out)
-	if err := p.obs.setup(cfg, p); err != nil {
-		return nil, err
-	}
-	return p, nil
 }
 
 func (p *pipeline) count(o record.Output) {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"sync"
 	"time"
 
@@ -20,7 +19,6 @@ import (
 	"github.com/sluicehq/sluice/kafka"
 	"github.com/sluicehq/sluice/record"
 	"github.com/sluicehq/sluice/stages/parse"
-	"github.com/sluicehq/sluice/stages/sink"
 )
 
 // replayItem is one stored page on its way to being parsed again, or a
@@ -86,54 +84,6 @@ func Replay(ctx context.Context, c Config, o ReplayOptions, stdout, stderr io.Wr
 	sum, err := runReplay(ctx, cfg)
 	fmt.Fprintf(stderr, "replay: %d pages read, %d results, %d not pages, %d errors\n", sum.Read, sum.OK+sum.errorCount(), sum.Errors["dead_letter"], sum.errorCount()-sum.Errors["dead_letter"])
 	return err
-}
-
-// replayPipeline is a built replay: pages → parse → sink.
-type replayPipeline struct {
-	src     *flow.Source[replayItem]
-	reparse *flow.Map[replayItem, record.Output]
-	out     *flow.Sink[record.Output]
-	client  *kafka.Client // nil when reading a file and writing JSONL
-	closers []func() error
-}
-
-// buildReplay wires a replay with the same Kafka client and sink builder
-// as a run (io.go).
-func buildReplay(cfg replayConfig, count func(record.Output)) (*replayPipeline, error) {
-	rp := &replayPipeline{}
-	kc := cfg.Kafka
-	client, err := kafkaClient(kc)
-	if err != nil {
-		return nil, err
-	}
-	if client != nil {
-		rp.client = client
-		rp.closers = append(rp.closers, client.Close)
-	}
-	if cfg.PagesFile != "" {
-		rp.src = pagesFromFile(cfg.PagesFile)
-	} else {
-		rp.src = pagesFromTopic(cfg, client)
-	}
-	st, err := parse.NewStage(parse.Config{Rules: cfg.Rules})
-	if err != nil {
-		return nil, err
-	}
-	rp.reparse = flow.NewMap("parse", 2*runtime.GOMAXPROCS(0), runtime.GOMAXPROCS(0), func(it replayItem) record.Output {
-		if it.Dead != nil {
-			return record.Output{Dead: it.Dead, Ack: it.Ack}
-		}
-		return record.Output{Result: st.Reparse(it.Page), Ack: it.Ack}
-	})
-	kc.PagesTopic = "" // replay writes results (and dead letters), not pages
-	sp, err := buildSink(kc, client, sink.JSONLConfig{Path: cfg.Out, Writer: cfg.OutWriter}, count, cfg.Log)
-	if err != nil {
-		return nil, err
-	}
-	rp.out = sp.out
-	flow.Connect[replayItem](rp.src, rp.reparse)
-	flow.Connect[record.Output](rp.reparse, rp.out)
-	return rp, nil
 }
 
 // runReplay builds pages → parse → sink and runs it until every page up to
