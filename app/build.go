@@ -29,7 +29,7 @@ type pipeline struct {
 	src   *flow.Source[record.Task]
 	fetch *fetch.Stage
 	parse *parse.Stage
-	io    pipelineIO // the source and sink, file or Kafka (kafka.go)
+	io    pipelineIO // the source and sink, file or Kafka (io.go)
 	out   *flow.Sink[record.Output]
 	pool  *proxy.Pool
 	obs   observers
