@@ -248,7 +248,26 @@ type flagValue struct {
 	alias  string // the deprecated name used, if any
 }
 
-func (v *flagValue) String() string   { return v.def }
+func (v *flagValue) String() string { return v.def }
+
+// Type names the flag's argument in the help.
+func (v *flagValue) Type() string {
+	switch t := v.s.Type; {
+	case t == durationType:
+		return "duration"
+	case t.Kind() == reflect.Bool:
+		return ""
+	case t.Kind() == reflect.Slice && v.s.repeat:
+		return "string (repeatable)"
+	case t.Kind() == reflect.Slice:
+		return "list"
+	case t.Kind() == reflect.Float64:
+		return "number"
+	case t.Kind() == reflect.Int, t.Kind() == reflect.Int64:
+		return "int"
+	}
+	return "string"
+}
 func (v *flagValue) IsBoolFlag() bool { return v.isBool }
 func (v *flagValue) Set(s string) error {
 	scratch := reflect.New(reflect.TypeFor[Config]()).Elem()

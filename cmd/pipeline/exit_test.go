@@ -130,3 +130,24 @@ func TestExitCodes(t *testing.T) {
 		t.Errorf("refused run: exit %d, stderr:\n%s", code, stderr.String())
 	}
 }
+
+// TestHelp: -h prints the command's flags on stdout and exits 0; the
+// deprecated flag names are left out of it.
+func TestHelp(t *testing.T) {
+	for name := range commands {
+		var stdout, stderr bytes.Buffer
+		if code := realMain([]string{name, "-h"}, &stdout, &stderr); code != exitOK || stderr.Len() > 0 {
+			t.Errorf("%s -h: exit %d, stderr %q", name, code, stderr.String())
+		}
+		if !strings.HasPrefix(stdout.String(), "usage: pipeline "+name) || strings.Contains(stdout.String(), "deprecated") {
+			t.Errorf("%s -h:\n%s", name, stdout.String())
+		}
+	}
+	var stdout bytes.Buffer
+	realMain([]string{"run", "-h"}, &stdout, &bytes.Buffer{})
+	for _, want := range []string{"--max-redirects int", "--kafka-tls-ca-file string", "--stagger-max duration", "--captcha-markers string (repeatable)"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("run -h lacks %q", want)
+		}
+	}
+}

@@ -122,11 +122,24 @@ func exitCode(name string, err error, stderr io.Writer) int {
 // usageErr marks a command-line problem found here (exit code 2).
 type usageErr struct{ error }
 
+// printHelp prints the command's flags, leaving out the deprecated names
+// (docs/cli.md lists them).
 func printHelp(w io.Writer, name, about string, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "usage: pipeline %s [flags]\n\n%s\nflags:\n", name, about)
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(io.Discard)
+	fmt.Fprintf(w, "usage: pipeline %s [flags]\n\n%s\n\nflags:\n", name, about)
+	fs.VisitAll(func(f *flag.Flag) {
+		if strings.HasPrefix(f.Usage, "deprecated:") {
+			return
+		}
+		arg, usage := flag.UnquoteUsage(f)
+		if t, ok := f.Value.(interface{ Type() string }); ok {
+			arg = t.Type()
+		}
+		fmt.Fprintf(w, "  --%s %s\n    \t%s", f.Name, arg, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
 }
 
 // load builds the config from the bound flags and prints the warnings
