@@ -132,28 +132,36 @@ func Defaults() Config {
 func (c *Config) positives() map[string]float64 {
 	f, a, d := c.Fetch, c.Fetch.Adaptive, c.Fetch.DNS
 	return map[string]float64{
-		"concurrency": float64(f.Concurrency), "burst": float64(f.Burst), "max_attempts": float64(f.MaxAttempts),
-		"timeout": float64(f.Timeout), "max_body": float64(f.MaxBody), "body_budget": float64(f.BodyBudget),
-		"body_timeout": float64(f.BodyTimeout), "max_header_bytes": float64(f.MaxHeaderBytes),
-		"drain_timeout": float64(c.DrainTimeout), "trace_max": float64(c.Observe.TraceMax), "stats_interval": float64(c.Observe.StatsInterval),
-		"adaptive.start": a.Start, "adaptive.min": a.Min, "adaptive.window": float64(a.Window),
-		"adaptive.min_samples": float64(a.MinSamples), "adaptive.latency_window": float64(a.LatencyWindow),
-		"adaptive.latency_floor": float64(a.LatencyFloor),
-		"dns.timeout":            float64(d.Timeout), "dns.min_ttl": float64(d.MinTTL), "dns.max_ttl": float64(d.MaxTTL),
-		"dns.fallback_ttl": float64(d.FallbackTTL), "dns.negative_ttl": float64(d.NegativeTTL), "dns.max_entries": float64(d.MaxEntries),
-		"handshake_timeout": float64(c.Policy.HandshakeTimeout), "max_proxy_header_bytes": float64(c.Policy.MaxProxyHeaderBytes),
+		"fetch.concurrency": float64(f.Concurrency), "fetch.burst": float64(f.Burst), "fetch.max_attempts": float64(f.MaxAttempts),
+		"fetch.timeout": float64(f.Timeout), "fetch.max_body": float64(f.MaxBody), "fetch.body_budget": float64(f.BodyBudget),
+		"fetch.body_timeout": float64(f.BodyTimeout), "fetch.max_header_bytes": float64(f.MaxHeaderBytes),
+		"drain_timeout": float64(c.DrainTimeout), "observe.trace_max": float64(c.Observe.TraceMax), "observe.stats_interval": float64(c.Observe.StatsInterval),
+		"fetch.adaptive.start": a.Start, "fetch.adaptive.min": a.Min, "fetch.adaptive.window": float64(a.Window),
+		"fetch.adaptive.min_samples": float64(a.MinSamples), "fetch.adaptive.latency_window": float64(a.LatencyWindow),
+		"fetch.adaptive.latency_floor": float64(a.LatencyFloor),
+		"fetch.dns.timeout": float64(d.Timeout), "fetch.dns.min_ttl": float64(d.MinTTL), "fetch.dns.max_ttl": float64(d.MaxTTL),
+		"fetch.dns.fallback_ttl": float64(d.FallbackTTL), "fetch.dns.negative_ttl": float64(d.NegativeTTL), "fetch.dns.max_entries": float64(d.MaxEntries),
+		"policy.handshake_timeout": float64(c.Policy.HandshakeTimeout), "policy.max_proxy_header_bytes": float64(c.Policy.MaxProxyHeaderBytes),
 		"proxy.sticky_ttl": float64(c.Proxy.StickyTTL), "proxy.cooldown": float64(c.Proxy.Cooldown),
 		"kafka.window": float64(c.Kafka.Window), "kafka.prefetch": float64(c.Kafka.Prefetch),
 		"kafka.commit_interval": float64(c.Kafka.CommitInterval), "kafka.session_timeout": float64(c.Kafka.SessionTimeout),
 	}
 }
 
+
 // validate checks the tree, setting by setting, as docs/config.md says;
 // given names the keys set by the file or a flag (for settings whose
 // default is derived from another).
 func (c *Config) validate(given map[string]bool) error {
 	var errs []error
+	flags := map[string]string{}
+	for _, s := range Settings() {
+		flags[s.Key] = s.Flag
+	}
 	bad := func(key, why string, args ...any) {
+		if f, ok := flags[key]; ok {
+			key += " (--" + f + ")"
+		}
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(why, args...)))
 	}
 	pos := c.positives()
@@ -163,24 +171,27 @@ func (c *Config) validate(given map[string]bool) error {
 		}
 	}
 	if c.Fetch.Rate == 0 {
-		bad("rate", "0 would fetch nothing: give a positive rate, or a negative one for unlimited")
+		bad("fetch.rate", "0 would fetch nothing: give a positive rate, or a negative one for unlimited")
 	}
 	if given["pending"] && c.Fetch.Pending < 1 {
-		bad("pending", "must be positive")
+		bad("fetch.pending", "must be positive")
 	}
 	if c.Fetch.MaxRedirects < 0 {
-		bad("max_redirects", "must not be negative (0: none followed)")
+		bad("fetch.max_redirects", "must not be negative (0: none followed)")
 	}
-	if c.Fetch.StaggerMin < 0 || c.Fetch.SpoolThreshold < 0 || c.PoolSize < 0 || c.Proxy.Wait < 0 || c.Observe.StallAfter < 0 {
-		bad("stagger_min, spool_threshold, pool_size, proxy.wait, stall_after", "must not be negative (0: off)")
+	for key, v := range map[string]int64{"fetch.stagger_min": int64(c.Fetch.StaggerMin), "fetch.spool_threshold": c.Fetch.SpoolThreshold,
+		"pool_size": int64(c.PoolSize), "proxy.wait": int64(c.Proxy.Wait), "observe.stall_after": int64(c.Observe.StallAfter)} {
+		if v < 0 {
+			bad(key, "must not be negative (0: off)")
+		}
 	}
 	switch c.Observe.Progress {
 	case "auto", "bar", "log", "off":
 	default:
-		bad("progress", "%q: want auto, bar, log or off", c.Observe.Progress)
+		bad("observe.progress", "%q: want auto, bar, log or off", c.Observe.Progress)
 	}
 	if c.Observe.Pprof && c.Observe.MetricsAddr == "" {
-		bad("pprof", "needs metrics_addr")
+		bad("observe.pprof", "needs observe.metrics_addr (--metrics-addr)")
 	}
 	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
 		bad("log_level", "%q: want debug, info, warn or error", c.LogLevel)
@@ -196,7 +207,7 @@ func (c *Config) validate(given map[string]bool) error {
 	}
 	k := c.Kafka
 	if (k.Topic != "" || k.ResultsTopic != "" || k.PagesTopic != "") && len(k.Brokers) == 0 {
-		bad("kafka.brokers", "a Kafka topic needs brokers (--kafka-brokers or kafka.brokers)")
+		bad("kafka.brokers", "a Kafka topic needs brokers")
 	}
 	return errors.Join(errs...)
 }

@@ -421,7 +421,11 @@ func checkNode(n *yaml.Node, t reflect.Type, key, flg string, given map[string]b
 			k, v := n.Content[i], n.Content[i+1]
 			f, ok := fields[k.Value]
 			if !ok {
-				return fmt.Errorf("line %d: unknown key %q in %s", k.Line, k.Value, strings.TrimSuffix(key, ".")+sectionName(key))
+				where := strings.TrimSuffix(key, ".")
+				if where == "" {
+					where = "the config"
+				}
+				return fmt.Errorf("line %d: unknown key %q in %s", k.Line, k.Value, where)
 			}
 			name := f.flag
 			sub := flg + f.name + "-"
@@ -442,11 +446,4 @@ func checkNode(n *yaml.Node, t reflect.Type, key, flg string, given map[string]b
 		}
 	}
 	return nil
-}
-
-func sectionName(key string) string {
-	if key == "" {
-		return "the config"
-	}
-	return ""
 }
