@@ -139,7 +139,7 @@ func (c *Config) positives() map[string]float64 {
 		"fetch.adaptive.start": a.Start, "fetch.adaptive.min": a.Min, "fetch.adaptive.window": float64(a.Window),
 		"fetch.adaptive.min_samples": float64(a.MinSamples), "fetch.adaptive.latency_window": float64(a.LatencyWindow),
 		"fetch.adaptive.latency_floor": float64(a.LatencyFloor),
-		"fetch.dns.timeout": float64(d.Timeout), "fetch.dns.min_ttl": float64(d.MinTTL), "fetch.dns.max_ttl": float64(d.MaxTTL),
+		"fetch.dns.timeout":            float64(d.Timeout), "fetch.dns.min_ttl": float64(d.MinTTL), "fetch.dns.max_ttl": float64(d.MaxTTL),
 		"fetch.dns.fallback_ttl": float64(d.FallbackTTL), "fetch.dns.negative_ttl": float64(d.NegativeTTL), "fetch.dns.max_entries": float64(d.MaxEntries),
 		"policy.handshake_timeout": float64(c.Policy.HandshakeTimeout), "policy.max_proxy_header_bytes": float64(c.Policy.MaxProxyHeaderBytes),
 		"proxy.sticky_ttl": float64(c.Proxy.StickyTTL), "proxy.cooldown": float64(c.Proxy.Cooldown),
@@ -147,7 +147,6 @@ func (c *Config) positives() map[string]float64 {
 		"kafka.commit_interval": float64(c.Kafka.CommitInterval), "kafka.session_timeout": float64(c.Kafka.SessionTimeout),
 	}
 }
-
 
 // validate checks the tree, setting by setting, as docs/config.md says;
 // given names the keys set by the file or a flag (for settings whose
