@@ -208,6 +208,9 @@ func (c *Config) validate(given map[string]bool) error {
 	if (k.Topic != "" || k.ResultsTopic != "" || k.PagesTopic != "") && len(k.Brokers) == 0 {
 		bad("kafka.brokers", "a Kafka topic needs brokers")
 	}
+	if k.Topic != "" && k.Group == "" {
+		bad("kafka.group", "a Kafka input topic needs a consumer group")
+	}
 	return errors.Join(errs...)
 }
 

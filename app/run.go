@@ -64,7 +64,9 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	}
 	defer ops.close()
 	sum, err := runJob(ctx, cfg)
-	sum.print(stderr)
+	if !IsUsage(err) { // a usage error is one line, without a summary
+		sum.print(stderr)
+	}
 	return err
 }
 
