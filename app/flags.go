@@ -408,7 +408,7 @@ func checkNode(n *yaml.Node, t reflect.Type, key, flg string, given map[string]b
 		}
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct && n.Kind == yaml.SequenceNode:
 		for _, e := range n.Content {
-			if err := checkNode(e, t.Elem(), key+"[]", "-", given); err != nil {
+			if err := checkNode(e, t.Elem(), strings.TrimSuffix(key, ".")+"[].", "", map[string]bool{}); err != nil { // entries have no flags
 				return err
 			}
 		}
