@@ -235,7 +235,7 @@ func TestCanaryPasswordNeverLeaks(t *testing.T) {
 	code := realMain([]string{"run", "--urls", urls, "--proxies", proxies, "--out", out, "--pages", pagesOut,
 		"--log-level", "debug", "--concurrency", "4", "--rate", "-1", "--max-attempts", "3", "--allow-loopback",
 		"--proxy-strategy", "round-robin", "--proxy-cooldown", "1ms", "--proxy-wait", "50ms",
-		"--partition", "127.0.0.1=p1,p2", "--partition", "127.0.1.5=" + strings.Join(failing, ",")}, &stdout, &stderr)
+		"--proxy-partition", "127.0.0.1=p1,p2", "--proxy-partition", "127.0.1.5=" + strings.Join(failing, ",")}, &stdout, &stderr)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
@@ -288,14 +288,14 @@ func TestProxyFlagsRejectBadConfig(t *testing.T) {
 	for _, args := range [][]string{
 		{"--proxy-model", "pooled"},
 		{"--proxy-strategy", "fastest"},
-		{"--domain-strategy", "shop.example"},
-		{"--domain-strategy", "shop.example=fastest"},
-		{"--partition", "shop.example"},
-		{"--partition", "shop.example=p7"},
-		{"--partition", "a=p1", "--partition", "b=p1"},
-		{"--partition-even", "a,b,c"},
+		{"--proxy-domain-strategy", "shop.example"},
+		{"--proxy-domain-strategy", "shop.example=fastest"},
+		{"--proxy-partition", "shop.example"},
+		{"--proxy-partition", "shop.example=p7"},
+		{"--proxy-partition", "a=p1", "--proxy-partition", "b=p1"},
+		{"--proxy-partition-even", "a,b,c"},
 		{"--proxy-cooldown", "0s"},
-		{"--sticky-ttl", "-1s"},
+		{"--proxy-sticky-ttl", "-1s"},
 	} {
 		var stdout, stderr bytes.Buffer
 		full := append([]string{"run", "--urls", proxies, "--proxies", proxies, "--out", filepath.Join(dir, "o")}, args...)
