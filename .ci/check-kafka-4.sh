@@ -9,4 +9,4 @@ export SLUICE_KAFKA_VERSION=4.1.1
 unset SLUICE_KAFKA_BROKERS
 # shellcheck disable=SC1091
 source .ci/setup-kafka.sh
-go test -count=1 -run 'Kafka' ./stages/source/ ./stages/sink/ ./cmd/pipeline/
+go test -count=1 -run 'Kafka' ./stages/source/ ./stages/sink/ ./app/ ./kafka/

@@ -9,6 +9,12 @@
 #
 # CONTROLLER_PORT defaults to PORT+1. The broker creates no topics by
 # itself (auto.create.topics.enable=false): tests create theirs.
+#
+# With SLUICE_KAFKA_SASL_PORT set, the broker also listens there with
+# SASL_PLAINTEXT, mechanisms PLAIN and SCRAM-SHA-512, for the user
+# SLUICE_KAFKA_SASL_USER (default sluice) with the password
+# SLUICE_KAFKA_SASL_PASSWORD (required then). Brokers talk to each other on
+# the plaintext listener.
 set -euo pipefail
 if [ $# -lt 2 ] || [ -z "${SLUICE_KAFKA_LIBS:-}" ]; then
   echo "usage: SLUICE_KAFKA_LIBS=DIR $0 DATA_DIR PORT [CONTROLLER_PORT]" >&2
@@ -20,15 +26,33 @@ cport=${3:-$((port + 1))}
 mkdir -p "$data/logs"
 cp_libs="$SLUICE_KAFKA_LIBS/*"
 
+listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+advertised="PLAINTEXT://127.0.0.1:$port"
+protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+sasl_props=""
+scram_args=()
+if [ -n "${SLUICE_KAFKA_SASL_PORT:-}" ]; then
+  : "${SLUICE_KAFKA_SASL_PASSWORD:?SLUICE_KAFKA_SASL_PORT needs SLUICE_KAFKA_SASL_PASSWORD}"
+  sasl_user=${SLUICE_KAFKA_SASL_USER:-sluice}
+  listeners="$listeners,SASL_PLAINTEXT://127.0.0.1:$SLUICE_KAFKA_SASL_PORT"
+  advertised="$advertised,SASL_PLAINTEXT://127.0.0.1:$SLUICE_KAFKA_SASL_PORT"
+  protocols="$protocols,SASL_PLAINTEXT:SASL_PLAINTEXT"
+  sasl_props="sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${sasl_user}=\"${SLUICE_KAFKA_SASL_PASSWORD}\";
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+  scram_args=(--add-scram "SCRAM-SHA-512=[name=${sasl_user},password=${SLUICE_KAFKA_SASL_PASSWORD}]")
+fi
+
 cat >"$data/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$data/logs
 num.partitions=4
 default.replication.factor=1
@@ -47,6 +71,7 @@ log.retention.check.interval.ms=60000
 message.max.bytes=2097152
 num.network.threads=2
 num.io.threads=4
+$sasl_props
 PROPS
 
 cat >"$data/log4j.properties" <<'PROPS'
@@ -79,7 +104,7 @@ jvm=(-Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=
 if [ ! -f "$data/logs/meta.properties" ]; then
   java "${jvm[@]}" -cp "$cp_libs" kafka.tools.StorageTool format \
     -t "$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')" \
-    -c "$data/server.properties" >"$data/format.log" 2>&1 || {
+    -c "$data/server.properties" "${scram_args[@]}" >"$data/format.log" 2>&1 || {
     cat "$data/format.log" >&2
     exit 1
   }

@@ -1,5 +1,5 @@
 # Sourced by .ci/run: installs Debian's chromium for the request
-# waterfall's browser test (cmd/pipeline TestWaterfallInBrowser) and
+# waterfall's browser test (app TestWaterfallInBrowser) and
 # exports SLUICE_CHROMIUM. Idempotent: quick when chromium is there.
 if [ -z "${SLUICE_CHROMIUM:-}" ]; then
   if ! command -v chromium >/dev/null 2>&1; then

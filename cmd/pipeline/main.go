@@ -1,9 +1,13 @@
-// Command pipeline runs sluice: `pipeline run` scrapes the URLs of a file or
-// stdin through a proxy pool into JSONL; `pipeline demo` does the same
-// against a local catalog site and proxy farm, with no setup; `pipeline
-// plan` prints the fetch governor's calculation for a config; `pipeline
-// bench` measures the governor against a local site with a per-IP limit;
-// `pipeline waterfall` draws a request waterfall from a span trace.
+// Command pipeline runs sluice: `pipeline run` scrapes the URLs of a file,
+// stdin or a Kafka topic through a proxy pool; `pipeline replay` parses
+// stored pages again; `pipeline demo` scrapes a local catalog site through
+// a local proxy farm, with no setup; `pipeline plan` prints the fetch
+// governor's calculation for a config; `pipeline bench` measures the
+// governor against a local site with a per-IP limit; `pipeline waterfall`
+// draws a request waterfall from a span trace.
+//
+// This package is only the command line: flags bound from the config tree
+// of package app, subcommand dispatch and exit codes (docs/cli.md).
 package main
 
 import (
@@ -13,20 +17,16 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"sync"
-	"syscall"
-	"time"
+	"strings"
 
-	"github.com/mattn/go-isatty"
-	"github.com/rs/zerolog"
+	"github.com/sluicehq/sluice/app"
 )
 
-// Exit codes.
+// Exit codes, the same for every subcommand (docs/cli.md).
 const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
+	exitOK      = 0 // done
+	exitFailure = 1 // the run failed
+	exitUsage   = 2 // unknown flag, bad value, missing file, bad config
 )
 
 const usage = `usage: pipeline <command> [flags]
@@ -38,10 +38,30 @@ commands:
   plan       print the fetch governor's per-domain limits for a config (--config FILE)
   bench      measure the governor on a local site with a per-IP limit: completion, 429s, rate
   waterfall  draw the request waterfall (HTML) of a span trace written with --trace
+  probe      check a running pipeline's /readyz (the container healthcheck)
   version    print the module version and the revision the binary was built from
 
 Run 'pipeline <command> -h' for the flags of a command.
 `
+
+// command is one subcommand: what -h says about it, and how it runs once
+// its flags are declared into fs and parsed.
+type command struct {
+	about string
+	// setup declares the command's flags and returns what runs it.
+	setup func(fs *flag.FlagSet, stdout, stderr io.Writer) func() error
+}
+
+var commands = map[string]command{
+	"run":       {aboutRun, setupRun},
+	"replay":    {aboutReplay, setupReplay},
+	"demo":      {aboutDemo, setupDemo},
+	"plan":      {aboutPlan, setupPlan},
+	"bench":     {aboutBench, setupBench},
+	"waterfall": {aboutWaterfall, setupWaterfall},
+	"version":   {aboutVersion, setupVersion},
+	"probe":     {aboutProbe, setupProbe},
+}
 
 func main() {
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
@@ -52,141 +72,135 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
-	cmd, rest := args[0], args[1:]
-	var err error
-	switch cmd {
-	case "run":
-		err = cmdRun(rest, stdout, stderr)
-	case "demo":
-		err = cmdDemo(rest, stdout, stderr)
-	case "replay":
-		err = cmdReplay(rest, stdout, stderr)
-	case "plan":
-		err = cmdPlan(rest, stdout, stderr)
-	case "bench":
-		err = cmdBench(rest, stdout, stderr)
-	case "waterfall":
-		err = cmdWaterfall(rest, stdout, stderr)
-	case "version", "-version", "--version":
-		err = cmdVersion(rest, stdout)
+	name, rest := args[0], args[1:]
+	switch name {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
-	default:
-		fmt.Fprintf(stderr, "pipeline: unknown command %q\n\n%s", cmd, usage)
+	case "-version", "--version":
+		name = "version"
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "pipeline: unknown command %q\nrun 'pipeline -h' for help\n", name)
 		return exitUsage
 	}
-	var ue usageError
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported here, on one line
+	fs.Usage = func() {}
+	run := cmd.setup(fs, stdout, stderr)
+	err := fs.Parse(rest)
 	switch {
-	case err == nil:
-		return exitOK
 	case errors.Is(err, flag.ErrHelp):
+		printHelp(stdout, name, cmd.about, fs)
 		return exitOK
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "pipeline %s: %v\n", cmd, err)
-		return exitUsage
+	case err == nil && fs.NArg() > 0:
+		err = usageErr{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
+	case err != nil:
+		err = usageErr{err}
 	default:
-		fmt.Fprintf(stderr, "pipeline %s: %v\n", cmd, err)
-		return exitFailure
+		err = run()
 	}
+	return exitCode(name, err, stderr)
 }
 
-// usageError marks a problem with the command line or configuration.
-type usageError struct{ error }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
-
-// newLogger logs JSON to w, or readable console lines when w is a terminal.
-// The returned logOutput is what the logger writes through, so that a
-// progress bar can share the terminal.
-func newLogger(w io.Writer, level string) (zerolog.Logger, *logOutput, error) {
-	lvl, err := zerolog.ParseLevel(level)
-	if err != nil {
-		return zerolog.Nop(), nil, usagef("log level %q: %v", level, err)
+// exitCode reports err on one line and returns the exit code it means.
+func exitCode(name string, err error, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
 	}
-	out := &logOutput{w: w, term: isTerminal(w)}
-	var lw io.Writer = out
-	if out.term {
-		lw = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly}
+	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	var ue usageErr
+	if errors.As(err, &ue) || app.IsUsage(err) {
+		fmt.Fprintf(stderr, "pipeline %s: %s\nrun 'pipeline %s -h' for help\n", name, msg, name)
+		return exitUsage
 	}
-	return zerolog.New(lw).Level(lvl).With().Timestamp().Logger(), out, nil
+	fmt.Fprintf(stderr, "pipeline %s: %s\n", name, msg)
+	return exitFailure
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
-}
+// usageErr marks a command-line problem found here (exit code 2).
+type usageErr struct{ error }
 
-// logOutput is the writer under the logger. While a progress bar is drawn
-// on the same terminal, writes go through the bar (see progress.Writer) so
-// that log lines do not garble it. Safe for concurrent use.
-type logOutput struct {
-	term bool      // w is a terminal
-	w    io.Writer // the real writer, set once
-
-	mu  sync.Mutex // guards via
-	via io.Writer  // the bar's wrapper of w, if set
-}
-
-func (o *logOutput) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	w := o.w
-	if o.via != nil {
-		w = o.via
-	}
-	o.mu.Unlock()
-	return w.Write(p)
-}
-
-// route sends writes through wrap(w) until the returned function is called.
-func (o *logOutput) route(wrap func(io.Writer) io.Writer) (restore func()) {
-	o.mu.Lock()
-	o.via = wrap(o.w)
-	o.mu.Unlock()
-	return func() {
-		o.mu.Lock()
-		o.via = nil
-		o.mu.Unlock()
-	}
-}
-
-// signalContexts returns the two contexts of a run: soft ends at the first
-// SIGINT or SIGTERM (stop reading, drain); hard ends drainTimeout later, or
-// at a second signal (abort what is in flight). stop releases both.
-func signalContexts(parent context.Context, drainTimeout time.Duration, log zerolog.Logger) (hard, soft context.Context, stop func()) {
-	hard, cancelHard := context.WithCancel(parent)
-	soft, cancelSoft := context.WithCancel(hard)
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		defer signal.Stop(sig)
-		select {
-		case s := <-sig:
-			log.Warn().Str("signal", s.String()).Dur("deadline", drainTimeout).Msg("stopping: draining what was read")
-			cancelSoft()
-		case <-done:
+// printHelp prints the command's flags, leaving out the deprecated names
+// (docs/cli.md lists them).
+func printHelp(w io.Writer, name, about string, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: pipeline %s [flags]\n\n%s\n\nflags:\n", name, about)
+	fs.VisitAll(func(f *flag.Flag) {
+		if strings.HasPrefix(f.Usage, "deprecated:") {
 			return
 		}
-		t := time.NewTimer(drainTimeout)
-		defer t.Stop()
-		select {
-		case s := <-sig:
-			log.Warn().Str("signal", s.String()).Msg("second signal: aborting requests in flight")
-		case <-t.C:
-			log.Warn().Msg("drain deadline passed: aborting requests in flight")
-		case <-done:
-			return
+		arg, usage := flag.UnquoteUsage(f)
+		if t, ok := f.Value.(interface{ Type() string }); ok {
+			arg = t.Type()
 		}
-		cancelHard()
-	}()
-	var once bool
-	return hard, soft, func() {
-		if !once {
-			once = true
-			close(done)
-			cancelSoft()
-			cancelHard()
+		fmt.Fprintf(w, "  --%s %s\n    \t%s", f.Name, arg, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
+		fmt.Fprintln(w)
+	})
+}
+
+// load builds the config from the bound flags and prints the warnings
+// of deprecated flag names.
+func load(f *app.Flags, name string, stderr io.Writer) (app.Config, error) {
+	c, err := f.Load()
+	for _, w := range f.Warnings() {
+		fmt.Fprintf(stderr, "pipeline %s: warning: %s\n", name, w)
+	}
+	return c, err
+}
+
+// not keeps the settings whose YAML key is none of keys and starts with
+// none of the prefixes ending in ".".
+func not(keys ...string) func(app.Setting) bool {
+	return func(s app.Setting) bool {
+		for _, k := range keys {
+			if s.Key == k || strings.HasSuffix(k, ".") && strings.HasPrefix(s.Key, k) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// only keeps the settings whose YAML key is one of keys or starts with
+// one of the prefixes ending in ".".
+func only(keys ...string) func(app.Setting) bool {
+	drop := not(keys...)
+	return func(s app.Setting) bool { return !drop(s) }
+}
+
+const aboutRun = `Scrapes the URLs of --urls (a file, or - for stdin) or of --kafka-topic
+through the proxies of --proxies into --out (JSONL) or --kafka-results-topic.
+Every flag is also a key of the --config file (docs/config.md).`
+
+func setupRun(fs *flag.FlagSet, stdout, stderr io.Writer) func() error {
+	f := app.Bind(fs, app.Defaults(), not("pool_size"))
+	return func() error {
+		c, err := load(f, "run", stderr)
+		if err != nil {
+			return err
+		}
+		return app.Run(context.Background(), c, stdout, stderr)
+	}
+}
+
+const aboutPlan = `Prints the fetch governor's calculation for the domains: section of a
+--config file, without fetching anything. The pool is --pool-size proxies,
+or else those of --proxies.`
+
+func setupPlan(fs *flag.FlagSet, stdout, stderr io.Writer) func() error {
+	f := app.Bind(fs, app.Defaults(), nil)
+	return func() error {
+		if fs.Lookup("config").Value.String() == "" {
+			return usageErr{errors.New("plan needs --config FILE")}
+		}
+		c, err := load(f, "plan", stderr)
+		if err != nil {
+			return err
+		}
+		return app.Plan(c, stdout)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -49,7 +50,7 @@ func formatVersion(bi *debug.BuildInfo) string {
 
 func cmdVersion(args []string, stdout io.Writer) error {
 	if len(args) > 0 {
-		return usagef("version takes no arguments")
+		return usageErr{errors.New("version takes no arguments")}
 	}
 	_, err := fmt.Fprintln(stdout, versionString())
 	return err

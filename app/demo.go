@@ -1,10 +1,9 @@
-package main
+package app
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -20,71 +19,69 @@ import (
 	"github.com/sluicehq/sluice/testbed"
 )
 
-func cmdDemo(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	pages := fs.Int("n", 3000, "product pages to scrape")
-	nproxies := fs.Int("proxies", 10, "proxies in the local farm")
-	out := fs.String("out", "results.jsonl", "results JSONL file (replaced)")
-	pageBytes := fs.Int("page-bytes", 8<<10, "size of each product page")
-	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
-	waterfallOut := fs.String("waterfall", "waterfall.html", "request waterfall (HTML) drawn from the trace; \"\" for none")
-	slow := fs.Int("slow-proxies", 0, "make this many farm proxies slow (see -slow-latency), to see them stand out")
-	slowLatency := fs.Duration("slow-latency", 200*time.Millisecond, "latency added by each slow proxy")
-	fill := runFlags(fs)
-	fillPool := proxyFlags(fs)
-	// The local site has no limit of its own: scrape it briskly by default;
-	// record the spans and serve the metrics, so both can be looked at.
-	for name, v := range map[string]string{"rate": "500", "trace": "trace.jsonl", "metrics-addr": "127.0.0.1:0"} {
-		if err := fs.Set(name, v); err != nil {
-			return err
-		}
+// DemoOptions are demo's own flags, besides the config tree.
+type DemoOptions struct {
+	Pages       int           // product pages to scrape
+	FarmProxies int           // proxies in the local farm, 0..250
+	PageBytes   int           // size of each product page
+	Waterfall   string        // HTML waterfall to draw from the trace; "" none
+	SlowProxies int           // farm proxies made slow
+	SlowLatency time.Duration // latency of a slow proxy
+}
+
+// DemoDefaults are the config defaults of the demo: the local site has
+// no limit of its own, so it is scraped briskly; the spans are recorded
+// and the metrics served, so both can be looked at.
+func DemoDefaults() Config {
+	c := Defaults()
+	c.Fetch.Rate = 500
+	c.Observe.Trace = "trace.jsonl"
+	c.Observe.MetricsAddr = "127.0.0.1:0"
+	c.Out = "results.jsonl"
+	c.LogLevel = "warn"
+	return c
+}
+
+// Demo is `pipeline demo`: it scrapes a local catalog site through a
+// local proxy farm and checks every record.
+func Demo(ctx context.Context, c Config, o DemoOptions, stdout, stderr io.Writer) error {
+	if o.Pages < 1 || o.FarmProxies < 0 || o.FarmProxies > 250 || o.SlowProxies < 0 || o.SlowProxies > o.FarmProxies {
+		return usagef("-n must be at least 1, -farm-proxies within 0..250 and -slow-proxies within 0..-farm-proxies")
 	}
-	if err := fs.Parse(args); err != nil {
-		return err
+	if o.Waterfall != "" && c.Observe.Trace == "" {
+		return usagef("-waterfall needs a -trace file")
 	}
-	if *pages < 1 || *nproxies < 0 || *nproxies > 250 || *slow < 0 || *slow > *nproxies {
-		return usagef("-n must be at least 1, -proxies within 0..250 and -slow-proxies within 0..-proxies")
+	if c.Out == "-" || c.Out == "" {
+		return usagef("demo needs an --out file, to check it")
 	}
-	log, logOut, err := newLogger(stderr, *logLevel)
+	// The demo's site and proxies are on loopback, which the URL policy
+	// refuses by default.
+	c.Policy.AllowLoopback = true
+	cfg, err := newJob(c, stdout, stderr)
 	if err != nil {
 		return err
 	}
-	site, err := testbed.StartSite(testbed.SiteConfig{Products: *pages, PageBytes: *pageBytes})
+	site, err := testbed.StartSite(testbed.SiteConfig{Products: o.Pages, PageBytes: o.PageBytes})
 	if err != nil {
 		return fmt.Errorf("start catalog site: %w", err)
 	}
 	defer site.Close()
-	cfg := jobConfig{Out: *out, Log: log}
-	if err := fill(&cfg); err != nil {
-		return err
-	}
-	if err := fillPool(&cfg); err != nil {
-		return err
-	}
-	cfg.Observe.Term = logOut
-	cfg.Observe.Total = int64(*pages)
-	if *waterfallOut != "" && cfg.Observe.Trace == "" {
-		return usagef("-waterfall needs a -trace file")
-	}
-	// The demo's site and proxies are on loopback, which the URL policy
-	// refuses by default.
-	cfg.Fetch.Policy.AllowLoopback = true
-	if *nproxies > 0 {
-		farm, err := testbed.StartFarm(testbed.FarmConfig{N: *nproxies})
+	cfg.Observe.Total = int64(o.Pages)
+	if o.FarmProxies > 0 {
+		farm, err := testbed.StartFarm(testbed.FarmConfig{N: o.FarmProxies})
 		if err != nil {
 			return fmt.Errorf("start proxy farm: %w", err)
 		}
 		defer farm.Close()
-		for i := range *slow {
-			farm.Proxy(i).SetLatency(*slowLatency)
+		for i := range o.SlowProxies {
+			farm.Proxy(i).SetLatency(o.SlowLatency)
 		}
 		if cfg.Proxies, err = farmProxies(farm); err != nil {
 			return err
 		}
 	}
-	cfg.URLReader = catalogURLs(site, *pages)
-	if err := os.Remove(*out); err != nil && !os.IsNotExist(err) {
+	cfg.URLReader = catalogURLs(site, o.Pages)
+	if err := os.Remove(c.Out); err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	ops, err := startOps(&cfg)
@@ -92,26 +89,33 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer ops.close()
-	fmt.Fprintf(stdout, "demo: scraping %d pages of %s through %d local proxies into %s\n", *pages, site.URL(), *nproxies, *out)
+	fmt.Fprintf(stdout, "demo: scraping %d pages of %s through %d local proxies into %s\n", o.Pages, site.URL(), o.FarmProxies, c.Out)
 	if a := ops.addr(); a != "" {
 		fmt.Fprintf(stdout, "metrics: http://%s/metrics (also /healthz, /readyz) while the demo runs\n", a)
 	}
-	sum, err := runJob(context.Background(), cfg)
+	sum, err := runJob(ctx, cfg)
 	sum.print(stdout)
 	if err != nil {
 		return err
 	}
-	if a := ops.addr(); a != "" {
-		if err := checkMetrics(stdout, a, sum, site.Stats().Requests); err != nil {
+	return o.check(stdout, stderr, cfg, ops.addr(), sum, site)
+}
+
+// check checks the demo's own metrics, draws its waterfall and checks
+// every record of its results file.
+func (o DemoOptions) check(stdout, stderr io.Writer, cfg jobConfig, addr string, sum summary, site *testbed.Site) error {
+	if addr != "" {
+		if err := checkMetrics(stdout, addr, sum, site.Stats().Requests); err != nil {
 			return err
 		}
 	}
-	if *waterfallOut != "" {
-		n, err := renderWaterfall(cfg.Observe.Trace, *waterfallOut, fmt.Sprintf("sluice demo: %d pages through %d proxies", *pages, *nproxies), 20000, stderr)
+	if o.Waterfall != "" {
+		title := fmt.Sprintf("sluice demo: %d pages through %d proxies", o.Pages, o.FarmProxies)
+		n, err := renderWaterfall(cfg.Observe.Trace, o.Waterfall, title, 20000, stderr)
 		if err != nil {
 			return err
 		}
-		abs, _ := filepath.Abs(*waterfallOut)
+		abs, _ := filepath.Abs(o.Waterfall)
 		fmt.Fprintf(stdout, "waterfall: %d attempts from %s drawn in %s (open it in a browser)\n", n, cfg.Observe.Trace, abs)
 	}
 	ips := site.Stats().ByIP
@@ -120,23 +124,23 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, " %s=%d", ip, ips[ip])
 	}
 	fmt.Fprintln(stdout)
-	v, err := verifyFile(*out, *pages)
+	v, err := VerifyFile(cfg.Out, o.Pages)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "check: %d records, %d correct, %d wrong, %d missing, %d duplicated\n", v.Records, v.Correct, len(v.Wrong), v.Missing, v.Duplicates)
-	if !v.ok() {
+	if !v.OK() {
 		for _, w := range v.Wrong[:min(len(v.Wrong), 10)] {
 			fmt.Fprintln(stdout, "  wrong:", w)
 		}
-		return fmt.Errorf("%d of %d records are not correct", *pages-v.Correct, *pages)
+		return fmt.Errorf("%d of %d records are not correct", o.Pages-v.Correct, o.Pages)
 	}
 	fmt.Fprintln(stdout, "every record is correct")
 	return nil
 }
 
-// verification compares a results file with the catalog's expected values.
-type verification struct {
+// Verification compares a results file with the catalog's expected values.
+type Verification struct {
 	Records    int
 	Correct    int
 	Missing    int
@@ -144,21 +148,21 @@ type verification struct {
 	Wrong      []string
 }
 
-func (v verification) ok() bool { return len(v.Wrong) == 0 && v.Missing == 0 }
+func (v Verification) OK() bool { return len(v.Wrong) == 0 && v.Missing == 0 }
 
-// verifyFile checks that products 1..n each have exactly one correct
+// VerifyFile checks that products 1..n each have exactly one correct
 // result in the JSONL file at path.
-func verifyFile(path string, n int) (verification, error) {
+func VerifyFile(path string, n int) (Verification, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return verification{}, err
+		return Verification{}, err
 	}
 	defer f.Close()
 	return verifyResults(f, n)
 }
 
-func verifyResults(r io.Reader, n int) (verification, error) {
-	var v verification
+func verifyResults(r io.Reader, n int) (Verification, error) {
+	var v Verification
 	seen := map[int]bool{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"bytes"
@@ -212,60 +212,4 @@ func mustOpen(t *testing.T, path string) *os.File {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
-}
-
-// TestDemoCommand runs `pipeline demo` small: it checks its own metrics
-// (the per-proxy counts add up), draws its waterfall and says where.
-func TestDemoCommand(t *testing.T) {
-	dir := t.TempDir()
-	var stdout, stderr bytes.Buffer
-	code := realMain([]string{"demo", "-n", "200", "-proxies", "4", "-slow-proxies", "1", "-slow-latency", "20ms",
-		"-out", filepath.Join(dir, "results.jsonl"), "-trace", filepath.Join(dir, "trace.jsonl"),
-		"-waterfall", filepath.Join(dir, "waterfall.html"), "-progress", "off"}, &stdout, &stderr)
-	out := stdout.String()
-	if code != 0 {
-		t.Fatalf("exit %d\n%s\n%s", code, out, stderr.String())
-	}
-	for _, want := range []string{
-		"metrics: http://127.0.0.1:",
-		"metrics: sluice_proxy_requests_total sums to 200 over 4 proxies; the pool leased 200, the site saw 200 requests",
-		"waterfall: 200 attempts from " + filepath.Join(dir, "trace.jsonl") + " drawn in " + filepath.Join(dir, "waterfall.html"),
-		"every record is correct",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, out)
-		}
-	}
-	if st, err := os.Stat(filepath.Join(dir, "waterfall.html")); err != nil || st.Size() < 10000 {
-		t.Errorf("waterfall file: %v", err)
-	}
-}
-
-func TestWaterfallCommand(t *testing.T) {
-	dir := t.TempDir()
-	in := filepath.Join(dir, "trace.jsonl")
-	if err := os.WriteFile(in, []byte("not a span\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	if code := realMain([]string{"waterfall", "--in", in, "--out", filepath.Join(dir, "w.html")}, &stdout, &stderr); code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr.String())
-	}
-	if !strings.Contains(stdout.String(), "waterfall: 0 attempts drawn") || !strings.Contains(stderr.String(), "1 lines of") {
-		t.Errorf("stdout %q stderr %q", stdout.String(), stderr.String())
-	}
-	for _, args := range [][]string{
-		{"waterfall"},
-		{"waterfall", "--in", in, "extra"},
-		{"run", "--progress", "sometimes"},
-		{"run", "--pprof"},
-		{"run", "--stats-interval", "0s"},
-	} {
-		if code := realMain(args, &stdout, &stderr); code != exitUsage {
-			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
-		}
-	}
-	if code := realMain([]string{"waterfall", "--in", filepath.Join(dir, "missing")}, &stdout, &stderr); code != exitFailure {
-		t.Errorf("missing trace: exit %d", code)
-	}
 }

@@ -1,10 +1,9 @@
-package main
+package app
 
 import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -296,31 +295,18 @@ func countLines(path string) int64 {
 	}
 }
 
-// cmdWaterfall renders a span trace as an HTML waterfall.
-func cmdWaterfall(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("waterfall", stderr)
-	in := fs.String("in", "", "span trace (JSON lines) written with --trace")
-	out := fs.String("out", "waterfall.html", "HTML file to write")
-	maxSpans := fs.Int("max-spans", 20000, "draw at most this many attempts (the earliest)")
-	title := fs.String("title", "", "page title")
-	if err := fs.Parse(args); err != nil {
-		return err
+// Waterfall is `pipeline waterfall`: it renders the span trace at in as
+// an HTML waterfall in out.
+func Waterfall(in, out, title string, maxSpans int, stdout, stderr io.Writer) error {
+	if _, err := os.Stat(in); err != nil {
+		return usagef("in: %v", err)
 	}
-	if *in == "" || fs.NArg() > 0 || *maxSpans < 1 {
-		return usagef("usage: pipeline waterfall --in TRACE.jsonl --out FILE.html [--max-spans N]")
-	}
-	n, err := renderWaterfall(*in, *out, *title, *maxSpans, stderr)
+	n, err := renderWaterfall(in, out, title, maxSpans, stderr)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "waterfall: %d attempts drawn in %s\n", n, *out)
+	fmt.Fprintf(stdout, "waterfall: %d attempts drawn in %s\n", n, out)
 	return nil
-}
-
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
 }
 
 // renderWaterfall reads the first maxSpans spans of the trace at in and

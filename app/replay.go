@@ -1,26 +1,24 @@
-package main
+package app
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/segmentio/kafka-go"
+	kgo "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/failure"
 	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/kafka"
 	"github.com/sluicehq/sluice/record"
 	"github.com/sluicehq/sluice/stages/parse"
-	"github.com/sluicehq/sluice/stages/sink"
 )
 
 // replayItem is one stored page on its way to being parsed again, or a
@@ -33,79 +31,57 @@ type replayItem struct {
 
 // replayConfig is one replay: where the pages come from, where results go.
 type replayConfig struct {
-	Kafka      kafkaConfig
+	Kafka      KafkaConfig
 	PagesFile  string
 	FromOffset int64     // -1: the beginning
 	FromTime   time.Time // zero: use FromOffset
 	Out        string
 	OutWriter  io.Writer
 	Rules      *parse.Rules
+	Drain      time.Duration
 	Log        zerolog.Logger
 }
 
-const replayUsage = `pipeline replay parses stored pages again, with no network access to
-the pages' sites: from the pages topic (--brokers, --pages-topic) from an
-offset or a time up to its end when the replay starts, or from a pages JSONL
-file (--pages-file), into a results JSONL file (--out) or topic
-(--results-topic).
-`
+// ReplayOptions are replay's own flags, besides the config tree.
+type ReplayOptions struct {
+	PagesFile  string // a pages JSONL file instead of the pages topic
+	FromOffset int64  // -1: the beginning
+	FromTime   string // RFC 3339; "": use FromOffset
+}
 
-func cmdReplay(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, replayUsage); fs.PrintDefaults() }
-	pagesFile := fs.String("pages-file", "", "replay the pages of this JSONL file (written by run --pages) instead of a topic")
-	from := fs.Int64("from-offset", -1, "start at this offset in every partition of the pages topic (-1: the beginning)")
-	fromTime := fs.String("from-time", "", "start at the first page stored at or after this time (RFC 3339)")
-	out := fs.String("out", "-", "results JSONL file, - for stdout (unless --results-topic)")
-	rules := fs.String("rules", "", "extraction rules (YAML); default: the built-in rules")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	config := fs.String("config", "", "job config file (YAML); replay uses its kafka: section and rules")
-	fillKafka := kafkaFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments: %v", fs.Args())
-	}
-	log, _, err := newLogger(stderr, *logLevel)
+// Replay is `pipeline replay`: it parses stored pages again, from the
+// pages topic of c's Kafka section (with the same client config, TLS and
+// SASL, as run) or from a pages file, into c's outputs.
+func Replay(ctx context.Context, c Config, o ReplayOptions, stdout, stderr io.Writer) error {
+	log, _, err := newLogger(stderr, c.LogLevel)
 	if err != nil {
 		return err
 	}
-	var kc kafkaConfig
-	rulesFile := *rules
-	if *config != "" {
-		fc, err := loadConfig(*config)
-		if err != nil {
-			return usageError{err}
-		}
-		kc = fc.Kafka
-		if rulesFile == "" {
-			rulesFile = fc.Rules
-		}
-	}
-	if err := fillKafka(&kc); err != nil {
-		return err
-	}
-	cfg := replayConfig{Kafka: kc, PagesFile: *pagesFile, FromOffset: *from, Out: *out, Log: log}
-	if *out == "-" {
+	cfg := replayConfig{Kafka: c.Kafka, PagesFile: o.PagesFile, FromOffset: o.FromOffset, Out: c.Out, Drain: c.DrainTimeout, Log: log}
+	if c.Out == "-" {
 		cfg.OutWriter = stdout
 	}
-	if *fromTime != "" {
-		if cfg.FromTime, err = time.Parse(time.RFC3339, *fromTime); err != nil {
+	if o.FromTime != "" {
+		if cfg.FromTime, err = time.Parse(time.RFC3339, o.FromTime); err != nil {
 			return usagef("--from-time: %v", err)
 		}
 	}
-	if (cfg.PagesFile == "") == (kc.PagesTopic == "") {
-		return usagef("give exactly one of --pages-topic and --pages-file")
+	if (cfg.PagesFile == "") == (c.Kafka.PagesTopic == "") {
+		return usagef("give exactly one of --kafka-pages-topic and --pages-file")
+	}
+	if cfg.PagesFile != "" {
+		if _, err := os.Stat(cfg.PagesFile); err != nil {
+			return usagef("pages-file: %v", err)
+		}
+		cfg.Kafka.PagesTopic = "" // read from the file only
 	}
 	cfg.Rules = parse.DefaultRules()
-	if rulesFile != "" {
-		if cfg.Rules, err = parse.LoadRules(rulesFile); err != nil {
+	if c.Rules != "" {
+		if cfg.Rules, err = parse.LoadRules(c.Rules); err != nil {
 			return usageError{err}
 		}
 	}
-	sum, err := runReplay(context.Background(), cfg)
+	sum, err := runReplay(ctx, cfg)
 	fmt.Fprintf(stderr, "replay: %d pages read, %d results, %d not pages, %d errors\n", sum.Read, sum.OK+sum.errorCount(), sum.Errors["dead_letter"], sum.errorCount()-sum.Errors["dead_letter"])
 	return err
 }
@@ -128,54 +104,23 @@ func runReplay(ctx context.Context, cfg replayConfig) (summary, error) {
 			sum.OK++
 		}
 	}
-	var src *flow.Source[replayItem]
-	var closers []func() error
-	if cfg.PagesFile != "" {
-		src = pagesFromFile(cfg.PagesFile)
-	} else {
-		dialer, transport, err := cfg.Kafka.connect()
-		if err != nil {
-			return sum, err
-		}
-		closers = append(closers, func() error { transport.CloseIdleConnections(); return nil })
-		src = pagesFromTopic(cfg, dialer, transport)
-	}
-	st, err := parse.NewStage(parse.Config{Rules: cfg.Rules})
+	rp, err := buildReplay(cfg, count)
 	if err != nil {
 		return sum, err
 	}
-	reparse := flow.NewMap("parse", 2*runtime.GOMAXPROCS(0), runtime.GOMAXPROCS(0), func(it replayItem) record.Output {
-		if it.Dead != nil {
-			return record.Output{Dead: it.Dead, Ack: it.Ack}
-		}
-		return record.Output{Result: st.Reparse(it.Page), Ack: it.Ack}
-	})
-	var out *flow.Sink[record.Output]
-	if cfg.Kafka.ResultsTopic != "" {
-		k, err := sink.NewKafka(sink.KafkaConfig{Brokers: cfg.Kafka.Brokers, ResultsTopic: cfg.Kafka.ResultsTopic,
-			DeadTopic: cfg.Kafka.DeadTopic, OnDone: count, Logger: cfg.Log})
-		if err != nil {
-			return sum, usageError{err}
-		}
-		out = k.Sink()
-	} else {
-		j, err := sink.NewJSONL(sink.JSONLConfig{Path: cfg.Out, Writer: cfg.OutWriter, OnDone: count})
-		if err != nil {
-			return sum, err
-		}
-		out = j.Sink()
+	drain := cfg.Drain
+	if drain <= 0 {
+		drain = 30 * time.Second
 	}
-	flow.Connect[replayItem](src, reparse)
-	flow.Connect[record.Output](reparse, out)
-	hard, soft, stop := signalContexts(ctx, 30*time.Second, cfg.Log)
+	hard, soft, stop := signalContexts(ctx, drain, cfg.Log)
 	defer stop()
 	start := time.Now()
-	err = flow.Run(hard, soft, src, reparse, out)
-	err = errors.Join(err, closeAll(closers))
+	err = flow.Run(hard, soft, rp.src, rp.reparse, rp.out)
+	err = errors.Join(err, closeAll(rp.closers))
 	mu.Lock()
 	defer mu.Unlock()
 	sum.Elapsed = time.Since(start)
-	sum.Read = src.Stats().Processed()
+	sum.Read = rp.src.Stats().Processed()
 	return sum, err
 }
 
@@ -223,10 +168,10 @@ func decodePage(b []byte, topic string, partition int, offset int64) replayItem 
 
 // pagesFromTopic reads every partition of the pages topic from the start
 // offset (or time) up to the end offset it finds when it starts.
-func pagesFromTopic(cfg replayConfig, dialer *kafka.Dialer, transport *kafka.Transport) *flow.Source[replayItem] {
+func pagesFromTopic(cfg replayConfig, client *kafka.Client) *flow.Source[replayItem] {
 	kc := cfg.Kafka
 	return flow.NewSource("pages", func(stop context.Context, emit flow.Emit[replayItem]) error {
-		firsts, ends, err := offsetRange(stop, kc.Brokers, transport, kc.PagesTopic)
+		firsts, ends, err := offsetRange(stop, client, kc.PagesTopic)
 		if err != nil {
 			return err
 		}
@@ -239,7 +184,7 @@ func pagesFromTopic(cfg replayConfig, dialer *kafka.Dialer, transport *kafka.Tra
 			wg.Add(1)
 			go func() { // owner: this source; ends at the partition's end or stop
 				defer wg.Done()
-				errs <- readPages(ctx, cfg, dialer, p, firsts[p], end, items)
+				errs <- readPages(ctx, cfg, client, p, firsts[p], end, items)
 			}()
 		}
 		go func() { wg.Wait(); close(items) }()
@@ -257,12 +202,12 @@ func pagesFromTopic(cfg replayConfig, dialer *kafka.Dialer, transport *kafka.Tra
 	})
 }
 
-func readPages(ctx context.Context, cfg replayConfig, dialer *kafka.Dialer, partition int, first, end int64, out chan<- replayItem) error {
+func readPages(ctx context.Context, cfg replayConfig, client *kafka.Client, partition int, first, end int64, out chan<- replayItem) error {
 	if first >= end || cfg.FromOffset >= end {
 		return nil // nothing stored
 	}
 	kc := cfg.Kafka
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: kc.Brokers, Topic: kc.PagesTopic, Partition: partition, Dialer: dialer,
+	r := client.Reader(kgo.ReaderConfig{Topic: kc.PagesTopic, Partition: partition,
 		MaxWait: 250 * time.Millisecond, MaxBytes: 8 << 20, QueueCapacity: 32})
 	defer r.Close()
 	switch {
@@ -275,11 +220,11 @@ func readPages(ctx context.Context, cfg replayConfig, dialer *kafka.Dialer, part
 			return err
 		}
 	default:
-		if err := r.SetOffset(kafka.FirstOffset); err != nil {
+		if err := r.SetOffset(kgo.FirstOffset); err != nil {
 			return err
 		}
 	}
-	if off := r.Offset(); off == kafka.LastOffset || off >= end {
+	if off := r.Offset(); off == kgo.LastOffset || off >= end {
 		return nil // nothing stored after the start
 	}
 	for {
@@ -306,20 +251,20 @@ func readPages(ctx context.Context, cfg replayConfig, dialer *kafka.Dialer, part
 
 // offsetRange returns, for every partition of topic, the first offset
 // stored and the offset after the last one.
-func offsetRange(ctx context.Context, brokers []string, tr *kafka.Transport, topic string) (firsts, ends map[int]int64, err error) {
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr, Timeout: 10 * time.Second}
-	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+func offsetRange(ctx context.Context, client *kafka.Client, topic string) (firsts, ends map[int]int64, err error) {
+	c := client.Admin()
+	md, err := c.Metadata(ctx, &kgo.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, nil, fmt.Errorf("pages topic: %w", err)
 	}
 	if len(md.Topics) != 1 || md.Topics[0].Error != nil {
 		return nil, nil, fmt.Errorf("pages topic %q: %v", topic, md.Topics[0].Error)
 	}
-	var reqs []kafka.OffsetRequest
+	var reqs []kgo.OffsetRequest
 	for _, p := range md.Topics[0].Partitions {
-		reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+		reqs = append(reqs, kgo.FirstOffsetOf(p.ID), kgo.LastOffsetOf(p.ID))
 	}
-	res, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	res, err := c.ListOffsets(ctx, &kgo.ListOffsetsRequest{Topics: map[string][]kgo.OffsetRequest{topic: reqs}})
 	if err != nil {
 		return nil, nil, fmt.Errorf("pages topic offsets: %w", err)
 	}

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"bufio"
@@ -37,61 +37,6 @@ func writeLines(t *testing.T, path string, lines []string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestRunThroughFarm is the walking pipeline's acceptance test: `pipeline
-// run` over 2,000 catalog URLs through 10 farm proxies.
-func TestRunThroughFarm(t *testing.T) {
-	const n = 2000
-	site, err := testbed.StartSite(testbed.SiteConfig{Products: n})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer site.Close()
-	farm, err := testbed.StartFarm(testbed.FarmConfig{N: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer farm.Close()
-	dir := t.TempDir()
-	var urls []string
-	for id := 1; id <= n; id++ {
-		urls = append(urls, site.ProductURL(id))
-	}
-	writeLines(t, filepath.Join(dir, "urls.txt"), urls)
-	writeLines(t, filepath.Join(dir, "proxies.txt"), farm.URLs())
-	rules := "- domain: \"*\"\n  fields:\n    name: h1\n    price: .price\n    sku: \"meta[itemprop=sku] @content\"\n"
-	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(rules), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	code := realMain([]string{"run",
-		"--urls", filepath.Join(dir, "urls.txt"), "--proxies", filepath.Join(dir, "proxies.txt"),
-		"--rules", filepath.Join(dir, "rules.yaml"), "--out", filepath.Join(dir, "out.jsonl"),
-		"--concurrency", "20", "--rate", "-1", "--log-level", "warn", "--allow-loopback",
-	}, &stdout, &stderr)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr.String())
-	}
-	v, err := verifyFile(filepath.Join(dir, "out.jsonl"), n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !v.ok() || v.Correct != n || v.Records != n {
-		t.Fatalf("records %d correct %d missing %d wrong %v", v.Records, v.Correct, v.Missing, v.Wrong[:min(5, len(v.Wrong))])
-	}
-	ips := site.Stats().ByIP
-	for i := 0; i < farm.Len(); i++ {
-		if ips[farm.Proxy(i).SourceIP()] == 0 {
-			t.Errorf("the site never saw proxy %d's address %s: %v", i, farm.Proxy(i).SourceIP(), ips)
-		}
-	}
-	if len(ips) != 10 {
-		t.Errorf("site saw %d addresses, want exactly the 10 proxies': %v", len(ips), ips)
-	}
-	if !strings.Contains(stderr.String(), "2000 written, 2000 ok, 0 errors") {
-		t.Errorf("summary: %s", stderr.String())
 	}
 }
 
@@ -174,7 +119,7 @@ func TestSlowSinkBoundsWhatIsHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !v.ok() || v.Correct != n || sum.Written != n {
+	if !v.OK() || v.Correct != n || sum.Written != n {
 		t.Fatalf("written %d correct %d missing %d wrong %d", sum.Written, v.Correct, v.Missing, len(v.Wrong))
 	}
 }
@@ -190,7 +135,7 @@ var buildBinary = sync.OnceValues(func() (string, error) {
 	}
 	binDir = dir
 	bin := filepath.Join(dir, "pipeline")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/pipeline")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
 	}
@@ -292,13 +237,4 @@ func TestSIGTERMDrains(t *testing.T) {
 		}
 	}
 	t.Logf("interrupted after reading %d URLs; all %d written", read, written)
-}
-
-func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{{}, {"nope"}, {"run", "--concurrency", "0"}, {"run", "--rules", "/does/not/exist"}, {"run", "extra"}} {
-		var o, e bytes.Buffer
-		if code := realMain(args, &o, &e); code != exitUsage {
-			t.Errorf("%v: exit %d, want %d (%s)", args, code, exitUsage, e.String())
-		}
-	}
 }

@@ -1,11 +1,10 @@
-package main
+package app
 
 import (
 	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -81,13 +80,13 @@ func TestHostileInputsEndAsClassifiedResults(t *testing.T) {
 		{line: u + "/status/404", class: "client_error"},
 		{line: strings.Replace(tlsSrv.URL, "https://", "https://", 1), class: "tls"},
 		{line: u + "/deep?n=100000", class: "parse"},
-		{line: u + "/broken", check: field("name", "broken page")},
-		{line: u + "/charset/latin1-meta", check: field("name", "Café crème")},
+		{line: u + "/broken", check: fieldIs("name", "broken page")},
+		{line: u + "/charset/latin1-meta", check: fieldIs("name", "Café crème")},
 		{line: u + "/charset/latin1-as-utf8", check: validUTF8},
 		{line: u + "/charset/invalid-utf8", check: validUTF8},
 		{line: u + "/charset/wrong-label", check: validUTF8},
-		{line: u + "/charset/utf16", check: field("name", "wide café")},
-		{line: u + "/charset/unknown-label", check: field("name", "unknown é")},
+		{line: u + "/charset/utf16", check: fieldIs("name", "wide café")},
+		{line: u + "/charset/unknown-label", check: fieldIs("name", "unknown é")},
 	}
 	var in strings.Builder
 	for i, c := range cases {
@@ -160,7 +159,7 @@ func TestHostileInputsEndAsClassifiedResults(t *testing.T) {
 	t.Logf("summary: %d written, %d ok, errors by class %v", sum.Written, sum.OK, sum.Errors)
 }
 
-func field(name, want string) func(record.Result) string {
+func fieldIs(name, want string) func(record.Result) string {
 	return func(r record.Result) string {
 		if msg := validUTF8(r); msg != "" {
 			return msg
@@ -184,35 +183,6 @@ func validUTF8(r record.Result) string {
 	return ""
 }
 
-func TestBoundsFlags(t *testing.T) {
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fill := runFlags(fs)
-	err := fs.Parse([]string{"--allow-loopback", "--allow-nets", "10.1.0.0/16, 192.168.7.7", "--deny-hosts", "*.internal.example",
-		"--allow-ports", "80,443,8000-8099", "--proxy-dns", "local", "--max-redirects", "0", "--truncate", "--body-timeout", "5s", "--max-header-bytes", "4096"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg jobConfig
-	if err := fill(&cfg); err != nil {
-		t.Fatal(err)
-	}
-	p := cfg.Fetch.Policy
-	if !p.AllowLoopback || len(p.AllowNets) != 2 || p.AllowNets[1] != "192.168.7.7" || len(p.DenyHosts) != 1 || len(p.AllowPorts) != 3 || p.ProxyDNS != "local" {
-		t.Errorf("policy %+v", p)
-	}
-	f := cfg.Fetch
-	if f.MaxRedirects != -1 || !f.TruncateLarge || f.BodyTimeout != 5*time.Second || f.MaxHeaderBytes != 4096 {
-		t.Errorf("bounds: redirects %d truncate %v body %v header %d", f.MaxRedirects, f.TruncateLarge, f.BodyTimeout, f.MaxHeaderBytes)
-	}
-	for _, bad := range [][]string{{"--allow-nets", "10.0.0.0/33"}, {"--deny-ports", "0"}, {"--proxy-dns", "maybe"}} {
-		var stderr bytes.Buffer
-		if code := realMain(append([]string{"run"}, bad...), io.Discard, &stderr); code != exitUsage {
-			t.Errorf("%v: exit %d, want %d (%s)", bad, code, exitUsage, stderr.String())
-		}
-	}
-}
-
 // TestBoundsFromConfigFile: the config file's policy: section and fetch:
 // bounds are read; a flag given on the command line overrides only its
 // own setting.
@@ -231,17 +201,12 @@ policy:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fill := runFlags(fs)
-	if err := fs.Parse([]string{"--config", path, "--allow-loopback", "--deny-hosts", "admin.example"}); err != nil {
+	c, err := load(t, Defaults(), "--config", path, "--allow-loopback", "--deny-hosts", "admin.example")
+	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg jobConfig
-	if err := fill(&cfg); err != nil {
-		t.Fatal(err)
-	}
-	p, f := cfg.Fetch.Policy, cfg.Fetch
+	f := c.FetchStage()
+	p := f.Policy
 	if !p.AllowLoopback || len(p.AllowNets) != 1 || p.AllowNets[0] != "10.9.0.0/16" || len(p.DenyHosts) != 1 || p.DenyHosts[0] != "admin.example" || p.ProxyDNS != "local" {
 		t.Errorf("policy %+v", p)
 	}

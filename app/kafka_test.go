@@ -1,4 +1,4 @@
-package main
+package app
 
 // End-to-end tests of `pipeline run` and `pipeline replay` on Kafka: the
 // pipeline runs as a separate process (built by the test) against a real
@@ -180,8 +180,8 @@ func newKafkaJob(t *testing.T, brokers []string, partitions, window int) *kafkaJ
 // args are the flags of a streaming run of this job, then extra.
 func (j *kafkaJob) args(extra ...string) []string {
 	return append([]string{"run",
-		"--brokers", strings.Join(j.brokers, ","), "--topic", j.input, "--group", j.group,
-		"--results-topic", j.results, "--dead-topic", j.dead,
+		"--kafka-brokers", strings.Join(j.brokers, ","), "--kafka-topic", j.input, "--kafka-group", j.group,
+		"--kafka-results-topic", j.results, "--kafka-dead-topic", j.dead,
 		"--kafka-window", strconv.Itoa(j.window), "--kafka-session-timeout", "3s", "--kafka-commit-interval", "200ms",
 		"--rate", "-1", "--concurrency", "32", "--log-level", "warn", "--drain-timeout", "20s",
 		"--allow-loopback", // the test site is on loopback
@@ -436,7 +436,7 @@ func TestKafkaTwoInstances(t *testing.T) {
 	dir := t.TempDir()
 	outA, outB := filepath.Join(dir, "a.jsonl"), filepath.Join(dir, "b.jsonl")
 	args := func(out string) []string {
-		return []string{"run", "--brokers", strings.Join(brokers, ","), "--topic", job.input, "--group", job.group,
+		return []string{"run", "--kafka-brokers", strings.Join(brokers, ","), "--kafka-topic", job.input, "--kafka-group", job.group,
 			"--out", out, "--kafka-session-timeout", "3s", "--kafka-commit-interval", "200ms", "--kafka-window", "128",
 			"--rate", "120", "--concurrency", "8", "--log-level", "warn", "--allow-loopback"}
 	}
@@ -556,7 +556,7 @@ func TestKafkaSlowSinkBoundedMemory(t *testing.T) {
 		return testbed.Spread(vals, 2)
 	}
 	testbed.ProduceKafka(t, brokers, job.input, batch(0))
-	p := startPipeline(t, "pipeline", "run", "--brokers", strings.Join(brokers, ","), "--topic", job.input, "--group", job.group,
+	p := startPipeline(t, "pipeline", "run", "--kafka-brokers", strings.Join(brokers, ","), "--kafka-topic", job.input, "--kafka-group", job.group,
 		"--out", fifo, "--kafka-window", "512", "--rate", "-1", "--concurrency", "16", "--log-level", "warn", "--allow-loopback")
 	r, err := os.OpenFile(fifo, os.O_RDONLY, 0) // blocks until the pipeline opens it
 	if err != nil {
@@ -684,7 +684,7 @@ func TestKafkaReplay(t *testing.T) {
 	urls := productURLs(site, 300)
 	testbed.ProduceKafka(t, brokers, job.input, testbed.Spread(urls, 2))
 	start := time.Now()
-	p := startPipeline(t, "run", job.args("--pages-topic", job.pages)...)
+	p := startPipeline(t, "run", job.args("--kafka-pages-topic", job.pages)...)
 	eventually(t, "every result", func() bool { return job.written(t) >= int64(len(urls)) }, p)
 	p.stop()
 	original, _ := job.outputs(t)
@@ -692,7 +692,7 @@ func TestKafkaReplay(t *testing.T) {
 
 	requests := site.Stats().Requests
 	out := filepath.Join(t.TempDir(), "replay.jsonl")
-	rp := startPipeline(t, "replay", "replay", "--brokers", strings.Join(brokers, ","), "--pages-topic", job.pages, "--out", out, "--log-level", "warn")
+	rp := startPipeline(t, "replay", "replay", "--kafka-brokers", strings.Join(brokers, ","), "--kafka-pages-topic", job.pages, "--out", out, "--log-level", "warn")
 	<-rp.done
 	if rp.err != nil {
 		t.Fatalf("replay: %v\n%s", rp.err, rp.log.String())
@@ -717,7 +717,7 @@ func TestKafkaReplay(t *testing.T) {
 	}
 
 	// From an offset: only what each partition holds from there on.
-	rp = startPipeline(t, "replay-from", "replay", "--brokers", strings.Join(brokers, ","), "--pages-topic", job.pages,
+	rp = startPipeline(t, "replay-from", "replay", "--kafka-brokers", strings.Join(brokers, ","), "--kafka-pages-topic", job.pages,
 		"--from-offset", "100", "--out", out+".2", "--log-level", "warn")
 	<-rp.done
 	if rp.err != nil {
@@ -742,7 +742,7 @@ func TestKafkaReplay(t *testing.T) {
 		want int
 	}{{start.Add(-time.Minute).Format(time.RFC3339), len(urls)}, {time.Now().Add(time.Hour).Format(time.RFC3339), 0}} {
 		path := filepath.Join(t.TempDir(), "replay-time.jsonl")
-		rp = startPipeline(t, "replay-time", "replay", "--brokers", strings.Join(brokers, ","), "--pages-topic", job.pages,
+		rp = startPipeline(t, "replay-time", "replay", "--kafka-brokers", strings.Join(brokers, ","), "--kafka-pages-topic", job.pages,
 			"--from-time", tc.from, "--out", path, "--log-level", "warn")
 		<-rp.done
 		if rp.err != nil {

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"bufio"
@@ -199,11 +199,11 @@ func TestSlowProxyStandsOut(t *testing.T) {
 			t.Errorf("%s success rate %.2f, want at least 0.9", id, rate)
 		}
 	}
-	v, err := verifyFile(cfg.Out, pages)
+	v, err := VerifyFile(cfg.Out, pages)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !v.ok() || v.Correct != pages {
+	if !v.OK() || v.Correct != pages {
 		t.Errorf("results: %+v", v)
 	}
 }
@@ -326,7 +326,7 @@ func TestWatchdogSinkBlocked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !v.ok() || v.Correct != pages {
+	if !v.OK() || v.Correct != pages {
 		t.Errorf("after unblocking: %+v", v)
 	}
 	if !strings.Contains(logs.String(), `"cause":"sink_blocked"`) {

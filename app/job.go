@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -8,18 +8,17 @@ import (
 	"math"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/sluicehq/sluice/failure"
 	"github.com/sluicehq/sluice/flow"
 	"github.com/sluicehq/sluice/proxy"
 	"github.com/sluicehq/sluice/record"
 	"github.com/sluicehq/sluice/stages/fetch"
 	"github.com/sluicehq/sluice/stages/parse"
 	"github.com/sluicehq/sluice/stages/sink"
-	"github.com/sluicehq/sluice/waterfall"
 )
 
 // jobConfig is everything one batch run needs, filled in one place from
@@ -38,7 +37,7 @@ type jobConfig struct {
 	Fetch       fetch.Config
 	Parse       parse.Config
 	Sink        sink.JSONLConfig
-	Kafka       kafkaConfig // Kafka input and output (kafka.go); zero: none
+	Kafka       KafkaConfig // Kafka input and output (io.go); zero: none
 	Drain       time.Duration
 	Log         zerolog.Logger
 	Observe     observeConfig
@@ -57,11 +56,14 @@ type summary struct {
 	Elapsed  time.Duration    `json:"elapsed"`
 	PerProxy map[string]int64 `json:"requests_per_proxy"`
 	// Unhealthy lists proxies quarantined or on probation at the end.
-	Unhealthy []string            `json:"unhealthy_proxies"`
-	Stages    []stageSummary      `json:"-"`
-	Spans     int64               `json:"spans,omitempty"` // written to the trace
-	Governor  fetch.GovernorStats `json:"-"`
-	Pools     []fetch.PoolStats   `json:"-"`
+	Unhealthy []string `json:"unhealthy_proxies"`
+	// Refused counts the inputs the URL policy refused, by the flag
+	// that would allow them.
+	Refused  map[string]int      `json:"refused,omitempty"`
+	Stages   []stageSummary      `json:"-"`
+	Spans    int64               `json:"spans,omitempty"` // written to the trace
+	Governor fetch.GovernorStats `json:"-"`
+	Pools    []fetch.PoolStats   `json:"-"`
 }
 
 type stageSummary struct {
@@ -92,6 +94,9 @@ func (s summary) print(w io.Writer) {
 			fmt.Fprintf(w, " %s=%d", k, s.Errors[k])
 		}
 		fmt.Fprintln(w)
+	}
+	if n := s.Errors[string(failure.Policy)]; n > 0 {
+		fmt.Fprintf(w, "refused by the URL policy: %d of %d inputs; %s\n", n, s.Written, s.refusalHints())
 	}
 	if s.Dropped > 0 {
 		fmt.Fprintf(w, "unfinished at abort (not written, not acknowledged): %d\n", s.Dropped)
@@ -127,6 +132,34 @@ func (s summary) print(w io.Writer) {
 	}
 }
 
+// refusalHints says, per reason, how many inputs were refused and which
+// flag would allow them.
+func (s summary) refusalHints() string {
+	var parts []string
+	for _, k := range sortedKeys(s.Refused) {
+		parts = append(parts, fmt.Sprintf("%d would need %s", s.Refused[k], k))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// refusalFlag names the flag that would allow what a policy error refused.
+func refusalFlag(msg string) string {
+	switch {
+	case strings.Contains(msg, "loopback"):
+		return "--allow-loopback"
+	case strings.Contains(msg, "denied net"):
+		return "a narrower --deny-nets"
+	case strings.Contains(msg, "port"):
+		return "--allow-ports (or a narrower --deny-ports)"
+	case strings.Contains(msg, "is denied"):
+		return "a narrower --deny-hosts"
+	case strings.Contains(msg, "not allowed"):
+		return "--allow-hosts"
+	default:
+		return "--allow-nets CIDR"
+	}
+}
+
 func rateString(r float64) string {
 	if math.IsInf(r, 1) {
 		return "unlimited"
@@ -143,64 +176,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// pipeline is a built, not yet started, batch pipeline.
-type pipeline struct {
-	src   *flow.Source[record.Task]
-	fetch *fetch.Stage
-	parse *parse.Stage
-	io    pipelineIO // the source and sink, file or Kafka (kafka.go)
-	out   *flow.Sink[record.Output]
-	pool  *proxy.Pool
-	obs   observers
-
-	mu  sync.Mutex // guards sum
-	sum summary
-}
-
-// build assembles source → fetch → parse → sink, and what watches them.
-func build(cfg jobConfig) (p *pipeline, err error) {
-	p = &pipeline{sum: summary{Errors: map[string]int{}}}
-	if cfg.Observe.Trace != "" {
-		if p.obs.trace, err = waterfall.Create(cfg.Observe.Trace, cfg.Observe.TraceMax); err != nil {
-			return nil, err
-		}
-		defer func() {
-			if err != nil {
-				_ = p.obs.trace.Close()
-			}
-		}()
-	}
-	if p.io, err = buildIO(cfg, p.count, cfg.Log); err != nil {
-		return nil, err
-	}
-	p.src, p.out = p.io.src, p.io.out
-	if len(cfg.Proxies) > 0 {
-		if p.pool, err = proxy.New(cfg.Proxies, cfg.PoolOptions...); err != nil {
-			return nil, usageError{err}
-		}
-	}
-	fc := cfg.Fetch
-	fc.Pool = p.pool
-	fc.Logger = cfg.Log
-	fc.Trace = p.obs.span
-	if p.fetch, err = fetch.New(fc); err != nil {
-		return nil, usageError{err}
-	}
-	pc := cfg.Parse
-	pc.Rules = cfg.Rules
-	pc.KeepPages = p.io.keepPage
-	if p.parse, err = parse.NewStage(pc); err != nil {
-		return nil, usageError{err}
-	}
-	flow.Connect(p.src, p.fetch.Flow())
-	flow.Connect(p.fetch.Flow(), p.parse.Flow())
-	flow.Connect(p.parse.Flow(), p.out)
-	if err := p.obs.setup(cfg, p); err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
 func (p *pipeline) count(o record.Output) {
 	p.obs.output(o)
 	p.mu.Lock()
@@ -211,6 +186,9 @@ func (p *pipeline) count(o record.Output) {
 		p.sum.OK++
 	case o.Result != nil:
 		p.sum.Errors[o.Result.Error.Class]++
+		if o.Result.Error.Class == string(failure.Policy) {
+			p.sum.Refused[refusalFlag(o.Result.Error.Message)]++
+		}
 	case o.Dead != nil:
 		p.sum.Errors["dead_letter"]++
 	}

@@ -1,0 +1,220 @@
+package app
+
+import (
+	"runtime"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/kafka"
+	"github.com/sluicehq/sluice/proxy"
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/stages/fetch"
+	"github.com/sluicehq/sluice/stages/parse"
+	"github.com/sluicehq/sluice/stages/sink"
+	"github.com/sluicehq/sluice/stages/source"
+	"github.com/sluicehq/sluice/waterfall"
+)
+
+// The one builder: every pipeline of the application is wired here, from
+// the same parts. run, demo and bench build source → fetch → parse → sink
+// (build); replay builds pages → parse → sink (buildReplay). Both get
+// their Kafka client (dialer, transport, readers: TLS and SASL) from the
+// one constructor kafka.New through kafkaClient, and their sink from
+// buildSink.
+
+// pipeline is a built, not yet started, batch pipeline.
+type pipeline struct {
+	src   *flow.Source[record.Task]
+	fetch *fetch.Stage
+	parse *parse.Stage
+	io    pipelineIO // the source and sink, file or Kafka (io.go)
+	out   *flow.Sink[record.Output]
+	pool  *proxy.Pool
+	obs   observers
+
+	mu  sync.Mutex // guards sum
+	sum summary
+}
+
+// build assembles source → fetch → parse → sink, and what watches them.
+func build(cfg jobConfig) (p *pipeline, err error) {
+	p = &pipeline{sum: summary{Errors: map[string]int{}, Refused: map[string]int{}}}
+	if cfg.Observe.Trace != "" {
+		if p.obs.trace, err = waterfall.Create(cfg.Observe.Trace, cfg.Observe.TraceMax); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				_ = p.obs.trace.Close()
+			}
+		}()
+	}
+	if p.io, err = buildIO(cfg, p.count, cfg.Log); err != nil {
+		return nil, err
+	}
+	p.src, p.out = p.io.src, p.io.out
+	if len(cfg.Proxies) > 0 {
+		if p.pool, err = proxy.New(cfg.Proxies, cfg.PoolOptions...); err != nil {
+			return nil, usageError{err}
+		}
+	}
+	fc := cfg.Fetch
+	fc.Pool = p.pool
+	fc.Logger = cfg.Log
+	fc.Trace = p.obs.span
+	if p.fetch, err = fetch.New(fc); err != nil {
+		return nil, usageError{err}
+	}
+	pc := cfg.Parse
+	pc.Rules = cfg.Rules
+	pc.KeepPages = p.io.keepPage
+	if p.parse, err = parse.NewStage(pc); err != nil {
+		return nil, usageError{err}
+	}
+	flow.Connect(p.src, p.fetch.Flow())
+	flow.Connect(p.fetch.Flow(), p.parse.Flow())
+	flow.Connect(p.parse.Flow(), p.out)
+	if err := p.obs.setup(cfg, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// kafkaClient builds the Kafka client of a run from the one client config,
+// when any topic is set; nil otherwise. Run and replay both come here.
+func kafkaClient(kc KafkaConfig) (*kafka.Client, error) {
+	if kc.Topic == "" && kc.ResultsTopic == "" && kc.PagesTopic == "" {
+		return nil, nil
+	}
+	c, err := kafka.New(kc.Config)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return c, nil
+}
+
+// sinkParts is a built sink.
+type sinkParts struct {
+	out       *flow.Sink[record.Output]
+	keepPage  bool
+	batchSize int
+	kafka     *sink.Kafka
+	jsonl     *sink.JSONL
+}
+
+// buildSink builds the sink of run and replay alike: Kafka when a results
+// topic is set (over client's transport), else JSONL to out (pages to
+// pagesPath).
+func buildSink(kc KafkaConfig, client *kafka.Client, sc sink.JSONLConfig, onDone func(record.Output), log zerolog.Logger) (sinkParts, error) {
+	if kc.ResultsTopic != "" {
+		k, err := sink.NewKafka(sink.KafkaConfig{
+			Brokers: client.Brokers, Transport: client.Transport, ResultsTopic: kc.ResultsTopic, PagesTopic: kc.PagesTopic,
+			DeadTopic: kc.DeadTopic, OnDone: onDone, Logger: log,
+		})
+		if err != nil {
+			return sinkParts{}, usageError{err}
+		}
+		return sinkParts{out: k.Sink(), keepPage: kc.PagesTopic != "", batchSize: k.BatchSize(), kafka: k}, nil
+	}
+	sc.OnDone = onDone
+	j, err := sink.NewJSONL(sc)
+	if err != nil {
+		return sinkParts{}, err
+	}
+	return sinkParts{out: j.Sink(), keepPage: sc.PagesPath != "", batchSize: j.BatchSize(), jsonl: j}, nil
+}
+
+// buildIO builds the source (Kafka when an input topic is set, else lines
+// of a file or stdin) and the sink (Kafka when a results topic is set,
+// else JSONL).
+func buildIO(cfg jobConfig, onDone func(record.Output), log zerolog.Logger) (pipelineIO, error) {
+	var pio pipelineIO
+	kc := cfg.Kafka
+	if kc.PagesTopic != "" && kc.ResultsTopic == "" {
+		return pio, usagef("--kafka-pages-topic needs --kafka-results-topic")
+	}
+	client, err := kafkaClient(kc)
+	if err != nil {
+		return pio, err
+	}
+	if client != nil {
+		pio.client = client
+		pio.close = append(pio.close, client.Close)
+	}
+	if kc.Topic != "" {
+		k, err := source.NewKafka(source.KafkaConfig{
+			Brokers: client.Brokers, Topics: []string{kc.Topic}, Group: kc.Group, Dialer: client.Dialer, StartAtEnd: kc.StartAtEnd,
+			Window: kc.Window, Prefetch: kc.Prefetch, CommitInterval: kc.CommitInterval, SessionTimeout: kc.SessionTimeout,
+			Logger: log,
+		})
+		if err != nil {
+			return pio, usageError{err}
+		}
+		pio.src, pio.srcKafka = k.Source(), k
+		pio.close = append([]func() error{k.Close}, pio.close...)
+	} else {
+		src, err := source.Lines(source.LinesConfig{Path: cfg.URLs, Reader: cfg.URLReader})
+		if err != nil {
+			return pio, err
+		}
+		pio.src = src
+	}
+	sc := cfg.Sink
+	sc.Path, sc.Writer, sc.PagesPath = cfg.Out, cfg.OutWriter, cfg.Pages
+	sp, err := buildSink(kc, client, sc, onDone, log)
+	if err != nil {
+		return pio, err
+	}
+	pio.out, pio.keepPage, pio.batchSize, pio.sinkKafka, pio.sinkJSONL = sp.out, sp.keepPage, sp.batchSize, sp.kafka, sp.jsonl
+	return pio, nil
+}
+
+// replayPipeline is a built replay: pages → parse → sink.
+type replayPipeline struct {
+	src     *flow.Source[replayItem]
+	reparse *flow.Map[replayItem, record.Output]
+	out     *flow.Sink[record.Output]
+	client  *kafka.Client // nil when reading a file and writing JSONL
+	closers []func() error
+}
+
+// buildReplay wires a replay with the same Kafka client and sink builder
+// as a run (io.go).
+func buildReplay(cfg replayConfig, count func(record.Output)) (*replayPipeline, error) {
+	rp := &replayPipeline{}
+	kc := cfg.Kafka
+	client, err := kafkaClient(kc)
+	if err != nil {
+		return nil, err
+	}
+	if client != nil {
+		rp.client = client
+		rp.closers = append(rp.closers, client.Close)
+	}
+	if cfg.PagesFile != "" {
+		rp.src = pagesFromFile(cfg.PagesFile)
+	} else {
+		rp.src = pagesFromTopic(cfg, client)
+	}
+	st, err := parse.NewStage(parse.Config{Rules: cfg.Rules})
+	if err != nil {
+		return nil, err
+	}
+	rp.reparse = flow.NewMap("parse", 2*runtime.GOMAXPROCS(0), runtime.GOMAXPROCS(0), func(it replayItem) record.Output {
+		if it.Dead != nil {
+			return record.Output{Dead: it.Dead, Ack: it.Ack}
+		}
+		return record.Output{Result: st.Reparse(it.Page), Ack: it.Ack}
+	})
+	kc.PagesTopic = "" // replay writes results (and dead letters), not pages
+	sp, err := buildSink(kc, client, sink.JSONLConfig{Path: cfg.Out, Writer: cfg.OutWriter}, count, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	rp.out = sp.out
+	flow.Connect[replayItem](rp.src, rp.reparse)
+	flow.Connect[record.Output](rp.reparse, rp.out)
+	return rp, nil
+}
