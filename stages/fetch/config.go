@@ -56,8 +56,14 @@ type Config struct {
 	// of a job: the global limit starts at one and grows by one after each
 	// interval, drawn uniformly from [StaggerMin, StaggerMax], until it
 	// reaches Concurrency. 0 means 100 ms and 200 ms; a negative StaggerMax
-	// admits every worker at once.
+	// admits every worker at once. The intervals shrink in proportion when
+	// they would make the ramp longer than Ramp.
 	StaggerMin, StaggerMax time.Duration
+	// Ramp bounds the staggered start: every worker is admitted within
+	// Ramp of the first, however large Concurrency is. 0 means 1 s.
+	// (Domains with a per-IP limit still start gently: their buckets
+	// start with one token and their controller at Adaptive.Start.)
+	Ramp time.Duration
 
 	// Pool supplies proxies; nil means direct connections.
 	Pool *proxy.Pool
@@ -187,6 +193,7 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.StaggerMin, 100*time.Millisecond)
 	def(&c.StaggerMax, 200*time.Millisecond)
+	def(&c.Ramp, time.Second)
 	if c.SpoolThreshold == 0 {
 		c.SpoolThreshold = 1 << 20
 	}
@@ -261,6 +268,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StaggerMin < 0 || c.StaggerMax >= 0 && c.StaggerMax < c.StaggerMin {
 		errs = append(errs, fmt.Errorf("stagger %v..%v: want 0 <= min <= max", c.StaggerMin, c.StaggerMax))
+	}
+	if c.Ramp < 0 {
+		errs = append(errs, fmt.Errorf("ramp %v must not be negative", c.Ramp))
 	}
 	if c.BodyBudget < 1 {
 		errs = append(errs, fmt.Errorf("body budget %d must be positive", c.BodyBudget))

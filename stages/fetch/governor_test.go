@@ -220,6 +220,8 @@ func TestStaggeredStartAdmitsOneWorkerPerInterval(t *testing.T) {
 func TestStaggeredStartSpread(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := newStarts()
+		// 40 workers at 100–200ms each would take 4–8 s: the intervals
+		// shrink so the ramp fits in Ramp (1 s): 39 × 200ms × k = 1 s.
 		s := newTestStage(t, Config{Concurrency: 40, DomainRate: -1, Adaptive: Adaptive{Off: true}},
 			func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
 				st.add("")
@@ -233,16 +235,170 @@ func TestStaggeredStartSpread(t *testing.T) {
 		if at[0] != 0 {
 			t.Errorf("first worker started at %v", at[0])
 		}
+		k := float64(time.Second) / (39 * float64(200*time.Millisecond))
+		lo, hi := time.Duration(k*float64(100*time.Millisecond)), time.Duration(k*float64(200*time.Millisecond))
 		gaps := map[time.Duration]bool{}
 		for i := 1; i < len(at); i++ {
 			gap := at[i] - at[i-1]
-			if gap < 100*time.Millisecond || gap > 200*time.Millisecond {
-				t.Errorf("worker %d admitted %v after the previous, want 100–200ms", i, gap)
+			if gap < lo || gap > hi+time.Microsecond {
+				t.Errorf("worker %d admitted %v after the previous, want %v–%v", i, gap, lo, hi)
 			}
 			gaps[gap] = true
 		}
 		if len(gaps) < 30 {
 			t.Errorf("only %d distinct intervals among 39: not spread", len(gaps))
+		}
+	})
+}
+
+// TestRampIsBounded checks that the staggered start admits every worker
+// within Ramp, however many there are, still one at a time.
+func TestRampIsBounded(t *testing.T) {
+	for _, n := range []int{200, 1000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				st := newStarts()
+				s := newTestStage(t, Config{Concurrency: n, DomainRate: -1, Pending: n},
+					func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
+						st.add("")
+						time.Sleep(time.Minute)
+						return answer(200, 0, 0, "")
+					})
+				if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", n)...), nil); err != nil {
+					t.Fatal(err)
+				}
+				at := st.all()
+				if len(at) != n {
+					t.Fatalf("%d attempts, want %d", len(at), n)
+				}
+				ramp := at[n-1] - at[0]
+				t.Logf("concurrency %d: all %d workers busy %v after the first", n, n, ramp)
+				if ramp > time.Second {
+					t.Errorf("ramp to %d workers took %v, want at most 1s", n, ramp)
+				}
+				if ramp < 500*time.Millisecond {
+					t.Errorf("ramp to %d workers took %v: a burst, not a stagger", n, ramp)
+				}
+				for i := 1; i < n; i++ {
+					if at[i] == at[i-1] {
+						t.Fatalf("workers %d and %d admitted together at %v", i-1, i, at[i])
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestOpenDomainReachesFullConcurrencyWithinASecond: a domain without a
+// per-IP limit (here unlimited) runs at full concurrency once the ramp
+// is over, with the adaptive controller on.
+func TestOpenDomainReachesFullConcurrencyWithinASecond(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		inflight, peak := 0, 0
+		var peakAt time.Duration
+		t0 := time.Now()
+		s := newTestStage(t, Config{Concurrency: 200, DomainRate: -1},
+			func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
+				mu.Lock()
+				inflight++
+				if inflight > peak {
+					peak, peakAt = inflight, time.Since(t0)
+				}
+				mu.Unlock()
+				time.Sleep(50 * time.Millisecond)
+				mu.Lock()
+				inflight--
+				mu.Unlock()
+				return answer(200, 50*time.Millisecond, 0, "")
+			})
+		if err := runStage(t.Context(), s, tasks(t, urlsOf("open.test", 6000)...), nil); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("open domain: %d in flight reached at %v", peak, peakAt)
+		if peak != 200 || peakAt > 1100*time.Millisecond {
+			t.Errorf("peak %d in flight at %v, want 200 within about 1s", peak, peakAt)
+		}
+		if d := s.Governor().Domains[0]; d.Level != 1 || d.Cuts != 0 {
+			t.Errorf("level %v after %d cuts, want 1 and none", d.Level, d.Cuts)
+		}
+	})
+}
+
+// TestControllerReachesMaxWithinSeconds: a per-IP-limited domain starts
+// at half its maximum and, while every answer is healthy and latency
+// flat, reaches the maximum within a few seconds; then one 429 cuts it by
+// 20% at once, and so does a median latency over twice the baseline.
+func TestControllerReachesMaxWithinSeconds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		type step struct {
+			at    time.Duration
+			level float64
+		}
+		var mu sync.Mutex
+		var steps []step
+		var s *Stage
+		t0 := time.Now()
+		sent429 := false
+		s = newTestStage(t, Config{
+			Concurrency: 64, StaggerMax: -1, MaxAttempts: 1,
+			// 3000/min from the one direct IP, safety 1: 50 req/s and
+			// concurrency 50 at the maximum.
+			Domains: []Domain{{Domain: "a.test", PerIPPerMinute: 3000, Safety: 1}},
+		}, func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
+			lvl := s.Governor().Domains[0].Level
+			mu.Lock()
+			el := time.Since(t0)
+			if len(steps) == 0 || steps[len(steps)-1].level != lvl {
+				steps = append(steps, step{el, lvl})
+			}
+			overload := el >= 5*time.Second && !sent429
+			sent429 = sent429 || overload
+			mu.Unlock()
+			switch {
+			case overload:
+				return answer(http.StatusTooManyRequests, 40*time.Millisecond, 0, "")
+			case el >= 8*time.Second && el < 14*time.Second: // 5× the baseline
+				time.Sleep(200 * time.Millisecond)
+				return answer(200, 200*time.Millisecond, 0, "")
+			}
+			time.Sleep(40 * time.Millisecond)
+			return answer(200, 40*time.Millisecond, 0, "")
+		})
+		if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", 900)...), nil); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		t.Logf("levels seen: %v", steps)
+		want := []float64{0.5, 0.6, 0.72, 0.864, 1}
+		for i, w := range want {
+			if i >= len(steps) || math.Abs(steps[i].level-w) > 1e-9 {
+				t.Fatalf("levels %v, want them to start %v", steps, want)
+			}
+		}
+		if at := steps[4].at; at > 3*time.Second {
+			t.Errorf("maximum reached at %v, want within 3s", at)
+		} else {
+			t.Logf("level 0.5 → 1 in %v", at)
+		}
+		var cut429, cutSlow bool
+		for i := 5; i < len(steps); i++ {
+			if math.Abs(steps[i].level/steps[i-1].level-0.8) > 1e-9 {
+				continue
+			}
+			switch at := steps[i].at; {
+			case at >= 5*time.Second && at < 5*time.Second+100*time.Millisecond:
+				cut429 = true
+			case at >= 8*time.Second && at < 15*time.Second:
+				cutSlow = true
+			}
+		}
+		if !cut429 || !cutSlow {
+			t.Errorf("levels %v: cut on the 429 %v, on the latency %v; want both", steps, cut429, cutSlow)
+		}
+		if d := s.Governor().Domains[0]; d.Baseline != 40*time.Millisecond {
+			t.Errorf("latency baseline %v, want 40ms", d.Baseline)
 		}
 	})
 }
@@ -331,7 +487,9 @@ func TestControllerStepsOnTheGovernor(t *testing.T) {
 		t0 := time.Now()
 		s = newTestStage(t, Config{
 			Concurrency: 4, StaggerMax: -1,
-			Domains:  []Domain{{Domain: "a.test", Rate: 100, Concurrency: 4}},
+			// 6000/min from the one direct IP, safety 1: 100 req/s. A
+			// known per-IP limit, so the controller starts at 50%.
+			Domains:  []Domain{{Domain: "a.test", PerIPPerMinute: 6000, Safety: 1, Concurrency: 4}},
 			Adaptive: Adaptive{Window: 20, MinSamples: 10, LatencyWindow: 20, LatencyFloor: 10 * time.Millisecond},
 		}, func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
 			d := s.Governor().Domains[0]

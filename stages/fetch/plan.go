@@ -14,7 +14,9 @@ import (
 type Plan struct {
 	PoolSize int // proxies in the pool; 0 for direct connections
 	Global   int // the stage's Concurrency
-	Start    float64
+	// Start is the starting level of domains with a per-IP limit; the
+	// others start at their maximum.
+	Start float64
 	Domains  []Limits // one per Domains entry, in order
 	Default  Limits   // for hosts no entry matches
 	// Sum is the configured domains' maximum concurrency added up; Total
@@ -58,9 +60,9 @@ func NewPlan(cfg Config, poolSize int) (Plan, error) {
 func (p Plan) WriteTo(w io.Writer) (int64, error) {
 	var b strings.Builder
 	if p.PoolSize > 0 {
-		fmt.Fprintf(&b, "pool: %d proxies; global concurrency limit %d; domains start at %.0f%% of their maximum\n\n", p.PoolSize, p.Global, p.Start*100)
+		fmt.Fprintf(&b, "pool: %d proxies; global concurrency limit %d; domains with a per-IP limit start at %.0f%% of their maximum, others at 100%%\n\n", p.PoolSize, p.Global, p.Start*100)
 	} else {
-		fmt.Fprintf(&b, "no proxy pool (direct connections: one IP); global concurrency limit %d; domains start at %.0f%% of their maximum\n\n", p.Global, p.Start*100)
+		fmt.Fprintf(&b, "no proxy pool (direct connections: one IP); global concurrency limit %d; domains with a per-IP limit start at %.0f%% of their maximum, others at 100%%\n\n", p.Global, p.Start*100)
 	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "domain\tper IP/min\tproxies\tsafety\tmax rate (req/s)\tmax concurrency\tstart\tproxies in use\t\n")
@@ -78,7 +80,11 @@ func (p Plan) WriteTo(w io.Writer) (int64, error) {
 		default:
 			calc = fmt.Sprintf("%s = %.2f", l.RateFrom, l.MaxRate)
 		}
-		start := max(1, int(math.Round(p.Start*float64(l.MaxConcurrency))))
+		lvl := 1.0
+		if l.PerIPPerMinute > 0 {
+			lvl = p.Start
+		}
+		start := max(1, int(math.Round(lvl*float64(l.MaxConcurrency))))
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d\t\n", name, perIP, l.Proxies, safety, calc, l.MaxConcurrency, start, min(l.MaxConcurrency, l.Proxies))
 	}
 	for _, l := range p.Domains {

@@ -152,7 +152,7 @@ func (g *governor) domainLocked(host string, now time.Time) *domainState {
 		}
 	}
 	lim := limitsFor(matchDomain(g.cfg.Domains, host), g.cfg, len(g.proxyIDs))
-	d := &domainState{name: host, lim: lim, ctl: NewController(g.cfg.Adaptive),
+	d := &domainState{name: host, lim: lim, ctl: newDomainController(g.cfg.Adaptive, lim),
 		proxies: map[string]*proxySlot{}, lastUsed: now}
 	if !math.IsInf(lim.MaxRate, 1) {
 		d.bucket = newBucket(lim.MaxRate, lim.Burst, now)
@@ -160,6 +160,16 @@ func (g *governor) domainLocked(host string, now time.Time) *domainState {
 	d.applyLevel(now)
 	g.domains[host] = d
 	return d
+}
+
+// newDomainController starts a domain with a known per-IP limit at
+// cfg.Start and any other at its maximum: nothing is protected by holding
+// it back, and 429/503 and latency still cut it.
+func newDomainController(cfg Adaptive, lim Limits) *Controller {
+	if lim.PerIPPerMinute > 0 {
+		return NewController(cfg)
+	}
+	return NewControllerAt(cfg, 1)
 }
 
 // applyLevel sets the domain's rate and concurrency from its level.
@@ -302,10 +312,17 @@ func (g *governor) liveLocked(d *domainState) {
 	}
 }
 
-// interval draws one staggered-start interval.
+// interval draws one staggered-start interval from [StaggerMin,
+// StaggerMax], scaled down when the workers would otherwise take longer
+// than Ramp to be admitted, so the whole ramp is bounded however many
+// workers there are.
 func (g *governor) interval() time.Duration {
-	lo, hi := g.cfg.StaggerMin, g.cfg.StaggerMax
-	return lo + time.Duration(g.rnd()*float64(hi-lo))
+	lo, hi := float64(g.cfg.StaggerMin), float64(g.cfg.StaggerMax)
+	if steps := float64(g.workers - 1); steps > 0 && steps*hi > float64(g.cfg.Ramp) {
+		scale := float64(g.cfg.Ramp) / (steps * hi)
+		lo, hi = lo*scale, hi*scale
+	}
+	return time.Duration(lo + g.rnd()*(hi-lo))
 }
 
 // admitLocked advances the staggered start and returns the next admission
@@ -451,7 +468,7 @@ func (g *governor) handleLocked(ev event) {
 		default:
 			d.ok++
 		}
-		sig.Epoch = j.epoch
+		sig.Epoch, sig.At = j.epoch, now
 		if d.ctl.Observe(sig) {
 			d.applyLevel(now)
 		}
