@@ -16,9 +16,9 @@ type Plan struct {
 	Global   int // the stage's Concurrency
 	// Start is the starting level of domains with a per-IP limit; the
 	// others start at their maximum.
-	Start float64
-	Domains  []Limits // one per Domains entry, in order
-	Default  Limits   // for hosts no entry matches
+	Start   float64
+	Domains []Limits // one per Domains entry, in order
+	Default Limits   // for hosts no entry matches
 	// Sum is the configured domains' maximum concurrency added up; Total
 	// is Sum capped by Global.
 	Sum, Total int
