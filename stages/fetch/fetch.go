@@ -91,6 +91,7 @@ func New(cfg Config) (*Stage, error) {
 	budget := &byteBudget{max: cfg.BodyBudget}
 	s.spool = &spooler{parent: cfg.SpoolDir, threshold: cfg.SpoolThreshold, budget: budget}
 	s.gov = newGovernor(&s.cfg, s.exec, ids, budget, s.spool.spooled.Load)
+	s.gov.refuse = s.refuse
 	s.flow = flow.NewStage("fetch", cfg.QueueSize, s.run)
 	return s, nil
 }
@@ -139,6 +140,19 @@ func (s *Stage) Close() error {
 func (s *Stage) run(ctx context.Context, in flow.Inbox[record.Task], out flow.Outbox[record.Fetched]) error {
 	s.gov.run(ctx, in, out, s.flow.Stats())
 	return nil
+}
+
+// refuse applies the URL policy to a task before it is scheduled, so a
+// URL the policy refuses ends at once as an error of class policy (or
+// bad_input), without a token, a slot or a proxy lease. It needs no
+// network access; the addresses a name resolves to are checked at dial
+// time.
+func (s *Stage) refuse(t record.Task) error {
+	_, err := s.policy.CheckURL(t.URL)
+	if fe := (*failure.Error)(nil); errors.As(err, &fe) {
+		return &failure.Error{Class: fe.Class, Kind: fe.Kind, Err: fe.Err, URL: t.URL.Redacted()}
+	}
+	return err
 }
 
 // exec makes one attempt of j for the governor. The attempt's wait began

@@ -113,6 +113,10 @@ type governor struct {
 	sem      *Semaphore
 	budget   *byteBudget
 	spooled  func() int64
+	// refuse, if set, is the URL policy's verdict on a task, asked before
+	// the task joins its domain's queue: a refused task never waits for a
+	// token, a slot or a proxy.
+	refuse func(record.Task) error
 
 	mu       sync.Mutex // guards everything below
 	domains  map[string]*domainState
@@ -718,6 +722,13 @@ func (g *governor) run(ctx context.Context, in flow.Inbox[record.Task], out flow
 				}
 				send(f)
 				continue
+			}
+			if g.refuse != nil {
+				if err := g.refuse(t); err != nil {
+					// One attempt, refused before any network access.
+					send(record.Fetched{Task: t, Started: g.now(), Attempts: 1, Err: err})
+					continue
+				}
 			}
 			select {
 			case intake <- &job{task: t, f: record.Fetched{Task: t}}:
