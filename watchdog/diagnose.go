@@ -2,12 +2,13 @@ package watchdog
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/metrics"
-	"github.com/sluicehq/sluice/stages/fetch"
 )
 
 // The causes a Diagnosis can name.
@@ -82,7 +83,7 @@ type StageReport struct {
 // Diagnose names the cause of a stall. It is a pure function of the
 // snapshot (plus the live Sources it calls).
 func Diagnose(s Snapshot) Diagnosis {
-	var act *fetch.Activity
+	var act *governor.Activity
 	if s.Sources.Fetch != nil {
 		a := s.Sources.Fetch()
 		act = &a
@@ -97,7 +98,7 @@ func Diagnose(s Snapshot) Diagnosis {
 	return d
 }
 
-func cause(s Snapshot, act *fetch.Activity, proxies []metrics.ProxyState) (string, string) {
+func cause(s Snapshot, act *governor.Activity, proxies []metrics.ProxyState) (string, string) {
 	since := s.Since.Round(time.Millisecond)
 	n := len(s.Stages)
 	// 1. The sink holds outputs and has written none for as long as the stall.
@@ -159,7 +160,7 @@ func cause(s Snapshot, act *fetch.Activity, proxies []metrics.ProxyState) (strin
 		rate := ""
 		if s.Sources.Domains != nil {
 			for _, ds := range s.Sources.Domains() {
-				if ds.Domain == top && ds.Rate >= 0 {
+				if ds.Domain == top && !math.IsInf(ds.Rate, 1) {
 					rate = fmt.Sprintf(" (rate %.3g/s)", ds.Rate)
 				}
 			}
@@ -201,7 +202,7 @@ func cause(s Snapshot, act *fetch.Activity, proxies []metrics.ProxyState) (strin
 }
 
 // stageReports says what each stage is waiting on.
-func stageReports(s Snapshot, act *fetch.Activity) []StageReport {
+func stageReports(s Snapshot, act *governor.Activity) []StageReport {
 	out := make([]StageReport, 0, len(s.Stages))
 	n := len(s.Stages)
 	for i, st := range s.Stages {
@@ -235,7 +236,7 @@ func nextName(st []StageState, i int) string {
 	return "the next stage"
 }
 
-func activityLine(a fetch.Activity, next string) string {
+func activityLine(a governor.Activity, next string) string {
 	var parts []string
 	if len(a.TokenWait) > 0 {
 		parts = append(parts, fmt.Sprintf("%d waiting for tokens (%s)", sum(a.TokenWait), counts(a.TokenWait)))

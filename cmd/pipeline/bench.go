@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluicehq/sluice/stages/fetch"
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/testbed"
 )
 
@@ -77,7 +77,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	host = host[:strings.LastIndexByte(host, ':')]
 	perMinute := float64(*perIP) * float64(time.Minute) / float64(*window)
 	if len(cfg.Fetch.Domains) == 0 {
-		cfg.Fetch.Domains = []fetch.Domain{{Domain: host, PerIPPerMinute: perMinute, Safety: *safety, Proxies: *nproxies, Window: *window}}
+		cfg.Fetch.Domains = []governor.Domain{{Domain: host, PerIPPerMinute: perMinute, Safety: *safety, Proxies: *nproxies, Window: *window}}
 	}
 	if cfg.Proxies, err = farmProxies(farm); err != nil {
 		return err
@@ -97,7 +97,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	allowed := float64(*perIP) * float64(*nproxies) / window.Seconds()
 	fmt.Fprintf(stdout, "bench: %d pages through %d proxies; the site allows %d requests per IP per %v: %d × %d / %.0f s = %.1f pages/s\n",
 		*pages, *nproxies, *perIP, *window, *perIP, *nproxies, window.Seconds(), allowed)
-	plan, err := fetch.NewPlan(cfg.Fetch, len(cfg.Proxies))
+	plan, err := governor.NewPlan(cfg.Fetch.Governor(), len(cfg.Proxies))
 	if err != nil {
 		return usageError{err}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/guard"
 	"github.com/sluicehq/sluice/stages/fetch"
 )
@@ -19,40 +20,40 @@ import (
 // optional; flags given on the command line override it. Relative paths
 // are relative to the file's directory.
 type fileConfig struct {
-	URLs         string         `yaml:"urls"`
-	Out          string         `yaml:"out"`
-	Proxies      string         `yaml:"proxies"`
-	PoolSize     int            `yaml:"pool_size"` // for `plan` without a proxy file
-	Rules        string         `yaml:"rules"`
-	Pages        string         `yaml:"pages"`
-	DrainTimeout time.Duration  `yaml:"drain_timeout"`
-	Fetch        fetchSection   `yaml:"fetch"`
-	Policy       guard.Config   `yaml:"policy"` // the URL policy (see package guard)
-	Domains      []fetch.Domain `yaml:"domains"`
-	Kafka        kafkaConfig    `yaml:"kafka"` // see kafka.go
+	URLs         string            `yaml:"urls"`
+	Out          string            `yaml:"out"`
+	Proxies      string            `yaml:"proxies"`
+	PoolSize     int               `yaml:"pool_size"` // for `plan` without a proxy file
+	Rules        string            `yaml:"rules"`
+	Pages        string            `yaml:"pages"`
+	DrainTimeout time.Duration     `yaml:"drain_timeout"`
+	Fetch        fetchSection      `yaml:"fetch"`
+	Policy       guard.Config      `yaml:"policy"` // the URL policy (see package guard)
+	Domains      []governor.Domain `yaml:"domains"`
+	Kafka        kafkaConfig       `yaml:"kafka"` // see kafka.go
 }
 
 // fetchSection is the `fetch:` section: fetch.Config's settings, zero
 // meaning the stage's default.
 type fetchSection struct {
-	Concurrency    int            `yaml:"concurrency"`
-	Rate           float64        `yaml:"rate"` // per domain, for hosts `domains:` does not list
-	Burst          int            `yaml:"burst"`
-	MaxAttempts    int            `yaml:"max_attempts"`
-	Timeout        time.Duration  `yaml:"timeout"`
-	MaxBody        int64          `yaml:"max_body"`
-	Pending        int            `yaml:"pending"`
-	StaggerMin     time.Duration  `yaml:"stagger_min"`
-	StaggerMax     time.Duration  `yaml:"stagger_max"`
-	SpoolThreshold int64          `yaml:"spool_threshold"`
-	SpoolDir       string         `yaml:"spool_dir"`
-	BodyBudget     int64          `yaml:"body_budget"`
-	Adaptive       fetch.Adaptive `yaml:"adaptive"`
-	DNS            fetch.DNS      `yaml:"dns"`
-	BodyTimeout    time.Duration  `yaml:"body_timeout"`
-	MaxHeaderBytes int64          `yaml:"max_header_bytes"`
-	MaxRedirects   int            `yaml:"max_redirects"` // 0: the default; negative: none followed
-	Truncate       bool           `yaml:"truncate"`
+	Concurrency    int               `yaml:"concurrency"`
+	Rate           float64           `yaml:"rate"` // per domain, for hosts `domains:` does not list
+	Burst          int               `yaml:"burst"`
+	MaxAttempts    int               `yaml:"max_attempts"`
+	Timeout        time.Duration     `yaml:"timeout"`
+	MaxBody        int64             `yaml:"max_body"`
+	Pending        int               `yaml:"pending"`
+	StaggerMin     time.Duration     `yaml:"stagger_min"`
+	StaggerMax     time.Duration     `yaml:"stagger_max"`
+	SpoolThreshold int64             `yaml:"spool_threshold"`
+	SpoolDir       string            `yaml:"spool_dir"`
+	BodyBudget     int64             `yaml:"body_budget"`
+	Adaptive       governor.Adaptive `yaml:"adaptive"`
+	DNS            fetch.DNS         `yaml:"dns"`
+	BodyTimeout    time.Duration     `yaml:"body_timeout"`
+	MaxHeaderBytes int64             `yaml:"max_header_bytes"`
+	MaxRedirects   int               `yaml:"max_redirects"` // 0: the default; negative: none followed
+	Truncate       bool              `yaml:"truncate"`
 }
 
 // loadConfig reads and decodes a config file; unknown keys are errors.

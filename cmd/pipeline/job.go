@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/proxy"
 	"github.com/sluicehq/sluice/record"
 	"github.com/sluicehq/sluice/stages/fetch"
@@ -57,11 +58,11 @@ type summary struct {
 	Elapsed  time.Duration    `json:"elapsed"`
 	PerProxy map[string]int64 `json:"requests_per_proxy"`
 	// Unhealthy lists proxies quarantined or on probation at the end.
-	Unhealthy []string            `json:"unhealthy_proxies"`
-	Stages    []stageSummary      `json:"-"`
-	Spans     int64               `json:"spans,omitempty"` // written to the trace
-	Governor  fetch.GovernorStats `json:"-"`
-	Pools     []fetch.PoolStats   `json:"-"`
+	Unhealthy []string             `json:"unhealthy_proxies"`
+	Stages    []stageSummary       `json:"-"`
+	Spans     int64                `json:"spans,omitempty"` // written to the trace
+	Governor  governor.Stats       `json:"-"`
+	Pools     []governor.PoolStats `json:"-"`
 }
 
 type stageSummary struct {

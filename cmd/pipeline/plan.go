@@ -4,8 +4,8 @@ import (
 	"flag"
 	"io"
 
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/proxy"
-	"github.com/sluicehq/sluice/stages/fetch"
 )
 
 // cmdPlan prints the governor's calculation for a config: per domain the
@@ -47,7 +47,7 @@ func cmdPlan(args []string, stdout, stderr io.Writer) error {
 	if *concurrency > 0 {
 		cfg.Fetch.Concurrency = *concurrency
 	}
-	p, err := fetch.NewPlan(cfg.Fetch, size)
+	p, err := governor.NewPlan(cfg.Fetch.Governor(), size)
 	if err != nil {
 		return usageError{err}
 	}

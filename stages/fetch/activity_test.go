@@ -102,13 +102,13 @@ func TestActivityAndConns(t *testing.T) {
 	}
 	eventually(t, "4 connections open", func() bool {
 		n := 0
-		for _, c := range s.Conns() {
-			n += c.Open
+		for _, c := range s.Pools() {
+			n += int(c.Open)
 		}
 		return n == 4
 	})
-	for _, c := range s.Conns() {
-		if c.InUse != 2 || c.Idle != 0 || c.Capacity != 3 || c.Dials != 2 {
+	for _, c := range s.Pools() {
+		if c.Busy != 2 || c.Idle != 0 || c.Size != 3 || c.Dials != 2 {
 			t.Errorf("conns %+v", c)
 		}
 	}
@@ -118,8 +118,8 @@ func TestActivityAndConns(t *testing.T) {
 	if len(a.Requests) != 0 || len(a.DomainRequests) != 0 || a.InFlight != 0 {
 		t.Errorf("after the run: %+v", a)
 	}
-	for _, c := range s.Conns() {
-		if c.Open != 0 || c.InUse != 0 {
+	for _, c := range s.Pools() {
+		if c.Open != 0 || c.Busy != 0 {
 			t.Errorf("after Close: %+v", c)
 		}
 	}
@@ -143,7 +143,7 @@ func TestActivityTokenWait(t *testing.T) {
 	eventually(t, "3 inputs waiting for tokens", func() bool { return s.Activity().TokenWait["127.0.0.1"] == 3 })
 	// A domain without a per-IP limit starts at its maximum: 0.5/s and
 	// one request in flight.
-	if d := s.Domains(); len(d) != 1 || d[0].Domain != "127.0.0.1" || d[0].Rate != 0.5 || d[0].Burst != 1 || d[0].Limit != 1 || d[0].Level != 1 {
+	if d := s.Domains(); len(d) != 1 || d[0].Domain != "127.0.0.1" || d[0].Rate != 0.5 || d[0].Limits.Burst != 1 || d[0].Concurrency != 1 || d[0].Level != 1 {
 		t.Errorf("domains %+v", d)
 	}
 	stop()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/failure"
 	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/guard"
 	"github.com/sluicehq/sluice/proxy"
 	"github.com/sluicehq/sluice/record"
@@ -32,7 +33,8 @@ type Stage struct {
 	toProxy map[string]proxyDial    // by proxy id, HTTP(S) proxies only: see proxyRefuses
 	dns     *DNSCache               // nil when DNS.Off
 	spool   *spooler
-	gov     *governor
+	gov     *governor.Governor[*item]
+	execFn  execFunc // s.exec; tests replace it
 	flow    *flow.Stage[record.Task, record.Fetched]
 
 	act   activity    // what inputs are doing now (Activity)
@@ -88,10 +90,14 @@ func New(cfg Config) (*Stage, error) {
 			ids = append(ids, p.ID)
 		}
 	}
-	budget := &byteBudget{max: cfg.BodyBudget}
-	s.spool = &spooler{parent: cfg.SpoolDir, threshold: cfg.SpoolThreshold, budget: budget}
-	s.gov = newGovernor(&s.cfg, s.exec, ids, budget, s.spool.spooled.Load)
-	s.gov.refuse = s.refuse
+	gc := s.cfg.Governor()
+	gc.Proxies = ids
+	if s.gov, err = governor.New[*item](gc); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("fetch config: %w", err)
+	}
+	s.spool = &spooler{parent: cfg.SpoolDir, threshold: cfg.SpoolThreshold, budget: s.gov.Budget()}
+	s.execFn = s.exec
 	s.flow = flow.NewStage("fetch", cfg.QueueSize, s.run)
 	return s, nil
 }
@@ -101,28 +107,17 @@ func (s *Stage) Flow() *flow.Stage[record.Task, record.Fetched] { return s.flow 
 
 // Governor returns a snapshot of the scheduler: the global limit, and per
 // domain the adaptive level, limits in force and counters.
-func (s *Stage) Governor() GovernorStats { return s.gov.Stats() }
-
-// Pools returns the connection pools' measurements, one per HTTP client,
-// sorted by proxy id.
-func (s *Stage) Pools() []PoolStats {
-	conns := s.Conns()
-	out := make([]PoolStats, 0, len(conns))
-	for _, c := range conns {
-		b := s.act.busy(c.Proxy)
-		out = append(out, PoolStats{Proxy: c.Proxy, Size: c.Capacity, Open: int64(c.Open), Dials: int64(c.Dials),
-			Busy: int64(c.InUse), MaxBusy: b.peak, Requests: b.requests, BusySum: b.sum})
-	}
-	return out
+func (s *Stage) Governor() governor.Stats {
+	st := s.gov.Stats()
+	st.Spooled = s.spool.spooled.Load()
+	return st
 }
 
 // DNSCache returns the stage's DNS cache, nil when DNS.Off.
 func (s *Stage) DNSCache() *DNSCache { return s.dns }
 
 // Limits returns the limits the governor applies to host at full level.
-func (s *Stage) Limits(host string) Limits {
-	return limitsFor(matchDomain(s.cfg.Domains, host), &s.cfg, len(s.gov.proxyIDs))
-}
+func (s *Stage) Limits(host string) governor.Limits { return s.gov.Limits(host) }
 
 // Close releases idle connections and removes the spool directory with
 // any body left in it. Call it after the pipeline has finished.
@@ -134,12 +129,6 @@ func (s *Stage) Close() error {
 		return nil
 	}
 	return s.spool.close()
-}
-
-// run is the stage body: the governor's intake, dispatcher and workers.
-func (s *Stage) run(ctx context.Context, in flow.Inbox[record.Task], out flow.Outbox[record.Fetched]) error {
-	s.gov.run(ctx, in, out, s.flow.Stats())
-	return nil
 }
 
 // refuse applies the URL policy to a task before it is scheduled, so a
@@ -158,7 +147,7 @@ func (s *Stage) refuse(t record.Task) error {
 // exec makes one attempt of j for the governor. The attempt's wait began
 // when j joined its domain's queue.
 func (s *Stage) exec(ctx context.Context, j *job, allow func(string) bool) (attemptResult, error) {
-	return s.attempt(ctx, j.task, j.attempt, j.tried, j.queued, allow)
+	return s.attempt(ctx, j.Item.task, j.Attempt, j.Item.tried, j.Queued, allow)
 }
 
 // attemptResult is what one attempt learned, successful or not.
@@ -279,7 +268,7 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 	if m := captchaMarker(b.data, s.cfg.CaptchaMarkers); m != "" {
 		// A challenge page instead of the page: this proxy is banned
 		// here; another may not be.
-		s.spool.budget.give(b.held)
+		s.spool.budget.Give(b.held)
 		return res, failure.New(failure.Blocked, failure.ErrRetryable, fmt.Errorf("captcha marker %q in the body", m))
 	}
 	res.body, res.spool, res.truncated, res.held = b.data, b.spool, b.truncated, b.held
@@ -382,4 +371,4 @@ func (s *Stage) Concurrency() int { return s.cfg.Concurrency }
 // the governor's pending tasks (queued per domain, backing off or in
 // flight), finished ones waiting to be passed on (one per worker), and the
 // one being handed from the queue to the governor.
-func (s *Stage) Holds() int { return s.cfg.Pending + s.cfg.Concurrency + 1 }
+func (s *Stage) Holds() int { return s.gov.Pending() + s.cfg.Concurrency + 1 }

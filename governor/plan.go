@@ -1,4 +1,4 @@
-package fetch
+package governor
 
 import (
 	"fmt"
@@ -33,8 +33,8 @@ type Plan struct {
 // pool of poolSize proxies (0: direct connections).
 func NewPlan(cfg Config, poolSize int) (Plan, error) {
 	cfg.setDefaults()
-	if err := cfg.Validate(); err != nil {
-		return Plan{}, fmt.Errorf("fetch config: %w", err)
+	if err := cfg.validate(); err != nil {
+		return Plan{}, fmt.Errorf("governor config: %w", err)
 	}
 	p := Plan{PoolSize: poolSize, Global: cfg.Concurrency, Start: cfg.Adaptive.Start}
 	if cfg.Adaptive.Off {

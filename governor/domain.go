@@ -1,4 +1,4 @@
-package fetch
+package governor
 
 import (
 	"errors"
@@ -191,4 +191,10 @@ func matchDomain(ds []Domain, host string) *Domain {
 		}
 	}
 	return nil
+}
+
+// String describes a domain's limits in one line, for logs.
+func (l Limits) String() string {
+	return fmt.Sprintf("max rate %.2f/s (%s, burst %d), max concurrency %d, per proxy %.3f/s (burst %d)",
+		l.MaxRate, l.RateFrom, l.Burst, l.MaxConcurrency, l.ProxyRate, l.ProxyBurst)
 }

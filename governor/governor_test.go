@@ -1,4 +1,4 @@
-package fetch
+package governor
 
 import (
 	"context"
@@ -48,16 +48,16 @@ func (s *starts) all() []time.Duration {
 func TestTokenBucketPacesADomain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := newStarts()
-		s := newTestStage(t, Config{
+		s := newTestGov(t, Config{
 			Concurrency: 4, StaggerMax: -1, Adaptive: Adaptive{Off: true},
 			Domains: []Domain{{Domain: "a.test", Rate: 10}},
-		}, func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
-			st.add(j.task.URL.Hostname())
+		}, func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
+			st.add(j.Key)
 			time.Sleep(30 * time.Millisecond)
 			return answer(200, 30*time.Millisecond, 0, "")
 		})
 		c := &collector{}
-		if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", 20)...), c); err != nil {
+		if err := s.run(t.Context(), urlsOf("a.test", 20), c); err != nil {
 			t.Fatal(err)
 		}
 		if n := len(c.snapshot()); n != 20 {
@@ -84,16 +84,16 @@ func TestPerProxyBucketsPaceEachIP(t *testing.T) {
 		pool := fakePool(t, 4)
 		// 60 per IP per minute with safety 1: each proxy 1/s. The domain's
 		// own rate is set far higher, so only the per-proxy buckets pace.
-		s := newTestStage(t, Config{
-			Concurrency: 8, StaggerMax: -1, Adaptive: Adaptive{Off: true}, Pool: pool,
+		s := newTestGov(t, Config{
+			Concurrency: 8, StaggerMax: -1, Adaptive: Adaptive{Off: true}, Proxies: proxyIDs(pool),
 			Domains: []Domain{{Domain: "a.test", PerIPPerMinute: 60, Safety: 1, Rate: 100}},
-		}, func(ctx context.Context, j *job, allow func(string) bool) (attemptResult, error) {
+		}, func(ctx context.Context, j *Job[string], allow func(string) bool) Outcome {
 			if allow == nil {
 				t.Error("no gate for a domain with a per-IP limit")
 			}
 			l, err := leaseFrom(ctx, pool, j, allow)
 			if err != nil {
-				return attemptResult{}, err
+				return noLease(err)
 			}
 			st.add(l.Proxy.ID)
 			time.Sleep(20 * time.Millisecond)
@@ -104,7 +104,7 @@ func TestPerProxyBucketsPaceEachIP(t *testing.T) {
 			t.Fatalf("limits %+v, want max rate 100/s and 1/s per proxy", lim)
 		}
 		c := &collector{}
-		if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", 40)...), c); err != nil {
+		if err := s.run(t.Context(), urlsOf("a.test", 40), c); err != nil {
 			t.Fatal(err)
 		}
 		if n := len(c.snapshot()); n != 40 {
@@ -139,13 +139,13 @@ func TestRetryAfterPausesTheProxyForThatDomain(t *testing.T) {
 		pool := fakePool(t, 3)
 		var once sync.Once
 		var limited string
-		s := newTestStage(t, Config{
-			Concurrency: 4, StaggerMax: -1, Adaptive: Adaptive{Off: true}, Pool: pool,
+		s := newTestGov(t, Config{
+			Concurrency: 4, StaggerMax: -1, Adaptive: Adaptive{Off: true}, Proxies: proxyIDs(pool),
 			Domains: []Domain{{Domain: "a.test", PerIPPerMinute: 120, Safety: 1}},
-		}, func(ctx context.Context, j *job, allow func(string) bool) (attemptResult, error) {
+		}, func(ctx context.Context, j *Job[string], allow func(string) bool) Outcome {
 			l, err := leaseFrom(ctx, pool, j, allow)
 			if err != nil {
-				return attemptResult{}, err
+				return noLease(err)
 			}
 			defer l.Release(proxy.Outcome{})
 			st.add(l.Proxy.ID)
@@ -157,7 +157,7 @@ func TestRetryAfterPausesTheProxyForThatDomain(t *testing.T) {
 			return answer(200, time.Millisecond, 0, l.Proxy.ID)
 		})
 		c := &collector{}
-		if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", 30)...), c); err != nil {
+		if err := s.run(t.Context(), urlsOf("a.test", 30), c); err != nil {
 			t.Fatal(err)
 		}
 		got := c.snapshot()
@@ -166,7 +166,7 @@ func TestRetryAfterPausesTheProxyForThatDomain(t *testing.T) {
 		}
 		for _, f := range got {
 			if f.Err != nil {
-				t.Errorf("%s: %v", f.Task.URL, f.Err)
+				t.Errorf("%s: %v", f.URL, f.Err)
 			}
 		}
 		at := st.by[limited]
@@ -188,7 +188,7 @@ func TestRetryAfterPausesTheProxyForThatDomain(t *testing.T) {
 		if others < 10 {
 			t.Errorf("only %d requests on the other proxies during the pause", others)
 		}
-		if d := s.Governor().Domains[0]; d.Pauses != 1 || !d.PausedUntil.IsZero() {
+		if d := s.Stats().Domains[0]; d.Pauses != 1 || !d.PausedUntil.IsZero() {
 			t.Errorf("pauses %d, domain paused until %v; want one pause of the proxy only", d.Pauses, d.PausedUntil)
 		}
 	})
@@ -197,17 +197,17 @@ func TestRetryAfterPausesTheProxyForThatDomain(t *testing.T) {
 func TestStaggeredStartAdmitsOneWorkerPerInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := newStarts()
-		s := newTestStage(t, Config{
+		s := newTestGov(t, Config{
 			Concurrency: 5, DomainRate: -1, Adaptive: Adaptive{Off: true},
 			StaggerMin: 100 * time.Millisecond, StaggerMax: 200 * time.Millisecond,
-		}, func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
+		}, func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
 			st.add("")
 			time.Sleep(10 * time.Second)
 			return answer(200, 0, 0, "")
 		})
 		// The intervals are drawn from [100ms, 200ms]: 0 → 100ms, 1 → 200ms.
-		s.gov.rnd = seq(0, 1, 0.5, 0.25, 0.75)
-		if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", 5)...), nil); err != nil {
+		s.rnd = seq(0, 1, 0.5, 0.25, 0.75)
+		if err := s.run(t.Context(), urlsOf("a.test", 5), nil); err != nil {
 			t.Fatal(err)
 		}
 		want := []time.Duration{0, 100 * time.Millisecond, 300 * time.Millisecond, 450 * time.Millisecond, 575 * time.Millisecond}
@@ -222,13 +222,13 @@ func TestStaggeredStartSpread(t *testing.T) {
 		st := newStarts()
 		// 40 workers at 100–200ms each would take 4–8 s: the intervals
 		// shrink so the ramp fits in Ramp (1 s): 39 × 200ms × k = 1 s.
-		s := newTestStage(t, Config{Concurrency: 40, DomainRate: -1, Adaptive: Adaptive{Off: true}},
-			func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
+		s := newTestGov(t, Config{Concurrency: 40, DomainRate: -1, Adaptive: Adaptive{Off: true}},
+			func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
 				st.add("")
 				time.Sleep(time.Minute)
 				return answer(200, 0, 0, "")
 			})
-		if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", 40)...), nil); err != nil {
+		if err := s.run(t.Context(), urlsOf("a.test", 40), nil); err != nil {
 			t.Fatal(err)
 		}
 		at := st.all()
@@ -258,13 +258,13 @@ func TestRampIsBounded(t *testing.T) {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				st := newStarts()
-				s := newTestStage(t, Config{Concurrency: n, DomainRate: -1, Pending: n},
-					func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
+				s := newTestGov(t, Config{Concurrency: n, DomainRate: -1, Pending: n},
+					func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
 						st.add("")
 						time.Sleep(time.Minute)
 						return answer(200, 0, 0, "")
 					})
-				if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", n)...), nil); err != nil {
+				if err := s.run(t.Context(), urlsOf("a.test", n), nil); err != nil {
 					t.Fatal(err)
 				}
 				at := st.all()
@@ -298,8 +298,8 @@ func TestOpenDomainReachesFullConcurrencyWithinASecond(t *testing.T) {
 		inflight, peak := 0, 0
 		var peakAt time.Duration
 		t0 := time.Now()
-		s := newTestStage(t, Config{Concurrency: 200, DomainRate: -1},
-			func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
+		s := newTestGov(t, Config{Concurrency: 200, DomainRate: -1},
+			func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
 				mu.Lock()
 				inflight++
 				if inflight > peak {
@@ -312,14 +312,14 @@ func TestOpenDomainReachesFullConcurrencyWithinASecond(t *testing.T) {
 				mu.Unlock()
 				return answer(200, 50*time.Millisecond, 0, "")
 			})
-		if err := runStage(t.Context(), s, tasks(t, urlsOf("open.test", 6000)...), nil); err != nil {
+		if err := s.run(t.Context(), urlsOf("open.test", 6000), nil); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("open domain: %d in flight reached at %v", peak, peakAt)
 		if peak != 200 || peakAt > 1100*time.Millisecond {
 			t.Errorf("peak %d in flight at %v, want 200 within about 1s", peak, peakAt)
 		}
-		if d := s.Governor().Domains[0]; d.Level != 1 || d.Cuts != 0 {
+		if d := s.Stats().Domains[0]; d.Level != 1 || d.Cuts != 0 {
 			t.Errorf("level %v after %d cuts, want 1 and none", d.Level, d.Cuts)
 		}
 	})
@@ -337,16 +337,16 @@ func TestControllerReachesMaxWithinSeconds(t *testing.T) {
 		}
 		var mu sync.Mutex
 		var steps []step
-		var s *Stage
+		var s *testGov
 		t0 := time.Now()
 		sent429 := false
-		s = newTestStage(t, Config{
+		s = newTestGov(t, Config{
 			Concurrency: 64, StaggerMax: -1, MaxAttempts: 1,
 			// 3000/min from the one direct IP, safety 1: 50 req/s and
 			// concurrency 50 at the maximum.
 			Domains: []Domain{{Domain: "a.test", PerIPPerMinute: 3000, Safety: 1}},
-		}, func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
-			lvl := s.Governor().Domains[0].Level
+		}, func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
+			lvl := s.Stats().Domains[0].Level
 			mu.Lock()
 			el := time.Since(t0)
 			if len(steps) == 0 || steps[len(steps)-1].level != lvl {
@@ -365,7 +365,7 @@ func TestControllerReachesMaxWithinSeconds(t *testing.T) {
 			time.Sleep(40 * time.Millisecond)
 			return answer(200, 40*time.Millisecond, 0, "")
 		})
-		if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", 900)...), nil); err != nil {
+		if err := s.run(t.Context(), urlsOf("a.test", 900), nil); err != nil {
 			t.Fatal(err)
 		}
 		mu.Lock()
@@ -397,7 +397,7 @@ func TestControllerReachesMaxWithinSeconds(t *testing.T) {
 		if !cut429 || !cutSlow {
 			t.Errorf("levels %v: cut on the 429 %v, on the latency %v; want both", steps, cut429, cutSlow)
 		}
-		if d := s.Governor().Domains[0]; d.Baseline != 40*time.Millisecond {
+		if d := s.Stats().Domains[0]; d.Baseline != 40*time.Millisecond {
 			t.Errorf("latency baseline %v, want 40ms", d.Baseline)
 		}
 	})
@@ -410,14 +410,14 @@ func TestBackoffJitterBoundsAndSpread(t *testing.T) {
 				var mu sync.Mutex
 				first := map[string]time.Time{}
 				var delays []time.Duration
-				s := newTestStage(t, Config{
+				s := newTestGov(t, Config{
 					Concurrency: 100, DomainRate: -1, Adaptive: Adaptive{Off: true}, StaggerMax: -1,
 					BackoffBase: time.Second, Jitter: jitter, MaxAttempts: 2,
-				}, func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
+				}, func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
 					mu.Lock()
 					defer mu.Unlock()
-					u := j.task.URL.String()
-					if j.attempt == 1 {
+					u := j.Item
+					if j.Attempt == 1 {
 						first[u] = time.Now()
 						return answer(http.StatusInternalServerError, 0, 0, "")
 					}
@@ -425,7 +425,7 @@ func TestBackoffJitterBoundsAndSpread(t *testing.T) {
 					return answer(200, 0, 0, "")
 				})
 				// All 100 fail at the same instant.
-				if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", 100)...), nil); err != nil {
+				if err := s.run(t.Context(), urlsOf("a.test", 100), nil); err != nil {
 					t.Fatal(err)
 				}
 				if len(delays) != 100 {
@@ -483,16 +483,16 @@ func TestControllerStepsOnTheGovernor(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		var levels []float64
-		var s *Stage
+		var s *testGov
 		t0 := time.Now()
-		s = newTestStage(t, Config{
+		s = newTestGov(t, Config{
 			Concurrency: 4, StaggerMax: -1,
 			// 6000/min from the one direct IP, safety 1: 100 req/s. A
 			// known per-IP limit, so the controller starts at 50%.
 			Domains:  []Domain{{Domain: "a.test", PerIPPerMinute: 6000, Safety: 1, Concurrency: 4}},
 			Adaptive: Adaptive{Window: 20, MinSamples: 10, LatencyWindow: 20, LatencyFloor: 10 * time.Millisecond},
-		}, func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
-			d := s.Governor().Domains[0]
+		}, func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
+			d := s.Stats().Domains[0]
 			mu.Lock()
 			if len(levels) == 0 || levels[len(levels)-1] != d.Level {
 				levels = append(levels, d.Level)
@@ -518,7 +518,7 @@ func TestControllerStepsOnTheGovernor(t *testing.T) {
 			}
 		})
 		s.cfg.MaxAttempts = 1
-		if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", 600)...), nil); err != nil {
+		if err := s.run(t.Context(), urlsOf("a.test", 600), nil); err != nil {
 			t.Fatal(err)
 		}
 		mu.Lock()
@@ -546,10 +546,10 @@ func TestControllerStepsOnTheGovernor(t *testing.T) {
 				t.Errorf("level moved from %v to %v: not a 20%% step", levels[i-1], levels[i])
 			}
 		}
-		if d := s.Governor().Domains[0]; cuts < 2 || d.Cuts < 2 {
+		if d := s.Stats().Domains[0]; cuts < 2 || d.Cuts < 2 {
 			t.Errorf("levels %v: %d cuts, want one on latency and one on the 429", levels, cuts)
 		}
-		if d := s.Governor().Domains[0]; d.Baseline != 20*time.Millisecond {
+		if d := s.Stats().Domains[0]; d.Baseline != 20*time.Millisecond {
 			t.Errorf("latency baseline %v, want 20ms", d.Baseline)
 		}
 	})
@@ -559,23 +559,23 @@ func TestBodyBudgetLimitsAdmission(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		calls := 0
-		var s *Stage
-		s = newTestStage(t, Config{Concurrency: 4, DomainRate: -1, StaggerMax: -1, BodyBudget: 1000},
-			func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
+		var s *testGov
+		s = newTestGov(t, Config{Concurrency: 4, DomainRate: -1, StaggerMax: -1, BodyBudget: 1000},
+			func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
 				mu.Lock()
 				calls++
 				mu.Unlock()
-				res, err := answer(200, 0, 0, "")
+				res := answer(200, 0, 0, "")
 				// Each body fills the budget; one that finds it taken
 				// spools to disk (holds nothing), as the reader does.
-				if s.gov.budget.take(1000) {
-					res.held = 1000
+				if s.budget.Take(1000) {
+					res.Held = 1000
 				}
-				return res, err
+				return res
 			})
 		c := &collector{hold: make(chan struct{})}
 		done := make(chan error)
-		go func() { done <- runStage(t.Context(), s, tasks(t, urlsOf("a.test", 8)...), c) }()
+		go func() { done <- s.run(t.Context(), urlsOf("a.test", 8), c) }()
 		synctest.Wait()
 		// The sink takes nothing, so results pile up in front of it and a
 		// worker keeps its body's bytes: the budget is used up, workers
@@ -583,13 +583,13 @@ func TestBodyBudgetLimitsAdmission(t *testing.T) {
 		mu.Lock()
 		n := calls
 		mu.Unlock()
-		g := s.Governor()
+		g := s.Stats()
 		if g.BodyBytes != 1000 || g.InFlight != 0 {
 			t.Errorf("body bytes %d, in flight %d; want 1000 and 0", g.BodyBytes, g.InFlight)
 		}
-		s.gov.mu.Lock()
-		idle := s.gov.free
-		s.gov.mu.Unlock()
+		s.mu.Lock()
+		idle := s.free
+		s.mu.Unlock()
 		if n >= 8 || idle == 0 || g.Pending-g.InFlight < 8-n {
 			t.Errorf("%d attempts started, %d workers idle, %d tasks pending while the body budget was used up; want idle workers and the rest waiting", n, idle, g.Pending)
 		}
@@ -600,7 +600,7 @@ func TestBodyBudgetLimitsAdmission(t *testing.T) {
 		if len(c.snapshot()) != 8 || calls != 8 {
 			t.Errorf("%d results after %d attempts, want 8", len(c.snapshot()), calls)
 		}
-		if g := s.Governor(); g.BodyBytes != 0 || g.BodyBytesPeak != 1000 {
+		if g := s.Stats(); g.BodyBytes != 0 || g.BodyBytesPeak != 1000 {
 			t.Errorf("body bytes %d (peak %d) at the end, want 0 (1000)", g.BodyBytes, g.BodyBytesPeak)
 		}
 	})
@@ -609,18 +609,17 @@ func TestBodyBudgetLimitsAdmission(t *testing.T) {
 // BenchmarkGovernorDispatch measures the scheduler's own cost per task:
 // 16 domains, no rate limit, attempts that answer at once.
 func BenchmarkGovernorDispatch(b *testing.B) {
-	s := newTestStage(b, Config{Concurrency: 32, DomainRate: -1, StaggerMax: -1, Adaptive: Adaptive{Off: true}},
-		func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
+	s := newTestGov(b, Config{Concurrency: 32, DomainRate: -1, StaggerMax: -1, Adaptive: Adaptive{Off: true}},
+		func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
 			return answer(200, 0, 0, "")
 		})
 	var urls []string
 	for i := range b.N {
 		urls = append(urls, fmt.Sprintf("http://d%d.test/p/%d", i%16, i))
 	}
-	ts := tasks(b, urls...)
 	b.ReportAllocs()
 	b.ResetTimer()
-	if err := runStage(context.Background(), s, ts, nil); err != nil {
+	if err := s.run(context.Background(), urls, nil); err != nil {
 		b.Fatal(err)
 	}
 }
