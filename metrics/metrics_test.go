@@ -13,8 +13,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/flow"
-	"github.com/sluicehq/sluice/record"
 	"github.com/sluicehq/sluice/governor"
+	"github.com/sluicehq/sluice/record"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

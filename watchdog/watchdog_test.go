@@ -14,9 +14,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/metrics"
 	"github.com/sluicehq/sluice/record"
-	"github.com/sluicehq/sluice/governor"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
