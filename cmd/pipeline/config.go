@@ -11,9 +11,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluicehq/sluice/dnscache"
 	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/guard"
-	"github.com/sluicehq/sluice/stages/fetch"
 )
 
 // fileConfig is a job's config file (--config FILE, YAML). Every key is
@@ -49,7 +49,7 @@ type fetchSection struct {
 	SpoolDir       string            `yaml:"spool_dir"`
 	BodyBudget     int64             `yaml:"body_budget"`
 	Adaptive       governor.Adaptive `yaml:"adaptive"`
-	DNS            fetch.DNS         `yaml:"dns"`
+	DNS            dnscache.Config   `yaml:"dns"`
 	BodyTimeout    time.Duration     `yaml:"body_timeout"`
 	MaxHeaderBytes int64             `yaml:"max_header_bytes"`
 	MaxRedirects   int               `yaml:"max_redirects"` // 0: the default; negative: none followed

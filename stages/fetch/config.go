@@ -22,6 +22,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sluicehq/sluice/dnscache"
 	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/guard"
 	"github.com/sluicehq/sluice/proxy"
@@ -154,8 +155,8 @@ type Config struct {
 	UserAgent string
 
 	// DNS configures the resolver cache used for direct connections and for
-	// dialling proxy endpoints (see DNS).
-	DNS DNS
+	// dialling proxy endpoints (see package dnscache).
+	DNS dnscache.Config
 
 	// Trace, if set, receives one span per attempt, from the fetching
 	// goroutine; it must be quick and safe for concurrent use.
@@ -214,7 +215,6 @@ func (c *Config) setDefaults() {
 	if c.BodyBudget == 0 {
 		c.BodyBudget = 256 << 20
 	}
-	c.DNS.setDefaults()
 	def(&c.ConnectTimeout, 10*time.Second)
 	def(&c.TLSTimeout, 10*time.Second)
 	def(&c.HeaderTimeout, 30*time.Second)

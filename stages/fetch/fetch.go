@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/dnscache"
 	"github.com/sluicehq/sluice/failure"
 	"github.com/sluicehq/sluice/flow"
 	"github.com/sluicehq/sluice/governor"
@@ -31,7 +32,7 @@ type Stage struct {
 	policy  *guard.Policy
 	clients map[string]*http.Client // by proxy id; directID when there is no pool
 	toProxy map[string]proxyDial    // by proxy id, HTTP(S) proxies only: see proxyRefuses
-	dns     *DNSCache               // nil when DNS.Off
+	dns     *dnscache.Cache         // nil when DNS.Off
 	spool   *spooler
 	gov     *governor.Governor[*item]
 	execFn  execFunc // s.exec; tests replace it
@@ -50,7 +51,7 @@ func New(cfg Config) (*Stage, error) {
 	}
 	s := &Stage{cfg: cfg, clients: map[string]*http.Client{}}
 	if !cfg.DNS.Off {
-		s.dns = NewDNSCache(cfg.DNS, cfg.Now)
+		s.dns = dnscache.New(cfg.DNS, cfg.Now)
 		if s.cfg.Resolver == nil {
 			s.cfg.Resolver = s.dns // proxy endpoints and socks5:// targets too
 		}
@@ -114,7 +115,7 @@ func (s *Stage) Governor() governor.Stats {
 }
 
 // DNSCache returns the stage's DNS cache, nil when DNS.Off.
-func (s *Stage) DNSCache() *DNSCache { return s.dns }
+func (s *Stage) DNSCache() *dnscache.Cache { return s.dns }
 
 // Limits returns the limits the governor applies to host at full level.
 func (s *Stage) Limits(host string) governor.Limits { return s.gov.Limits(host) }

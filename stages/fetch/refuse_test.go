@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/sluicehq/sluice/dnscache"
 	"github.com/sluicehq/sluice/failure"
 )
 
@@ -13,7 +14,7 @@ import (
 // domain whose bucket would make each wait ten minutes.
 func TestRefusedURLsTakeNoToken(t *testing.T) {
 	pool := fakePool(t, 2)
-	cfg := Config{Concurrency: 4, DomainRate: 1.0 / 600, StaggerMax: -1, Pool: pool, DNS: DNS{Off: true}}
+	cfg := Config{Concurrency: 4, DomainRate: 1.0 / 600, StaggerMax: -1, Pool: pool, DNS: dnscache.Config{Off: true}}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
