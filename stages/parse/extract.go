@@ -145,7 +145,7 @@ func (r *Rules) Extract(pageURL *url.URL, contentType string, body []byte, lim L
 	}
 	out := Extraction{Fields: map[string]*string{}}
 	if ru := r.match(host); ru != nil {
-		out.Rule = ru.domain
+		out.Rule = ru.domain.String()
 		out.Fields = make(map[string]*string, len(ru.fields))
 		gdoc := goquery.NewDocumentFromNode(doc)
 		for i := range ru.fields {

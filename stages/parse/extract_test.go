@@ -156,7 +156,7 @@ func TestExtractDomainMatching(t *testing.T) {
   fields: {which: "#sub"}
 - domain: "example.com"
   fields: {which: "#apex"}
-- domain: "10.0.0.?"
+- domain: "10.0.0.7"
   fields: {which: "#ip"}
 - domain: "*.example.com"
   fields: {which: "#never"}
@@ -171,7 +171,8 @@ func TestExtractDomainMatching(t *testing.T) {
 		{"https://a.example.com/", "*.example.com", "sub"},
 		{"https://a.b.example.com/", "*.example.com", "sub"},
 		{"https://example.com/", "example.com", "apex"},
-		{"http://10.0.0.7:8080/", "10.0.0.?", "ip"},
+		{"http://10.0.0.7:8080/", "10.0.0.7", "ip"},
+		{"http://10.0.0.8/", "", ""},
 		{"https://notexample.com/", "", ""},
 		{"https://example.org/", "", ""},
 	}
