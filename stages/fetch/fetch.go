@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/dnscache"
@@ -316,38 +319,89 @@ func classifyTransport(err error, viaProxy bool, parent context.Context) error {
 	if errors.As(err, &fe) {
 		return fe
 	}
-	msg := err.Error()
+	class, kind := transportClass(err, viaProxy)
+	return failure.New(class, kind, err)
+}
+
+// transportClass finds the class of a transport error by its type (and
+// the net.OpError's Op) wherever the standard library gives one; by its
+// text only where it gives none (see the is… helpers).
+func transportClass(err error, viaProxy bool) (failure.Class, error) {
 	var dnsErr *net.DNSError
-	var opErr *net.OpError
 	var netErr net.Error
-	var certErr *tls.CertificateVerificationError
 	switch {
-	case strings.Contains(msg, "server response headers exceeded"):
-		return failure.New(failure.HeaderTooLarge, failure.ErrPermanent, err)
-	case errors.As(err, &certErr):
-		return failure.New(failure.TLS, failure.ErrPermanent, err)
-	case viaProxy && (strings.Contains(msg, "Proxy Authentication Required") || strings.Contains(msg, "proxy authentication") || strings.Contains(msg, "username/password authentication failed")):
-		return failure.New(failure.ProxyAuth, failure.ErrProxy, err)
-	case viaProxy && errors.As(err, &opErr) && opErr.Op == "proxyconnect":
-		return failure.New(failure.ProxyConnect, failure.ErrProxy, err)
-	case viaProxy && strings.Contains(msg, "socks connect"):
-		return failure.New(failure.ProxyConnect, failure.ErrProxy, err)
+	case isHeaderTooLarge(err):
+		return failure.HeaderTooLarge, failure.ErrPermanent
+	case isCertificateError(err):
+		return failure.TLS, failure.ErrPermanent
+	case viaProxy && isProxyAuth(err):
+		return failure.ProxyAuth, failure.ErrProxy
+	case viaProxy && (opIs(err, "proxyconnect") || opIs(err, "socks connect")):
+		return failure.ProxyConnect, failure.ErrProxy
 	case errors.As(err, &dnsErr):
-		return failure.New(failure.DNS, failure.ErrRetryable, err)
-	case errors.As(err, &netErr) && netErr.Timeout(), errors.Is(err, context.DeadlineExceeded):
-		return failure.New(failure.Timeout, failure.ErrRetryable, err)
-	case strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:"):
-		return failure.New(failure.TLS, failure.ErrPermanent, err)
-	case viaProxy && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(msg, "malformed HTTP")):
-		return failure.New(failure.ProxyProtocol, failure.ErrProxy, err)
-	case errors.As(err, &opErr) && opErr.Op == "dial":
-		return failure.New(failure.Connect, failure.ErrRetryable, err)
+		return failure.DNS, failure.ErrRetryable
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &netErr) && netErr.Timeout():
+		return failure.Timeout, failure.ErrRetryable
+	case isTLSError(err):
+		return failure.TLS, failure.ErrPermanent
+	case viaProxy && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isMalformedResponse(err)):
+		return failure.ProxyProtocol, failure.ErrProxy
+	case errors.Is(err, syscall.ECONNREFUSED), opIs(err, "dial"):
+		return failure.Connect, failure.ErrRetryable
 	case viaProxy:
-		return failure.New(failure.ProxyProtocol, failure.ErrProxy, err)
-	default:
-		return failure.New(failure.Protocol, failure.ErrRetryable, err)
+		return failure.ProxyProtocol, failure.ErrProxy
+	default: // reset (syscall.ECONNRESET), EOF, a broken response
+		return failure.Protocol, failure.ErrRetryable
 	}
 }
+
+// opIs reports whether err holds a *net.OpError of operation op ("dial",
+// "proxyconnect" from net/http, "socks connect" from x/net's SOCKS5
+// dialer).
+func opIs(err error, op string) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && opErr.Op == op
+}
+
+// isCertificateError reports a certificate the client refused.
+func isCertificateError(err error) bool {
+	var certErr *tls.CertificateVerificationError
+	var authErr x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalidErr x509.CertificateInvalidError
+	return errors.As(err, &certErr) || errors.As(err, &authErr) || errors.As(err, &hostErr) || errors.As(err, &invalidErr)
+}
+
+// isTLSError reports a failed TLS handshake: a non-TLS answer, an alert
+// from the peer, or (crypto/tls has no exported type for its own alerts)
+// an error whose text crypto/tls prefixes with "tls: ".
+func isTLSError(err error) bool {
+	var recErr tls.RecordHeaderError
+	var alertErr tls.AlertError
+	var echErr *tls.ECHRejectionError
+	return errors.As(err, &recErr) || errors.As(err, &alertErr) || errors.As(err, &echErr) ||
+		strings.Contains(err.Error(), "tls: ")
+}
+
+// isHeaderTooLarge reports net/http's refusal of response headers over
+// Transport.MaxResponseHeaderBytes; net/http gives it no type.
+func isHeaderTooLarge(err error) bool {
+	return strings.Contains(err.Error(), "server response headers exceeded")
+}
+
+// isProxyAuth reports a proxy refusing our credentials where the error
+// has no type: net/http returns a CONNECT answer's status text ("Proxy
+// Authentication Required"), x/net's SOCKS5 dialer a plain error.
+func isProxyAuth(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "Proxy Authentication Required") || strings.Contains(msg, "proxy authentication") ||
+		strings.Contains(msg, "username/password authentication failed")
+}
+
+// isMalformedResponse reports net/http's error for a response it cannot
+// read as HTTP (an unexported type).
+func isMalformedResponse(err error) bool { return strings.Contains(err.Error(), "malformed HTTP") }
 
 // classifyBody classifies an error while reading a body. Through a proxy,
 // a body cut short counts against the proxy.
