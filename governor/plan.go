@@ -95,27 +95,32 @@ func (p Plan) WriteTo(w io.Writer) (int64, error) {
 		return 0, err
 	}
 	b.WriteString("\n")
+	p.writeTotals(&b)
+	n, err := io.WriteString(w, b.String())
+	return int64(n), err
+}
+
+// writeTotals prints the per-IP pacing of each domain and the totals.
+func (p Plan) writeTotals(b *strings.Builder) {
 	for _, l := range p.Domains {
 		if l.ProxyRate > 0 {
-			fmt.Fprintf(&b, "per-IP pacing: %s: each proxy %s/min × %.2f = %.3f req/s (one request every %.3f s), catching up at most %d\n",
+			fmt.Fprintf(b, "per-IP pacing: %s: each proxy %s/min × %.2f = %.3f req/s (one request every %.3f s), catching up at most %d\n",
 				l.Pattern, num(l.PerIPPerMinute), l.Safety, l.ProxyRate, 1/l.ProxyRate, l.ProxyBurst)
 		}
 	}
-	fmt.Fprintf(&b, "total: max concurrency %d (sum over domains)", p.Sum)
+	fmt.Fprintf(b, "total: max concurrency %d (sum over domains)", p.Sum)
 	if p.Sum > p.Global {
-		fmt.Fprintf(&b, ", capped by the global limit at %d", p.Total)
+		fmt.Fprintf(b, ", capped by the global limit at %d", p.Total)
 	} else {
-		fmt.Fprintf(&b, " of global limit %d", p.Global)
+		fmt.Fprintf(b, " of global limit %d", p.Global)
 	}
 	if p.PoolSize > 0 {
-		fmt.Fprintf(&b, "; proxies in use %d of %d (%.0f%% of the pool)", p.ProxiesInUse, p.PoolSize, p.Share*100)
+		fmt.Fprintf(b, "; proxies in use %d of %d (%.0f%% of the pool)", p.ProxiesInUse, p.PoolSize, p.Share*100)
 	}
 	b.WriteString("\n")
 	if len(p.Domains) > 0 {
 		b.WriteString("(\"any other\" applies to each host no entry matches; it is not in the total)\n")
 	}
-	n, err := io.WriteString(w, b.String())
-	return int64(n), err
 }
 
 // num prints a rate without needless decimals.
