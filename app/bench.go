@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluicehq/sluice/stages/fetch"
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/testbed"
 )
 
@@ -94,7 +94,7 @@ func (o BenchOptions) prepare(cfg *jobConfig, site *testbed.Site, farm *testbed.
 	host = host[:strings.LastIndexByte(host, ':')]
 	perMinute := float64(o.PerIP) * float64(time.Minute) / float64(o.Window)
 	if len(cfg.Fetch.Domains) == 0 {
-		cfg.Fetch.Domains = []fetch.Domain{{Domain: host, PerIPPerMinute: perMinute, Safety: o.Safety, Proxies: o.FarmProxies, Window: o.Window}}
+		cfg.Fetch.Domains = []governor.Domain{{Domain: host, PerIPPerMinute: perMinute, Safety: o.Safety, Proxies: o.FarmProxies, Window: o.Window}}
 	}
 	if cfg.Proxies, err = farmProxies(farm); err != nil {
 		return cleanup, err
@@ -119,7 +119,7 @@ func (o BenchOptions) prepare(cfg *jobConfig, site *testbed.Site, farm *testbed.
 func (o BenchOptions) printPlan(stdout io.Writer, cfg jobConfig) error {
 	fmt.Fprintf(stdout, "bench: %d pages through %d proxies; the site allows %d requests per IP per %v: %d × %d / %.0f s = %.1f pages/s\n",
 		o.Pages, o.FarmProxies, o.PerIP, o.Window, o.PerIP, o.FarmProxies, o.Window.Seconds(), o.allowed())
-	plan, err := fetch.NewPlan(cfg.Fetch, len(cfg.Proxies))
+	plan, err := governor.NewPlan(cfg.Fetch.Governor(), len(cfg.Proxies))
 	if err != nil {
 		return usageError{err}
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sluicehq/sluice/dnscache"
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/guard"
 	"github.com/sluicehq/sluice/kafka"
 	"github.com/sluicehq/sluice/proxy"
@@ -37,35 +39,36 @@ type Config struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout" help:"on SIGINT/SIGTERM, how long to drain before aborting requests"`
 	LogLevel     string        `yaml:"log_level" help:"log level: debug, info, warn, error"`
 
-	Fetch   FetchConfig    `yaml:"fetch" flag:"flat"`
-	Policy  guard.Config   `yaml:"policy" flag:"flat"`
-	Proxy   PoolConfig     `yaml:"proxy"`
-	Observe ObserveConfig  `yaml:"observe" flag:"flat"`
-	Domains []fetch.Domain `yaml:"domains" flag:"-"` // YAML only: a list of entries
-	Kafka   KafkaConfig    `yaml:"kafka"`
+	Fetch   FetchConfig       `yaml:"fetch" flag:"flat"`
+	Policy  guard.Config      `yaml:"policy" flag:"flat"`
+	Proxy   PoolConfig        `yaml:"proxy"`
+	Observe ObserveConfig     `yaml:"observe" flag:"flat"`
+	Domains []governor.Domain `yaml:"domains" flag:"-"` // YAML only: a list of entries
+	Kafka   KafkaConfig       `yaml:"kafka"`
 }
 
 // FetchConfig is the `fetch:` section.
 type FetchConfig struct {
-	Concurrency    int            `yaml:"concurrency" help:"requests in flight at most"`
-	Rate           float64        `yaml:"rate" help:"requests per second per domain, for domains the config does not list (negative: unlimited)"`
-	Burst          int            `yaml:"burst" help:"token bucket size per domain"`
-	MaxAttempts    int            `yaml:"max_attempts" help:"attempts per URL, the first included"`
-	Timeout        time.Duration  `yaml:"timeout" help:"deadline of one attempt, body included"`
-	MaxBody        int64          `yaml:"max_body" help:"largest response body in bytes, after decompression"`
-	Pending        int            `yaml:"pending" help:"tasks the governor holds at most (default: max(256, 8 × concurrency))"`
-	StaggerMin     time.Duration  `yaml:"stagger_min" help:"staggered start: least interval between admitting two workers (0: none)"`
-	StaggerMax     time.Duration  `yaml:"stagger_max" help:"staggered start: greatest interval (0 or -1: off, every worker at once)"`
-	SpoolThreshold int64          `yaml:"spool_threshold" help:"bodies larger than this many bytes spool to disk (0: never spool)"`
-	SpoolDir       string         `yaml:"spool_dir" help:"directory for spooled bodies (empty: the system's temporary directory)"`
-	BodyBudget     int64          `yaml:"body_budget" help:"bytes of response bodies held in memory at most"`
-	BodyTimeout    time.Duration  `yaml:"body_timeout" help:"time allowed to read a body once its headers are in"`
-	MaxHeaderBytes int64          `yaml:"max_header_bytes" help:"largest response header block in bytes"`
-	MaxRedirects   int            `yaml:"max_redirects" help:"redirects followed per attempt (0: none)"`
-	Truncate       bool           `yaml:"truncate" help:"keep the first --max-body bytes of a larger body and mark the result truncated, instead of refusing it"`
-	CaptchaMarkers []string       `yaml:"captcha_markers" flag:",repeat,alias=captcha-marker" help:"text that marks a challenge page in a 2xx body (repeatable; replaces the default markers; one empty value: no check)"`
-	Adaptive       fetch.Adaptive `yaml:"adaptive"`
-	DNS            fetch.DNS      `yaml:"dns"`
+	Concurrency    int               `yaml:"concurrency" help:"requests in flight at most"`
+	Rate           float64           `yaml:"rate" help:"requests per second per domain, for domains the config does not list (negative: unlimited)"`
+	Burst          int               `yaml:"burst" help:"token bucket size per domain"`
+	MaxAttempts    int               `yaml:"max_attempts" help:"attempts per URL, the first included"`
+	Timeout        time.Duration     `yaml:"timeout" help:"deadline of one attempt, body included"`
+	MaxBody        int64             `yaml:"max_body" help:"largest response body in bytes, after decompression"`
+	Pending        int               `yaml:"pending" help:"tasks the governor holds at most (default: max(256, 8 × concurrency))"`
+	StaggerMin     time.Duration     `yaml:"stagger_min" help:"staggered start: least interval between admitting two workers (0: none)"`
+	StaggerMax     time.Duration     `yaml:"stagger_max" help:"staggered start: greatest interval (0 or -1: off, every worker at once)"`
+	Ramp           time.Duration     `yaml:"ramp" help:"staggered start: every worker is admitted within this long of the first, however high the concurrency"`
+	SpoolThreshold int64             `yaml:"spool_threshold" help:"bodies larger than this many bytes spool to disk (0: never spool)"`
+	SpoolDir       string            `yaml:"spool_dir" help:"directory for spooled bodies (empty: the system's temporary directory)"`
+	BodyBudget     int64             `yaml:"body_budget" help:"bytes of response bodies held in memory at most"`
+	BodyTimeout    time.Duration     `yaml:"body_timeout" help:"time allowed to read a body once its headers are in"`
+	MaxHeaderBytes int64             `yaml:"max_header_bytes" help:"largest response header block in bytes"`
+	MaxRedirects   int               `yaml:"max_redirects" help:"redirects followed per attempt (0: none)"`
+	Truncate       bool              `yaml:"truncate" help:"keep the first --max-body bytes of a larger body and mark the result truncated, instead of refusing it"`
+	CaptchaMarkers []string          `yaml:"captcha_markers" flag:",repeat,alias=captcha-marker" help:"text that marks a challenge page in a 2xx body (repeatable; replaces the default markers; one empty value: no check)"`
+	Adaptive       governor.Adaptive `yaml:"adaptive"`
+	DNS            dnscache.Config   `yaml:"dns"`
 }
 
 // PoolConfig is the `proxy:` section: the proxy pool.
@@ -114,11 +117,11 @@ func Defaults() Config {
 		URLs: "-", Out: "-", DrainTimeout: 30 * time.Second, LogLevel: "info",
 		Fetch: FetchConfig{
 			Concurrency: 32, Rate: 10, Burst: 1, MaxAttempts: 4, Timeout: 60 * time.Second, MaxBody: 10 << 20,
-			StaggerMin: 100 * time.Millisecond, StaggerMax: 200 * time.Millisecond,
+			StaggerMin: 100 * time.Millisecond, StaggerMax: 200 * time.Millisecond, Ramp: time.Second,
 			SpoolThreshold: 1 << 20, BodyBudget: 256 << 20, BodyTimeout: 30 * time.Second, MaxHeaderBytes: 1 << 20,
 			MaxRedirects: 10, CaptchaMarkers: append([]string(nil), fetch.DefaultCaptchaMarkers...),
-			Adaptive: fetch.Adaptive{Start: 0.5, Min: 0.05, Window: 50, MinSamples: 10, LatencyWindow: 100, LatencyFloor: 25 * time.Millisecond},
-			DNS: fetch.DNS{ResolvConf: "/etc/resolv.conf", Timeout: 2 * time.Second, MinTTL: time.Second, MaxTTL: time.Hour,
+			Adaptive: governor.Adaptive{Start: 0.5, Min: 0.05, Window: 50, MinSamples: 10, RaiseAfter: 250 * time.Millisecond, LatencyWindow: 100, LatencyFloor: 25 * time.Millisecond},
+			DNS: dnscache.Config{ResolvConf: "/etc/resolv.conf", Timeout: 2 * time.Second, MinTTL: time.Second, MaxTTL: time.Hour,
 				FallbackTTL: 30 * time.Second, NegativeTTL: 5 * time.Second, MaxEntries: 10000},
 		},
 		Policy:  guard.Config{ProxyDNS: guard.ProxyDNSRemote, HandshakeTimeout: 10 * time.Second, MaxProxyHeaderBytes: 64 << 10},
@@ -134,10 +137,10 @@ func (c *Config) positives() map[string]float64 {
 	return map[string]float64{
 		"fetch.concurrency": float64(f.Concurrency), "fetch.burst": float64(f.Burst), "fetch.max_attempts": float64(f.MaxAttempts),
 		"fetch.timeout": float64(f.Timeout), "fetch.max_body": float64(f.MaxBody), "fetch.body_budget": float64(f.BodyBudget),
-		"fetch.body_timeout": float64(f.BodyTimeout), "fetch.max_header_bytes": float64(f.MaxHeaderBytes),
+		"fetch.body_timeout": float64(f.BodyTimeout), "fetch.ramp": float64(f.Ramp), "fetch.max_header_bytes": float64(f.MaxHeaderBytes),
 		"drain_timeout": float64(c.DrainTimeout), "observe.trace_max": float64(c.Observe.TraceMax), "observe.stats_interval": float64(c.Observe.StatsInterval),
 		"fetch.adaptive.start": a.Start, "fetch.adaptive.min": a.Min, "fetch.adaptive.window": float64(a.Window),
-		"fetch.adaptive.min_samples": float64(a.MinSamples), "fetch.adaptive.latency_window": float64(a.LatencyWindow),
+		"fetch.adaptive.min_samples": float64(a.MinSamples), "fetch.adaptive.raise_after": float64(a.RaiseAfter), "fetch.adaptive.latency_window": float64(a.LatencyWindow),
 		"fetch.adaptive.latency_floor": float64(a.LatencyFloor),
 		"fetch.dns.timeout":            float64(d.Timeout), "fetch.dns.min_ttl": float64(d.MinTTL), "fetch.dns.max_ttl": float64(d.MaxTTL),
 		"fetch.dns.fallback_ttl": float64(d.FallbackTTL), "fetch.dns.negative_ttl": float64(d.NegativeTTL), "fetch.dns.max_entries": float64(d.MaxEntries),
@@ -262,7 +265,7 @@ func (c *Config) FetchStage() fetch.Config {
 	f := c.Fetch
 	fc := fetch.Config{
 		Concurrency: f.Concurrency, DomainRate: f.Rate, DomainBurst: f.Burst, Domains: c.Domains, Adaptive: f.Adaptive,
-		Pending: f.Pending, StaggerMin: f.StaggerMin, StaggerMax: f.StaggerMax, CaptchaMarkers: f.CaptchaMarkers,
+		Pending: f.Pending, StaggerMin: f.StaggerMin, StaggerMax: f.StaggerMax, Ramp: f.Ramp, CaptchaMarkers: f.CaptchaMarkers,
 		AttemptTimeout: f.Timeout, BodyTimeout: f.BodyTimeout, Policy: c.Policy, MaxBodyBytes: f.MaxBody,
 		TruncateLarge: f.Truncate, MaxHeaderBytes: f.MaxHeaderBytes, MaxRedirects: f.MaxRedirects,
 		SpoolThreshold: f.SpoolThreshold, SpoolDir: f.SpoolDir, BodyBudget: f.BodyBudget, MaxAttempts: f.MaxAttempts, DNS: f.DNS,

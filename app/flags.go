@@ -136,6 +136,7 @@ var foreignHelp = map[string]string{
 	"adaptive-min":            "adaptive control: lowest level cuts go down to",
 	"adaptive-window":         "adaptive control: outcomes over which the success rate is judged",
 	"adaptive-min-samples":    "adaptive control: outcomes since the last change needed before a cut",
+	"adaptive-raise-after":    "adaptive control: min-samples healthy outcomes spanning this long raise the level before a full window",
 	"adaptive-latency-window": "adaptive control: responses whose median latency is compared with the baseline",
 	"adaptive-latency-floor":  "adaptive control: least baseline latency",
 	"dns-off":                 "no DNS cache: the system resolver on every new connection",

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/failure"
 	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/proxy"
 	"github.com/sluicehq/sluice/record"
 	"github.com/sluicehq/sluice/stages/fetch"
@@ -59,11 +60,11 @@ type summary struct {
 	Unhealthy []string `json:"unhealthy_proxies"`
 	// Refused counts the inputs the URL policy refused, by the flag
 	// that would allow them.
-	Refused  map[string]int      `json:"refused,omitempty"`
-	Stages   []stageSummary      `json:"-"`
-	Spans    int64               `json:"spans,omitempty"` // written to the trace
-	Governor fetch.GovernorStats `json:"-"`
-	Pools    []fetch.PoolStats   `json:"-"`
+	Refused  map[string]int       `json:"refused,omitempty"`
+	Stages   []stageSummary       `json:"-"`
+	Spans    int64                `json:"spans,omitempty"` // written to the trace
+	Governor governor.Stats       `json:"-"`
+	Pools    []governor.PoolStats `json:"-"`
 }
 
 type stageSummary struct {

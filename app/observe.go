@@ -113,7 +113,7 @@ func (o *observers) setup(cfg jobConfig, p *pipeline) error {
 		Stages:    p.stats(),
 		Fetch:     p.fetch.Activity,
 		Domains:   p.fetch.Domains,
-		Conns:     p.fetch.Conns,
+		Conns:     p.fetch.Pools,
 		Proxies:   poolStates(p.pool),
 		FDsNeeded: p.fetch.FDsNeeded(),
 		Kafka:     p.io.kafkaState,

@@ -3,8 +3,8 @@ package app
 import (
 	"io"
 
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/proxy"
-	"github.com/sluicehq/sluice/stages/fetch"
 )
 
 // Plan is `pipeline plan`: it prints the governor's calculation for c:
@@ -21,7 +21,8 @@ func Plan(c Config, stdout io.Writer) error {
 		}
 		size = len(ps)
 	}
-	p, err := fetch.NewPlan(c.FetchStage(), size)
+	fc := c.FetchStage()
+	p, err := governor.NewPlan(fc.Governor(), size)
 	if err != nil {
 		return usageError{err}
 	}

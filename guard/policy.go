@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/hostmatch"
 )
 
 // Config configures a Policy. The zero value is the safe default: http and
@@ -55,7 +56,7 @@ type Config struct {
 	// default ranges.
 	DenyNets []string `yaml:"deny_nets"`
 	// AllowHosts, if not empty, admits only hosts that match one of these
-	// patterns: "example.com" (exactly), "*.example.com" (any subdomain,
+	// patterns (package hostmatch): "example.com" (exactly), "*.example.com" (any subdomain,
 	// not example.com itself) or "*" (any). An IP literal host matches its
 	// canonical text ("192.0.2.7", "[2001:db8::1]" without brackets).
 	AllowHosts []string `yaml:"allow_hosts"`
@@ -158,8 +159,8 @@ type Policy struct {
 	allowLoopback bool
 	allowNets     []netip.Prefix
 	denyNets      []netip.Prefix
-	allowHosts    []hostPattern
-	denyHosts     []hostPattern
+	allowHosts    []hostmatch.Pattern
+	denyHosts     []hostmatch.Pattern
 	allowPorts    []portRange
 	denyPorts     []portRange
 	localDNS      bool
@@ -330,7 +331,7 @@ func (p *Policy) checkHost(h Host) error {
 		name = h.Addr.String()
 	}
 	for _, pat := range p.denyHosts {
-		if pat.match(name) {
+		if pat.Match(name) {
 			return refuse("host %s is denied", clip(name))
 		}
 	}
@@ -338,7 +339,7 @@ func (p *Policy) checkHost(h Host) error {
 		return nil
 	}
 	for _, pat := range p.allowHosts {
-		if pat.match(name) {
+		if pat.Match(name) {
 			return nil
 		}
 	}
@@ -366,47 +367,39 @@ func parseNets(list []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// hostPattern is "*", "*.suffix" or an exact canonical name.
-type hostPattern struct {
-	any    bool
-	suffix string // ".example.com" for "*.example.com"
-	exact  string
-}
-
-func (h hostPattern) match(name string) bool {
-	switch {
-	case h.any:
-		return true
-	case h.suffix != "":
-		return strings.HasSuffix(name, h.suffix)
-	}
-	return name == h.exact
-}
-
-func parseHostPatterns(list []string) ([]hostPattern, error) {
-	var out []hostPattern
+// parseHostPatterns parses host patterns (package hostmatch: "*",
+// "*.suffix" for any subdomain of suffix but not suffix itself, or an
+// exact host), the names in their canonical form (see ParseHost), so
+// that they compare with the canonical hosts CheckURL produces.
+func parseHostPatterns(list []string) ([]hostmatch.Pattern, error) {
+	var out []hostmatch.Pattern
 	for _, s := range list {
 		s = strings.TrimSpace(s)
+		var canon string
 		switch {
 		case s == "*":
-			out = append(out, hostPattern{any: true})
+			canon = s
 		case strings.HasPrefix(s, "*."):
 			h, err := ParseHost(s[2:])
 			if err != nil || h.IsIP() {
 				return nil, fmt.Errorf("pattern %q: want *.name", s)
 			}
-			out = append(out, hostPattern{suffix: "." + h.Name})
+			canon = "*." + h.Name
 		default:
 			h, err := ParseHost(strings.Trim(s, "[]"))
 			if err != nil {
 				return nil, fmt.Errorf("pattern %q: %v", s, err)
 			}
-			name := h.Name
+			canon = h.Name
 			if h.IsIP() {
-				name = h.Addr.String()
+				canon = h.Addr.String()
 			}
-			out = append(out, hostPattern{exact: name})
 		}
+		p, err := hostmatch.Parse(canon)
+		if err != nil {
+			return nil, fmt.Errorf("pattern %q: %w", s, err)
+		}
+		out = append(out, p)
 	}
 	return out, nil
 }

@@ -1,13 +1,14 @@
 package metrics
 
 import (
+	"math"
 	"strconv"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/flow"
-	"github.com/sluicehq/sluice/stages/fetch"
+	"github.com/sluicehq/sluice/governor"
 )
 
 // Sources are the live readings of a running pipeline, read at each scrape
@@ -17,15 +18,15 @@ type Sources struct {
 	// Stages are the pipeline's stages, source first, sink last.
 	Stages []*flow.Stats
 	// Fetch reports what the fetch stage's inputs are doing.
-	Fetch func() fetch.Activity
-	// Domains reports the rate limits of the domains seen.
-	Domains func() []fetch.DomainState
+	Fetch func() governor.Activity
+	// Domains reports the governor's domains: their limits in force.
+	Domains func() []governor.DomainStats
 	// Conns reports the connection pools, one per proxy.
-	Conns func() []fetch.ConnStats
+	Conns func() []governor.PoolStats
 	// Proxies reports the state of every proxy of the pool.
 	Proxies func() []ProxyState
 	// FDsNeeded is how many file descriptors the configuration may need at
-	// once (see fetch.Stage.FDsNeeded); 0 leaves sluice_fds_needed out.
+	// once (see the fetch stage's FDsNeeded); 0 leaves sluice_fds_needed out.
 	FDsNeeded int
 	// Kafka reports the Kafka source's and sinks' positions, when Kafka is
 	// used.
@@ -168,7 +169,7 @@ func (l *liveCollector) Collect(ch chan<- prometheus.Metric) {
 		emit(l.errs, float64(st.Errors()), st.Name)
 		emit(l.dropped, float64(st.Dropped()), st.Name)
 	}
-	var conns []fetch.ConnStats
+	var conns []governor.PoolStats
 	if src.Conns != nil {
 		conns = src.Conns()
 	}
@@ -179,8 +180,12 @@ func (l *liveCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, d := range src.Domains() {
 			// Limits are per domain: a folded "other" would mean nothing.
 			if name, ok := l.domains.known(d.Domain); ok {
-				emit(l.domainRate, d.Rate, name)
-				emit(l.domainLimit, float64(d.Limit), name)
+				r := d.Rate
+				if math.IsInf(r, 1) {
+					r = -1 // unlimited
+				}
+				emit(l.domainRate, r, name)
+				emit(l.domainLimit, float64(d.Concurrency), name)
 			}
 		}
 	}
@@ -198,10 +203,10 @@ func (l *liveCollector) Collect(ch chan<- prometheus.Metric) {
 			id := l.proxies.label(c.Proxy)
 			emit(l.connOpen, float64(c.Open), id)
 			emit(l.connIdle, float64(c.Idle), id)
-			emit(l.connInUse, float64(c.InUse), id)
-			emit(l.connCap, float64(c.Capacity), id)
-			if c.Capacity > 0 {
-				emit(l.connUtil, float64(c.InUse)/float64(c.Capacity), id)
+			emit(l.connInUse, float64(c.Busy), id)
+			emit(l.connCap, float64(c.Size), id)
+			if c.Size > 0 {
+				emit(l.connUtil, float64(c.Busy)/float64(c.Size), id)
 			}
 			emit(l.connDials, float64(c.Dials), id)
 		}
@@ -220,7 +225,7 @@ func (l *liveCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func (l *liveCollector) collectFetch(a fetch.Activity, conns []fetch.ConnStats, emit func(gauge, float64, ...string)) {
+func (l *liveCollector) collectFetch(a governor.Activity, conns []governor.PoolStats, emit func(gauge, float64, ...string)) {
 	emit(l.workers, float64(a.Workers))
 	waiting := 0
 	for _, n := range a.TokenWait {

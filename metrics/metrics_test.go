@@ -13,8 +13,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/record"
-	"github.com/sluicehq/sluice/stages/fetch"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -183,15 +183,15 @@ func TestLiveSources(t *testing.T) {
 	}
 	src := Sources{
 		Stages: []*flow.Stats{st.Stats()},
-		Fetch: func() fetch.Activity {
-			return fetch.Activity{Workers: 8, InFlight: 6, TokenWait: map[string]int{"a.example": 2}, LeaseWait: 1,
+		Fetch: func() governor.Activity {
+			return governor.Activity{Workers: 8, InFlight: 6, TokenWait: map[string]int{"a.example": 2}, LeaseWait: 1,
 				Requests: map[string]int{"p1": 2}, DomainRequests: map[string]int{"a.example": 2}, Backoff: 1}
 		},
-		Domains: func() []fetch.DomainState {
-			return []fetch.DomainState{{Domain: "a.example", Rate: 2.5, Burst: 1, Limit: 8}}
+		Domains: func() []governor.DomainStats {
+			return []governor.DomainStats{{Domain: "a.example", Rate: 2.5, Limits: governor.Limits{Burst: 1}, Concurrency: 8}}
 		},
-		Conns: func() []fetch.ConnStats {
-			return []fetch.ConnStats{{Proxy: "p1", Open: 3, InUse: 2, Idle: 1, Capacity: 4, Dials: 7}, {Proxy: "p2", Capacity: 4}}
+		Conns: func() []governor.PoolStats {
+			return []governor.PoolStats{{Proxy: "p1", Open: 3, Busy: 2, Idle: 1, Size: 4, Dials: 7}, {Proxy: "p2", Size: 4}}
 		},
 		Proxies:   func() []ProxyState { return []ProxyState{{ID: "p1"}, {ID: "p2", Quarantined: true}} },
 		FDsNeeded: 40,

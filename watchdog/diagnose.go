@@ -2,12 +2,13 @@ package watchdog
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/metrics"
-	"github.com/sluicehq/sluice/stages/fetch"
 )
 
 // The causes a Diagnosis can name.
@@ -82,7 +83,7 @@ type StageReport struct {
 // Diagnose names the cause of a stall. It is a pure function of the
 // snapshot (plus the live Sources it calls).
 func Diagnose(s Snapshot) Diagnosis {
-	var act *fetch.Activity
+	var act *governor.Activity
 	if s.Sources.Fetch != nil {
 		a := s.Sources.Fetch()
 		act = &a
@@ -97,111 +98,175 @@ func Diagnose(s Snapshot) Diagnosis {
 	return d
 }
 
-func cause(s Snapshot, act *fetch.Activity, proxies []metrics.ProxyState) (string, string) {
-	since := s.Since.Round(time.Millisecond)
-	n := len(s.Stages)
-	// 1. The sink holds outputs and has written none for as long as the stall.
-	if n > 0 {
-		sink := s.Stages[n-1]
-		if (sink.InFlight > 0 || sink.Queue > 0) && sink.StillFor >= s.After {
-			return CauseSinkBlocked, fmt.Sprintf("sink blocked: it holds %d outputs (queue %d/%d) and has written none for %s",
-				sink.InFlight+sink.Queue, sink.Queue, sink.Capacity, sink.StillFor.Round(time.Millisecond))
-		}
-	}
-	inRequests := 0
+// diag is what the checks of a diagnosis read: the snapshot, the fetch
+// stage's activity (nil without one), the proxies, and derived figures.
+type diag struct {
+	s          Snapshot
+	act        *governor.Activity
+	proxies    []metrics.ProxyState
+	since      time.Duration // the stall, rounded for messages
+	inRequests int           // requests in flight
+}
+
+// check is one named cause: ok reports whether it explains the stall.
+type check func(d *diag) (cause, summary string, ok bool)
+
+// cause tries the checks in order; the first that explains the stall
+// names it.
+func cause(s Snapshot, act *governor.Activity, proxies []metrics.ProxyState) (string, string) {
+	d := &diag{s: s, act: act, proxies: proxies, since: s.Since.Round(time.Millisecond)}
 	if act != nil {
 		for _, v := range act.Requests {
-			inRequests += v
+			d.inRequests += v
 		}
 	}
-	// 2. Inputs wait for a lease and nothing is in flight.
-	if act != nil && act.LeaseWait > 0 && inRequests == 0 {
-		q := quarantined(proxies)
-		if len(proxies) > 0 && len(q) == len(proxies) {
-			return CauseProxiesQuarantined, fmt.Sprintf("all %d proxies are quarantined (%s); %d inputs wait for a proxy",
-				len(proxies), list(q), act.LeaseWait)
+	for _, c := range []check{
+		sinkBlocked,       // 1. the sink holds outputs and has written none
+		leaseWait,         // 2. inputs wait for a lease, nothing in flight
+		allAttemptsFailed, // 3. every attempt since the last success failed
+		domainTokens,      // 4. inputs wait for domain tokens, nothing else moves
+		requestsHanging,   // 5. requests in flight, none finished
+		downstreamBlocked, // 6. a stage has work but cannot hand it on
+		outputsFailing,    // 7. inputs finish, all failed, without attempts
+		sourceEmpty,       // 8. nothing is queued or in flight anywhere
+	} {
+		if cause, summary, ok := c(d); ok {
+			return cause, summary
 		}
-		return CauseLeaseWait, fmt.Sprintf("%d inputs wait for a proxy lease and no request is in flight (%d of %d proxies quarantined)",
-			act.LeaseWait, len(q), len(proxies))
 	}
-	// 3. Attempts were made since the last success and all of them failed.
-	w := s.Window
-	if w.attempts > 0 && w.failed == w.attempts {
-		if proxyFailures(w) >= w.failed-w.failed/5 {
-			failing := make([]string, 0, len(w.byProxy))
-			for id, pw := range w.byProxy {
-				failing = append(failing, fmt.Sprintf("%s: %s", id, counts(pw.byClass)))
+	return CauseUnknown, fmt.Sprintf("no successful output for %s", d.since)
+}
+
+// sinkBlocked: the sink holds outputs and has written none for as long
+// as the stall.
+func sinkBlocked(d *diag) (string, string, bool) {
+	n := len(d.s.Stages)
+	if n == 0 {
+		return "", "", false
+	}
+	sink := d.s.Stages[n-1]
+	if (sink.InFlight == 0 && sink.Queue == 0) || sink.StillFor < d.s.After {
+		return "", "", false
+	}
+	return CauseSinkBlocked, fmt.Sprintf("sink blocked: it holds %d outputs (queue %d/%d) and has written none for %s",
+		sink.InFlight+sink.Queue, sink.Queue, sink.Capacity, sink.StillFor.Round(time.Millisecond)), true
+}
+
+// leaseWait: inputs wait for a lease and nothing is in flight.
+func leaseWait(d *diag) (string, string, bool) {
+	if d.act == nil || d.act.LeaseWait == 0 || d.inRequests > 0 {
+		return "", "", false
+	}
+	q := quarantined(d.proxies)
+	if len(d.proxies) > 0 && len(q) == len(d.proxies) {
+		return CauseProxiesQuarantined, fmt.Sprintf("all %d proxies are quarantined (%s); %d inputs wait for a proxy",
+			len(d.proxies), list(q), d.act.LeaseWait), true
+	}
+	return CauseLeaseWait, fmt.Sprintf("%d inputs wait for a proxy lease and no request is in flight (%d of %d proxies quarantined)",
+		d.act.LeaseWait, len(q), len(d.proxies)), true
+}
+
+// allAttemptsFailed: attempts were made since the last success and all
+// of them failed, at the proxies or at the target.
+func allAttemptsFailed(d *diag) (string, string, bool) {
+	w := d.s.Window
+	if w.attempts == 0 || w.failed != w.attempts {
+		return "", "", false
+	}
+	if proxyFailures(w) >= w.failed-w.failed/5 {
+		failing := make([]string, 0, len(w.byProxy))
+		for id, pw := range w.byProxy {
+			failing = append(failing, fmt.Sprintf("%s: %s", id, counts(pw.byClass)))
+		}
+		sort.Strings(failing)
+		all := ""
+		if len(d.proxies) > 0 && len(w.byProxy) >= len(d.proxies) {
+			all = fmt.Sprintf("all %d proxies failing; ", len(d.proxies))
+		}
+		return CauseProxiesFailing, fmt.Sprintf("%severy attempt for %s failed at the proxies (%d attempts: %s)",
+			all, d.since, w.attempts, clip(failing)), true
+	}
+	doms := make([]string, 0, len(w.byDomain))
+	for dom, m := range w.byDomain {
+		doms = append(doms, fmt.Sprintf("%s: %s", dom, counts(m)))
+	}
+	sort.Strings(doms)
+	return CauseTargetFailing, fmt.Sprintf("every attempt for %s failed at the target (%d attempts: %s)", d.since, w.attempts, clip(doms)), true
+}
+
+// domainTokens: inputs wait for domain tokens and nothing else moves.
+func domainTokens(d *diag) (string, string, bool) {
+	if d.act == nil || d.inRequests > 0 || len(d.act.TokenWait) == 0 {
+		return "", "", false
+	}
+	waiting, top, topN := 0, "", 0
+	for dom, v := range d.act.TokenWait {
+		waiting += v
+		if v > topN || v == topN && dom < top {
+			top, topN = dom, v
+		}
+	}
+	rate := ""
+	if d.s.Sources.Domains != nil {
+		for _, ds := range d.s.Sources.Domains() {
+			if ds.Domain == top && !math.IsInf(ds.Rate, 1) {
+				rate = fmt.Sprintf(" (rate %.3g/s)", ds.Rate)
 			}
-			sort.Strings(failing)
-			all := ""
-			if len(proxies) > 0 && len(w.byProxy) >= len(proxies) {
-				all = fmt.Sprintf("all %d proxies failing; ", len(proxies))
-			}
-			return CauseProxiesFailing, fmt.Sprintf("%severy attempt for %s failed at the proxies (%d attempts: %s)",
-				all, since, w.attempts, clip(failing))
 		}
-		doms := make([]string, 0, len(w.byDomain))
-		for d, m := range w.byDomain {
-			doms = append(doms, fmt.Sprintf("%s: %s", d, counts(m)))
-		}
-		sort.Strings(doms)
-		return CauseTargetFailing, fmt.Sprintf("every attempt for %s failed at the target (%d attempts: %s)", since, w.attempts, clip(doms))
 	}
-	// 4. Inputs wait for domain tokens and nothing else moves.
-	if act != nil && inRequests == 0 && len(act.TokenWait) > 0 {
-		waiting, top, topN := 0, "", 0
-		for dom, v := range act.TokenWait {
-			waiting += v
-			if v > topN || v == topN && dom < top {
-				top, topN = dom, v
-			}
-		}
-		rate := ""
-		if s.Sources.Domains != nil {
-			for _, ds := range s.Sources.Domains() {
-				if ds.Domain == top && ds.Rate >= 0 {
-					rate = fmt.Sprintf(" (rate %.3g/s)", ds.Rate)
-				}
-			}
-		}
-		return CauseDomainTokens, fmt.Sprintf("%d of %d fetch workers wait for rate-limit tokens, %d of them for %s%s",
-			waiting, act.Workers, topN, top, rate)
+	return CauseDomainTokens, fmt.Sprintf("%d of %d fetch workers wait for rate-limit tokens, %d of them for %s%s",
+		waiting, d.act.Workers, topN, top, rate), true
+}
+
+// requestsHanging: requests are in flight and none has finished since
+// the last success.
+func requestsHanging(d *diag) (string, string, bool) {
+	if d.act == nil || d.inRequests == 0 || d.s.Window.attempts != 0 {
+		return "", "", false
 	}
-	// 5. Requests are in flight and none has finished since the last success.
-	if act != nil && inRequests > 0 && w.attempts == 0 {
-		return CauseRequestsHanging, fmt.Sprintf("%d requests in flight have had no answer for %s (by proxy: %s)", inRequests, since, counts(act.Requests))
-	}
-	// 6. A stage has work but cannot hand it on.
-	for i := 0; i+1 < n; i++ {
-		cur, next := s.Stages[i], s.Stages[i+1]
-		if next.full() && next.StillFor >= s.After && !cur.empty() {
+	return CauseRequestsHanging, fmt.Sprintf("%d requests in flight have had no answer for %s (by proxy: %s)",
+		d.inRequests, d.since, counts(d.act.Requests)), true
+}
+
+// downstreamBlocked: a stage has work but cannot hand it on.
+func downstreamBlocked(d *diag) (string, string, bool) {
+	for i := 0; i+1 < len(d.s.Stages); i++ {
+		cur, next := d.s.Stages[i], d.s.Stages[i+1]
+		if next.full() && next.StillFor >= d.s.After && !cur.empty() {
 			return CauseDownstreamBlocked, fmt.Sprintf("%s cannot hand on: the %s queue is full (%d/%d) and %s has passed nothing on for %s",
-				cur.Name, next.Name, next.Queue, next.Capacity, next.Name, next.StillFor.Round(time.Millisecond))
+				cur.Name, next.Name, next.Queue, next.Capacity, next.Name, next.StillFor.Round(time.Millisecond)), true
 		}
 	}
-	// 7. Inputs finish, all failed, without fetch attempts (bad input, say).
-	if len(w.outputs) > 0 && w.attempts == 0 {
-		return CauseFailing, fmt.Sprintf("every output for %s was a failure (%s)", since, counts(w.outputs))
+	return "", "", false
+}
+
+// outputsFailing: inputs finish, all failed, without fetch attempts (bad
+// input, say).
+func outputsFailing(d *diag) (string, string, bool) {
+	w := d.s.Window
+	if len(w.outputs) == 0 || w.attempts != 0 {
+		return "", "", false
 	}
-	// 8. Nothing is queued or in flight anywhere: the source has nothing.
-	allEmpty := true
-	for _, st := range s.Stages {
+	return CauseFailing, fmt.Sprintf("every output for %s was a failure (%s)", d.since, counts(w.outputs)), true
+}
+
+// sourceEmpty: nothing is queued or in flight anywhere: the source has
+// nothing.
+func sourceEmpty(d *diag) (string, string, bool) {
+	for _, st := range d.s.Stages {
 		if st.Queue > 0 || st.InFlight > 0 {
-			allEmpty = false
+			return "", "", false
 		}
 	}
-	if allEmpty {
-		what := "the source has had nothing to read"
-		if n > 0 {
-			what = fmt.Sprintf("the source has read nothing new for %s (%d read so far)", s.Stages[0].StillFor.Round(time.Millisecond), s.Stages[0].Processed)
-		}
-		return CauseSourceEmpty, what
+	if len(d.s.Stages) == 0 {
+		return CauseSourceEmpty, "the source has had nothing to read", true
 	}
-	return CauseUnknown, fmt.Sprintf("no successful output for %s", since)
+	src := d.s.Stages[0]
+	return CauseSourceEmpty, fmt.Sprintf("the source has read nothing new for %s (%d read so far)", src.StillFor.Round(time.Millisecond), src.Processed), true
 }
 
 // stageReports says what each stage is waiting on.
-func stageReports(s Snapshot, act *fetch.Activity) []StageReport {
+func stageReports(s Snapshot, act *governor.Activity) []StageReport {
 	out := make([]StageReport, 0, len(s.Stages))
 	n := len(s.Stages)
 	for i, st := range s.Stages {
@@ -235,7 +300,7 @@ func nextName(st []StageState, i int) string {
 	return "the next stage"
 }
 
-func activityLine(a fetch.Activity, next string) string {
+func activityLine(a governor.Activity, next string) string {
 	var parts []string
 	if len(a.TokenWait) > 0 {
 		parts = append(parts, fmt.Sprintf("%d waiting for tokens (%s)", sum(a.TokenWait), counts(a.TokenWait)))

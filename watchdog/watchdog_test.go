@@ -14,9 +14,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/metrics"
 	"github.com/sluicehq/sluice/record"
-	"github.com/sluicehq/sluice/stages/fetch"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -35,7 +35,7 @@ func TestDiagnose(t *testing.T) {
 			return out
 		}
 	}
-	act := func(a fetch.Activity) func() fetch.Activity { return func() fetch.Activity { return a } }
+	act := func(a governor.Activity) func() governor.Activity { return func() governor.Activity { return a } }
 	failing := func(pairs ...string) window {
 		w := newWindow()
 		for i := 0; i+1 < len(pairs); i += 2 {
@@ -68,17 +68,17 @@ func TestDiagnose(t *testing.T) {
 		},
 		{
 			name:  "every proxy quarantined",
-			snap:  Snapshot{Stages: busy, Sources: metrics.Sources{Fetch: act(fetch.Activity{Workers: 8, LeaseWait: 8}), Proxies: proxies(true, true, true)}},
+			snap:  Snapshot{Stages: busy, Sources: metrics.Sources{Fetch: act(governor.Activity{Workers: 8, LeaseWait: 8}), Proxies: proxies(true, true, true)}},
 			cause: CauseProxiesQuarantined, summary: []string{"all 3 proxies are quarantined", "p1; p2; p3", "8 inputs wait"},
 		},
 		{
 			name:  "lease wait with some proxies up",
-			snap:  Snapshot{Stages: busy, Sources: metrics.Sources{Fetch: act(fetch.Activity{Workers: 8, LeaseWait: 3}), Proxies: proxies(true, false)}},
+			snap:  Snapshot{Stages: busy, Sources: metrics.Sources{Fetch: act(governor.Activity{Workers: 8, LeaseWait: 3}), Proxies: proxies(true, false)}},
 			cause: CauseLeaseWait, summary: []string{"3 inputs wait for a proxy lease", "1 of 2 proxies quarantined"},
 		},
 		{
 			name: "every attempt fails at the proxies",
-			snap: Snapshot{Stages: busy, Sources: metrics.Sources{Fetch: act(fetch.Activity{Workers: 8, Backoff: 8}), Proxies: proxies(false, false, false)},
+			snap: Snapshot{Stages: busy, Sources: metrics.Sources{Fetch: act(governor.Activity{Workers: 8, Backoff: 8}), Proxies: proxies(false, false, false)},
 				Window: failing("p1", "proxy_connect", "p2", "proxy_connect", "p3", "proxy_connect", "p1", "proxy_connect")},
 			cause: CauseProxiesFailing, summary: []string{"all 3 proxies failing", "p1: proxy_connect ×2", "p3: proxy_connect ×1"},
 		},
@@ -90,15 +90,15 @@ func TestDiagnose(t *testing.T) {
 		{
 			name: "waiting for one domain's tokens",
 			snap: Snapshot{Stages: busy, Sources: metrics.Sources{
-				Fetch:   act(fetch.Activity{Workers: 8, TokenWait: map[string]int{"slow.example": 7, "other.example": 1}}),
-				Domains: func() []fetch.DomainState { return []fetch.DomainState{{Domain: "slow.example", Rate: 0.5}} },
+				Fetch:   act(governor.Activity{Workers: 8, TokenWait: map[string]int{"slow.example": 7, "other.example": 1}}),
+				Domains: func() []governor.DomainStats { return []governor.DomainStats{{Domain: "slow.example", Rate: 0.5}} },
 			}},
 			cause: CauseDomainTokens, summary: []string{"8 of 8 fetch workers wait for rate-limit tokens", "7 of them for slow.example (rate 0.5/s)"},
 		},
 		{
 			name: "requests hang",
 			snap: Snapshot{Since: 45 * time.Second, Stages: busy,
-				Sources: metrics.Sources{Fetch: act(fetch.Activity{Workers: 8, Requests: map[string]int{"p1": 5, "p2": 3}})}},
+				Sources: metrics.Sources{Fetch: act(governor.Activity{Workers: 8, Requests: map[string]int{"p1": 5, "p2": 3}})}},
 			cause: CauseRequestsHanging, summary: []string{"8 requests in flight have had no answer for 45s", "p1 ×5, p2 ×3"},
 		},
 		{
@@ -160,8 +160,8 @@ func TestStageLines(t *testing.T) {
 			StageState{Name: "parse", Queue: 1, Capacity: 4, InFlight: 2, StillFor: time.Second},
 			StageState{Name: "sink", Queue: 3, Capacity: 256, InFlight: 256, StillFor: time.Minute},
 		),
-		Sources: metrics.Sources{Fetch: func() fetch.Activity {
-			return fetch.Activity{Workers: 32, InFlight: 32, TokenWait: map[string]int{"a": 4}, LeaseWait: 2,
+		Sources: metrics.Sources{Fetch: func() governor.Activity {
+			return governor.Activity{Workers: 32, InFlight: 32, TokenWait: map[string]int{"a": 4}, LeaseWait: 2,
 				Requests: map[string]int{"p1": 6}, Backoff: 1, Handover: 19}
 		}},
 	})

@@ -2,60 +2,16 @@ package fetch
 
 import (
 	"maps"
-	"math"
 	"sync"
+
+	"github.com/sluicehq/sluice/governor"
 )
-
-// Activity is a snapshot of what the stage's inputs are doing right now,
-// for live gauges and the stall watchdog. Maps hold only keys with a
-// non-zero count, so their size is bounded by the inputs in flight.
-type Activity struct {
-	// Workers is the number of fetching goroutines (the global limit).
-	Workers int
-	// InFlight is the number of inputs taken from the queue and not yet
-	// handed to the next stage.
-	InFlight int
-	// TokenWait counts inputs queued in the governor for their domain, by
-	// domain: waiting for a token, a slot under the domain's limit, a
-	// proxy whose (proxy, domain) bucket has a token, or the end of a
-	// Retry-After pause. No worker is held while they wait.
-	TokenWait map[string]int
-	// LeaseWait counts inputs waiting for the pool to lease them a proxy.
-	LeaseWait int
-	// Requests counts requests in flight (connecting, sending or reading),
-	// by proxy id ("direct" without a pool).
-	Requests map[string]int
-	// DomainRequests counts requests in flight by domain.
-	DomainRequests map[string]int
-	// Backoff counts inputs waiting out a backoff before their next
-	// attempt (held by the governor, not by a worker).
-	Backoff int
-	// Handover counts finished inputs waiting for the next stage to take
-	// them: InFlight less every input in one of the states above.
-	Handover int
-}
-
-// DomainState is the rate limit currently applied to one domain.
-type DomainState struct {
-	Domain string
-	// Rate is the domain's token rate in requests per second; negative
-	// means unlimited.
-	Rate float64
-	// Burst is the size of the domain's token bucket.
-	Burst int
-	// Limit is the number of requests the domain may have in flight at
-	// once: its adaptive concurrency limit.
-	Limit int
-	// Level is the adaptive controller's fraction of the domain's maximum
-	// rate and concurrency.
-	Level float64
-}
 
 // Activity returns what the stage's inputs are doing now. Safe for
 // concurrent use while the stage runs.
-func (s *Stage) Activity() Activity {
+func (s *Stage) Activity() governor.Activity {
 	a := s.act.snapshot()
-	a.TokenWait, a.Backoff = s.gov.waiting()
+	a.TokenWait, a.Backoff = s.gov.Waiting()
 	a.Workers = s.cfg.Concurrency
 	a.InFlight = int(s.flow.Stats().InFlight())
 	busy := a.LeaseWait + a.Backoff
@@ -69,20 +25,10 @@ func (s *Stage) Activity() Activity {
 	return a
 }
 
-// Domains returns the limits in force for the domains the governor
-// knows, sorted by domain. Safe for concurrent use.
-func (s *Stage) Domains() []DomainState {
-	st := s.gov.Stats()
-	out := make([]DomainState, 0, len(st.Domains))
-	for _, d := range st.Domains {
-		r := d.Rate
-		if math.IsInf(r, 1) {
-			r = -1
-		}
-		out = append(out, DomainState{Domain: d.Domain, Rate: r, Burst: d.Limits.Burst, Limit: d.Concurrency, Level: d.Level})
-	}
-	return out
-}
+// Domains returns the governor's domains, sorted by domain (see
+// governor.DomainStats; Rate is +Inf when unlimited). Safe for concurrent
+// use.
+func (s *Stage) Domains() []governor.DomainStats { return s.gov.Stats().Domains }
 
 // state is one thing an input can be doing inside the stage.
 type state int
@@ -159,10 +105,10 @@ func (a *activity) busy(proxy string) busyStats {
 	return busyStats{}
 }
 
-func (a *activity) snapshot() Activity {
+func (a *activity) snapshot() governor.Activity {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return Activity{
+	return governor.Activity{
 		LeaseWait:      a.lease,
 		Requests:       maps.Clone(a.requests),
 		DomainRequests: maps.Clone(a.domainReq),

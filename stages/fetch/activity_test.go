@@ -102,13 +102,13 @@ func TestActivityAndConns(t *testing.T) {
 	}
 	eventually(t, "4 connections open", func() bool {
 		n := 0
-		for _, c := range s.Conns() {
-			n += c.Open
+		for _, c := range s.Pools() {
+			n += int(c.Open)
 		}
 		return n == 4
 	})
-	for _, c := range s.Conns() {
-		if c.InUse != 2 || c.Idle != 0 || c.Capacity != 3 || c.Dials != 2 {
+	for _, c := range s.Pools() {
+		if c.Busy != 2 || c.Idle != 0 || c.Size != 3 || c.Dials != 2 {
 			t.Errorf("conns %+v", c)
 		}
 	}
@@ -118,16 +118,16 @@ func TestActivityAndConns(t *testing.T) {
 	if len(a.Requests) != 0 || len(a.DomainRequests) != 0 || a.InFlight != 0 {
 		t.Errorf("after the run: %+v", a)
 	}
-	for _, c := range s.Conns() {
-		if c.Open != 0 || c.InUse != 0 {
+	for _, c := range s.Pools() {
+		if c.Open != 0 || c.Busy != 0 {
 			t.Errorf("after Close: %+v", c)
 		}
 	}
 }
 
-// TestActivityTokenWait gives a domain one token every two seconds (every
-// four at the governor's starting half): while the first request goes
-// out, the other three inputs wait in the domain's queue.
+// TestActivityTokenWait gives a domain one token every two seconds: while
+// the first request goes out, the other three inputs wait in the domain's
+// queue.
 func TestActivityTokenWait(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }))
 	defer srv.Close()
@@ -141,9 +141,9 @@ func TestActivityTokenWait(t *testing.T) {
 	defer s.Close()
 	stop := startRun(t, s, []string{srv.URL + "/1", srv.URL + "/2", srv.URL + "/3", srv.URL + "/4"})
 	eventually(t, "3 inputs waiting for tokens", func() bool { return s.Activity().TokenWait["127.0.0.1"] == 3 })
-	// The governor starts the domain at half its maximum: 0.25/s, and one
-	// request in flight (half of the 1 that 0.5/s allows, rounded up).
-	if d := s.Domains(); len(d) != 1 || d[0].Domain != "127.0.0.1" || d[0].Rate != 0.25 || d[0].Burst != 1 || d[0].Limit != 1 || d[0].Level != 0.5 {
+	// A domain without a per-IP limit starts at its maximum: 0.5/s and
+	// one request in flight.
+	if d := s.Domains(); len(d) != 1 || d[0].Domain != "127.0.0.1" || d[0].Rate != 0.5 || d[0].Limits.Burst != 1 || d[0].Concurrency != 1 || d[0].Level != 1 {
 		t.Errorf("domains %+v", d)
 	}
 	stop()

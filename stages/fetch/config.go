@@ -3,14 +3,15 @@
 // succeed on another proxy, and passes on a record.Fetched for every Task
 // it took.
 //
-// The governor fetches each site as fast as it tolerates and no faster:
-// per domain a queue, a token bucket, a token bucket per (proxy, domain)
-// pair, an adaptive controller and a concurrency limit, under a global
-// semaphore whose size follows the domains' limits; one dispatcher starts
-// an attempt only when all of them allow it, so no worker ever waits for
-// a token (see Domain, Adaptive, NewPlan and Stage.Governor). Large bodies
-// spool to disk under a memory budget; host names resolve through a TTL
-// cache (Resolver).
+// The stage owns the workers and the attempt: transports per proxy,
+// request shaping, bounds, spooling and traces. When an attempt may start
+// is package governor's decision: per domain a queue, a token bucket, a
+// token bucket per (proxy, domain) pair, an adaptive controller and a
+// concurrency limit, under a global semaphore whose size follows the
+// domains' limits, so no worker ever waits for a token (see Config.Governor
+// and Stage.Governor). A URL the policy (package guard) refuses ends before
+// it reaches the governor. Large bodies spool to disk under the governor's
+// memory budget; host names resolve through a TTL cache (DNSCache).
 package fetch
 
 import (
@@ -21,6 +22,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sluicehq/sluice/dnscache"
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/guard"
 	"github.com/sluicehq/sluice/proxy"
 	"github.com/sluicehq/sluice/record"
@@ -42,12 +45,12 @@ type Config struct {
 	// requests are evenly spaced.
 	DomainBurst int
 	// Domains configures the governor per site: the first entry whose
-	// pattern matches a URL's host applies (see Domain). Unmatched hosts get
-	// DomainRate.
-	Domains []Domain
+	// pattern matches a URL's host applies (see governor.Domain).
+	// Unmatched hosts get DomainRate.
+	Domains []governor.Domain
 	// Adaptive tunes the per-domain adaptive controller; the zero value is
-	// the documented behaviour (see Adaptive).
-	Adaptive Adaptive
+	// the documented behaviour (see governor.Adaptive).
+	Adaptive governor.Adaptive
 	// Pending bounds the tasks the governor holds, queued per domain or
 	// waiting out a retry backoff. While it is full the stage stops reading
 	// its input. 0 means max(256, 8 × Concurrency).
@@ -56,8 +59,14 @@ type Config struct {
 	// of a job: the global limit starts at one and grows by one after each
 	// interval, drawn uniformly from [StaggerMin, StaggerMax], until it
 	// reaches Concurrency. 0 means 100 ms and 200 ms; a negative StaggerMax
-	// admits every worker at once.
+	// admits every worker at once. The intervals shrink in proportion when
+	// they would make the ramp longer than Ramp.
 	StaggerMin, StaggerMax time.Duration
+	// Ramp bounds the staggered start: every worker is admitted within
+	// Ramp of the first, however large Concurrency is. 0 means 1 s.
+	// (Domains with a per-IP limit still start gently: their buckets
+	// start with one token and their controller at Adaptive.Start.)
+	Ramp time.Duration
 
 	// Pool supplies proxies; nil means direct connections.
 	Pool *proxy.Pool
@@ -146,8 +155,8 @@ type Config struct {
 	UserAgent string
 
 	// DNS configures the resolver cache used for direct connections and for
-	// dialling proxy endpoints (see DNS).
-	DNS DNS
+	// dialling proxy endpoints (see package dnscache).
+	DNS dnscache.Config
 
 	// Trace, if set, receives one span per attempt, from the fetching
 	// goroutine; it must be quick and safe for concurrent use.
@@ -158,6 +167,18 @@ type Config struct {
 	Logger zerolog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// Governor returns the governor's part of c: the scheduling settings, as
+// package governor's Config (Proxies is left for the stage to fill).
+func (c *Config) Governor() governor.Config {
+	return governor.Config{
+		Concurrency: c.Concurrency, DomainRate: c.DomainRate, DomainBurst: c.DomainBurst,
+		Domains: c.Domains, Adaptive: c.Adaptive, Pending: c.Pending,
+		StaggerMin: c.StaggerMin, StaggerMax: c.StaggerMax, Ramp: c.Ramp, BodyBudget: c.BodyBudget,
+		MaxAttempts: c.MaxAttempts, BackoffBase: c.BackoffBase, BackoffMax: c.BackoffMax,
+		Jitter: c.Jitter, MaxRetryAfter: c.MaxRetryAfter, Logger: c.Logger, Now: c.Now,
+	}
 }
 
 // DefaultCaptchaMarkers appear on anti-bot challenge and block pages and
@@ -187,14 +208,13 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.StaggerMin, 100*time.Millisecond)
 	def(&c.StaggerMax, 200*time.Millisecond)
+	def(&c.Ramp, time.Second)
 	if c.SpoolThreshold == 0 {
 		c.SpoolThreshold = 1 << 20
 	}
 	if c.BodyBudget == 0 {
 		c.BodyBudget = 256 << 20
 	}
-	c.Adaptive.setDefaults()
-	c.DNS.setDefaults()
 	def(&c.ConnectTimeout, 10*time.Second)
 	def(&c.TLSTimeout, 10*time.Second)
 	def(&c.HeaderTimeout, 30*time.Second)
@@ -238,15 +258,6 @@ func (c *Config) Validate() error {
 	if c.QueueSize < 1 {
 		errs = append(errs, fmt.Errorf("queue size %d must be at least 1", c.QueueSize))
 	}
-	if c.DomainBurst < 1 {
-		errs = append(errs, fmt.Errorf("domain burst %d must be at least 1", c.DomainBurst))
-	}
-	if c.MaxAttempts < 1 || c.MaxAttempts > 100 {
-		errs = append(errs, fmt.Errorf("max attempts %d out of range 1..100", c.MaxAttempts))
-	}
-	if c.Jitter < 0.3 || c.Jitter > 0.5 {
-		errs = append(errs, fmt.Errorf("jitter %v out of range 0.3..0.5", c.Jitter))
-	}
 	if c.MaxBodyBytes < 1 {
 		errs = append(errs, fmt.Errorf("max body bytes %d must be positive", c.MaxBodyBytes))
 	}
@@ -256,24 +267,10 @@ func (c *Config) Validate() error {
 	if c.MaxRedirects > 100 {
 		errs = append(errs, fmt.Errorf("max redirects %d out of range ..100", c.MaxRedirects))
 	}
-	if c.Pending < 1 {
-		errs = append(errs, fmt.Errorf("pending %d must be at least 1", c.Pending))
-	}
-	if c.StaggerMin < 0 || c.StaggerMax >= 0 && c.StaggerMax < c.StaggerMin {
-		errs = append(errs, fmt.Errorf("stagger %v..%v: want 0 <= min <= max", c.StaggerMin, c.StaggerMax))
-	}
-	if c.BodyBudget < 1 {
-		errs = append(errs, fmt.Errorf("body budget %d must be positive", c.BodyBudget))
-	}
-	for i, d := range c.Domains {
-		if err := d.validate(); err != nil {
-			errs = append(errs, fmt.Errorf("domains[%d]: %w", i, err))
-		}
-	}
-	if err := c.Adaptive.validate(); err != nil {
+	if err := c.Governor().Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	for name, d := range map[string]time.Duration{"connect": c.ConnectTimeout, "tls": c.TLSTimeout, "header": c.HeaderTimeout, "attempt": c.AttemptTimeout, "body": c.BodyTimeout, "backoff base": c.BackoffBase, "backoff max": c.BackoffMax} {
+	for name, d := range map[string]time.Duration{"connect": c.ConnectTimeout, "tls": c.TLSTimeout, "header": c.HeaderTimeout, "attempt": c.AttemptTimeout, "body": c.BodyTimeout} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s timeout %v is negative", name, d))
 		}

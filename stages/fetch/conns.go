@@ -6,37 +6,24 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"github.com/sluicehq/sluice/governor"
 )
 
-// ConnStats describes the connection pool of one proxy's transport (or of
-// the direct transport).
-type ConnStats struct {
-	Proxy string
-	// Open is the number of connections open now, in use or idle.
-	Open int
-	// InUse is the number of requests in flight through this transport;
-	// over HTTP/1.1 each holds one connection.
-	InUse int
-	// Idle is Open less InUse (never negative): kept-alive connections
-	// waiting for a request.
-	Idle int
-	// Capacity is the size of the keep-alive pool: the proxy's share of the
-	// concurrency plus 20%.
-	Capacity int
-	// Dials is the number of connections opened so far.
-	Dials uint64
-}
-
-// Conns returns the connection pools, sorted by proxy id. Safe for
-// concurrent use.
-func (s *Stage) Conns() []ConnStats {
+// Pools returns the connection pools, one per HTTP client (per proxy, or
+// "direct"), sorted by proxy id: connections open, idle and dialled,
+// requests in flight now and at most, and the utilisation seen by the
+// requests. Safe for concurrent use.
+func (s *Stage) Pools() []governor.PoolStats {
 	act := s.act.snapshot()
 	s.conns.mu.Lock()
-	out := make([]ConnStats, 0, len(s.conns.pools))
+	out := make([]governor.PoolStats, 0, len(s.conns.pools))
 	for id, c := range s.conns.pools {
-		open := int(c.open.Load())
-		inUse := act.Requests[id]
-		out = append(out, ConnStats{Proxy: id, Open: open, InUse: inUse, Idle: max(open-inUse, 0), Capacity: c.capacity, Dials: c.dials.Load()})
+		open := c.open.Load()
+		inUse := int64(act.Requests[id])
+		b := s.act.busy(id)
+		out = append(out, governor.PoolStats{Proxy: id, Size: c.capacity, Open: open, Idle: max(open-inUse, 0),
+			Dials: int64(c.dials.Load()), Busy: inUse, MaxBusy: b.peak, Requests: b.requests, BusySum: b.sum})
 	}
 	s.conns.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Proxy < out[j].Proxy })

@@ -2,11 +2,9 @@ package fetch
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/sluicehq/sluice/dnscache"
 )
 
 // dnsServer is a real DNS server on loopback (UDP) that answers A queries
@@ -81,88 +80,13 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func TestResolverCachesForTheTTLAndSharesLookups(t *testing.T) {
-	srv := startDNS(t, 30, 50*time.Millisecond, map[string]string{"shop.test.": "127.0.0.1"})
-	clk := &clock{now: time.Unix(1_000_000, 0)}
-	r := NewDNSCache(DNS{Servers: []string{srv.addr}}, clk.Now)
-
-	// 50 concurrent lookups of one name: one query per record type.
-	var wg sync.WaitGroup
-	errs := make(chan error, 50)
-	for range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			addrs, err := r.LookupHost(t.Context(), "shop.test")
-			if err == nil && (len(addrs) != 1 || addrs[0] != netip.MustParseAddr("127.0.0.1")) {
-				err = errors.New("wrong answer")
-			}
-			errs <- err
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := srv.queries.Load(); n != 2 {
-		t.Fatalf("50 concurrent lookups sent %d queries, want 2 (A and AAAA once)", n)
-	}
-	clk.Add(29 * time.Second)
-	if _, err := r.LookupHost(t.Context(), "shop.test"); err != nil {
-		t.Fatal(err)
-	}
-	if n := srv.queries.Load(); n != 2 {
-		t.Errorf("a lookup within the 30s TTL sent a query (%d in all)", n)
-	}
-	clk.Add(2 * time.Second)
-	if _, err := r.LookupHost(t.Context(), "shop.test"); err != nil {
-		t.Fatal(err)
-	}
-	if n := srv.queries.Load(); n != 4 {
-		t.Errorf("after the TTL the lookup sent %d queries in all, want 4", n)
-	}
-	if st := r.Stats(); st.Queries != 2 || st.Hits < 1 {
-		t.Errorf("stats %+v, want 2 lookups and the cache hits", st)
-	}
-	// IP literals are never looked up.
-	if a, err := r.LookupHost(t.Context(), "127.0.0.9"); err != nil || a[0] != netip.MustParseAddr("127.0.0.9") {
-		t.Errorf("literal: %v %v", a, err)
-	}
-}
-
-func TestResolverFailureIsCachedBriefly(t *testing.T) {
-	srv := startDNS(t, 30, 0, map[string]string{})
-	clk := &clock{now: time.Unix(1_000_000, 0)}
-	r := NewDNSCache(DNS{Servers: []string{srv.addr}, NegativeTTL: 5 * time.Second}, clk.Now)
-	_, err := r.LookupHost(t.Context(), "nowhere.invalid")
-	var de *net.DNSError
-	if !errors.As(err, &de) {
-		t.Fatalf("error %v, want a *net.DNSError", err)
-	}
-	q := srv.queries.Load()
-	if _, err := r.LookupHost(t.Context(), "nowhere.invalid"); err == nil {
-		t.Fatal("second lookup succeeded")
-	}
-	if srv.queries.Load() != q {
-		t.Error("a failed lookup was repeated within the negative TTL")
-	}
-	clk.Add(6 * time.Second)
-	_, _ = r.LookupHost(t.Context(), "nowhere.invalid")
-	if srv.queries.Load() == q {
-		t.Error("the failure was remembered past the negative TTL")
-	}
-}
-
 func TestStageDialsThroughTheResolverCache(t *testing.T) {
 	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("<h1>ok</h1>"))
 	}))
 	defer web.Close()
 	srv := startDNS(t, 300, 0, map[string]string{"shop.test.": "127.0.0.1"})
-	s, err := New(Config{Policy: testPolicy, Concurrency: 4, DomainRate: -1, DNS: DNS{Servers: []string{srv.addr}}})
+	s, err := New(Config{Policy: testPolicy, Concurrency: 4, DomainRate: -1, DNS: dnscache.Config{Servers: []string{srv.addr}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +116,7 @@ func TestStageDialsThroughTheResolverCache(t *testing.T) {
 func TestStageReportsUnknownNamesAsDNSErrors(t *testing.T) {
 	srv := startDNS(t, 300, 0, map[string]string{})
 	s, err := New(Config{Policy: testPolicy, Concurrency: 1, DomainRate: -1, MaxAttempts: 1,
-		DNS: DNS{Servers: []string{srv.addr}, ResolvConf: "/nonexistent"}})
+		DNS: dnscache.Config{Servers: []string{srv.addr}, ResolvConf: "/nonexistent"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,17 +4,22 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"os"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/sluicehq/sluice/dnscache"
 	"github.com/sluicehq/sluice/failure"
 	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/guard"
 	"github.com/sluicehq/sluice/proxy"
 	"github.com/sluicehq/sluice/record"
@@ -30,9 +35,10 @@ type Stage struct {
 	policy  *guard.Policy
 	clients map[string]*http.Client // by proxy id; directID when there is no pool
 	toProxy map[string]proxyDial    // by proxy id, HTTP(S) proxies only: see proxyRefuses
-	dns     *DNSCache               // nil when DNS.Off
+	dns     *dnscache.Cache         // nil when DNS.Off
 	spool   *spooler
-	gov     *governor
+	gov     *governor.Governor[*item]
+	execFn  execFunc // s.exec; tests replace it
 	flow    *flow.Stage[record.Task, record.Fetched]
 
 	act   activity    // what inputs are doing now (Activity)
@@ -48,7 +54,7 @@ func New(cfg Config) (*Stage, error) {
 	}
 	s := &Stage{cfg: cfg, clients: map[string]*http.Client{}}
 	if !cfg.DNS.Off {
-		s.dns = NewDNSCache(cfg.DNS, cfg.Now)
+		s.dns = dnscache.New(cfg.DNS, cfg.Now)
 		if s.cfg.Resolver == nil {
 			s.cfg.Resolver = s.dns // proxy endpoints and socks5:// targets too
 		}
@@ -88,9 +94,14 @@ func New(cfg Config) (*Stage, error) {
 			ids = append(ids, p.ID)
 		}
 	}
-	budget := &byteBudget{max: cfg.BodyBudget}
-	s.spool = &spooler{parent: cfg.SpoolDir, threshold: cfg.SpoolThreshold, budget: budget}
-	s.gov = newGovernor(&s.cfg, s.exec, ids, budget, s.spool.spooled.Load)
+	gc := s.cfg.Governor()
+	gc.Proxies = ids
+	if s.gov, err = governor.New[*item](gc); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("fetch config: %w", err)
+	}
+	s.spool = &spooler{parent: cfg.SpoolDir, threshold: cfg.SpoolThreshold, budget: s.gov.Budget()}
+	s.execFn = s.exec
 	s.flow = flow.NewStage("fetch", cfg.QueueSize, s.run)
 	return s, nil
 }
@@ -100,28 +111,17 @@ func (s *Stage) Flow() *flow.Stage[record.Task, record.Fetched] { return s.flow 
 
 // Governor returns a snapshot of the scheduler: the global limit, and per
 // domain the adaptive level, limits in force and counters.
-func (s *Stage) Governor() GovernorStats { return s.gov.Stats() }
-
-// Pools returns the connection pools' measurements, one per HTTP client,
-// sorted by proxy id.
-func (s *Stage) Pools() []PoolStats {
-	conns := s.Conns()
-	out := make([]PoolStats, 0, len(conns))
-	for _, c := range conns {
-		b := s.act.busy(c.Proxy)
-		out = append(out, PoolStats{Proxy: c.Proxy, Size: c.Capacity, Open: int64(c.Open), Dials: int64(c.Dials),
-			Busy: int64(c.InUse), MaxBusy: b.peak, Requests: b.requests, BusySum: b.sum})
-	}
-	return out
+func (s *Stage) Governor() governor.Stats {
+	st := s.gov.Stats()
+	st.Spooled = s.spool.spooled.Load()
+	return st
 }
 
 // DNSCache returns the stage's DNS cache, nil when DNS.Off.
-func (s *Stage) DNSCache() *DNSCache { return s.dns }
+func (s *Stage) DNSCache() *dnscache.Cache { return s.dns }
 
 // Limits returns the limits the governor applies to host at full level.
-func (s *Stage) Limits(host string) Limits {
-	return limitsFor(matchDomain(s.cfg.Domains, host), &s.cfg, len(s.gov.proxyIDs))
-}
+func (s *Stage) Limits(host string) governor.Limits { return s.gov.Limits(host) }
 
 // Close releases idle connections and removes the spool directory with
 // any body left in it. Call it after the pipeline has finished.
@@ -135,16 +135,23 @@ func (s *Stage) Close() error {
 	return s.spool.close()
 }
 
-// run is the stage body: the governor's intake, dispatcher and workers.
-func (s *Stage) run(ctx context.Context, in flow.Inbox[record.Task], out flow.Outbox[record.Fetched]) error {
-	s.gov.run(ctx, in, out, s.flow.Stats())
-	return nil
+// refuse applies the URL policy to a task before it is scheduled, so a
+// URL the policy refuses ends at once as an error of class policy (or
+// bad_input), without a token, a slot or a proxy lease. It needs no
+// network access; the addresses a name resolves to are checked at dial
+// time.
+func (s *Stage) refuse(t record.Task) error {
+	_, err := s.policy.CheckURL(t.URL)
+	if fe := (*failure.Error)(nil); errors.As(err, &fe) {
+		return &failure.Error{Class: fe.Class, Kind: fe.Kind, Err: fe.Err, URL: t.URL.Redacted()}
+	}
+	return err
 }
 
 // exec makes one attempt of j for the governor. The attempt's wait began
 // when j joined its domain's queue.
 func (s *Stage) exec(ctx context.Context, j *job, allow func(string) bool) (attemptResult, error) {
-	return s.attempt(ctx, j.task, j.attempt, j.tried, j.queued, allow)
+	return s.attempt(ctx, j.Item.task, j.Attempt, j.Item.tried, j.Queued, allow)
 }
 
 // attemptResult is what one attempt learned, successful or not.
@@ -265,7 +272,7 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 	if m := captchaMarker(b.data, s.cfg.CaptchaMarkers); m != "" {
 		// A challenge page instead of the page: this proxy is banned
 		// here; another may not be.
-		s.spool.budget.give(b.held)
+		s.spool.budget.Give(b.held)
 		return res, failure.New(failure.Blocked, failure.ErrRetryable, fmt.Errorf("captcha marker %q in the body", m))
 	}
 	res.body, res.spool, res.truncated, res.held = b.data, b.spool, b.truncated, b.held
@@ -312,38 +319,89 @@ func classifyTransport(err error, viaProxy bool, parent context.Context) error {
 	if errors.As(err, &fe) {
 		return fe
 	}
-	msg := err.Error()
+	class, kind := transportClass(err, viaProxy)
+	return failure.New(class, kind, err)
+}
+
+// transportClass finds the class of a transport error by its type (and
+// the net.OpError's Op) wherever the standard library gives one; by its
+// text only where it gives none (see the is… helpers).
+func transportClass(err error, viaProxy bool) (failure.Class, error) {
 	var dnsErr *net.DNSError
-	var opErr *net.OpError
 	var netErr net.Error
-	var certErr *tls.CertificateVerificationError
 	switch {
-	case strings.Contains(msg, "server response headers exceeded"):
-		return failure.New(failure.HeaderTooLarge, failure.ErrPermanent, err)
-	case errors.As(err, &certErr):
-		return failure.New(failure.TLS, failure.ErrPermanent, err)
-	case viaProxy && (strings.Contains(msg, "Proxy Authentication Required") || strings.Contains(msg, "proxy authentication") || strings.Contains(msg, "username/password authentication failed")):
-		return failure.New(failure.ProxyAuth, failure.ErrProxy, err)
-	case viaProxy && errors.As(err, &opErr) && opErr.Op == "proxyconnect":
-		return failure.New(failure.ProxyConnect, failure.ErrProxy, err)
-	case viaProxy && strings.Contains(msg, "socks connect"):
-		return failure.New(failure.ProxyConnect, failure.ErrProxy, err)
+	case isHeaderTooLarge(err):
+		return failure.HeaderTooLarge, failure.ErrPermanent
+	case isCertificateError(err):
+		return failure.TLS, failure.ErrPermanent
+	case viaProxy && isProxyAuth(err):
+		return failure.ProxyAuth, failure.ErrProxy
+	case viaProxy && (opIs(err, "proxyconnect") || opIs(err, "socks connect")):
+		return failure.ProxyConnect, failure.ErrProxy
 	case errors.As(err, &dnsErr):
-		return failure.New(failure.DNS, failure.ErrRetryable, err)
-	case errors.As(err, &netErr) && netErr.Timeout(), errors.Is(err, context.DeadlineExceeded):
-		return failure.New(failure.Timeout, failure.ErrRetryable, err)
-	case strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:"):
-		return failure.New(failure.TLS, failure.ErrPermanent, err)
-	case viaProxy && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(msg, "malformed HTTP")):
-		return failure.New(failure.ProxyProtocol, failure.ErrProxy, err)
-	case errors.As(err, &opErr) && opErr.Op == "dial":
-		return failure.New(failure.Connect, failure.ErrRetryable, err)
+		return failure.DNS, failure.ErrRetryable
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &netErr) && netErr.Timeout():
+		return failure.Timeout, failure.ErrRetryable
+	case isTLSError(err):
+		return failure.TLS, failure.ErrPermanent
+	case viaProxy && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isMalformedResponse(err)):
+		return failure.ProxyProtocol, failure.ErrProxy
+	case errors.Is(err, syscall.ECONNREFUSED), opIs(err, "dial"):
+		return failure.Connect, failure.ErrRetryable
 	case viaProxy:
-		return failure.New(failure.ProxyProtocol, failure.ErrProxy, err)
-	default:
-		return failure.New(failure.Protocol, failure.ErrRetryable, err)
+		return failure.ProxyProtocol, failure.ErrProxy
+	default: // reset (syscall.ECONNRESET), EOF, a broken response
+		return failure.Protocol, failure.ErrRetryable
 	}
 }
+
+// opIs reports whether err holds a *net.OpError of operation op ("dial",
+// "proxyconnect" from net/http, "socks connect" from x/net's SOCKS5
+// dialer).
+func opIs(err error, op string) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && opErr.Op == op
+}
+
+// isCertificateError reports a certificate the client refused.
+func isCertificateError(err error) bool {
+	var certErr *tls.CertificateVerificationError
+	var authErr x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalidErr x509.CertificateInvalidError
+	return errors.As(err, &certErr) || errors.As(err, &authErr) || errors.As(err, &hostErr) || errors.As(err, &invalidErr)
+}
+
+// isTLSError reports a failed TLS handshake: a non-TLS answer, an alert
+// from the peer, or (crypto/tls has no exported type for its own alerts)
+// an error whose text crypto/tls prefixes with "tls: ".
+func isTLSError(err error) bool {
+	var recErr tls.RecordHeaderError
+	var alertErr tls.AlertError
+	var echErr *tls.ECHRejectionError
+	return errors.As(err, &recErr) || errors.As(err, &alertErr) || errors.As(err, &echErr) ||
+		strings.Contains(err.Error(), "tls: ")
+}
+
+// isHeaderTooLarge reports net/http's refusal of response headers over
+// Transport.MaxResponseHeaderBytes; net/http gives it no type.
+func isHeaderTooLarge(err error) bool {
+	return strings.Contains(err.Error(), "server response headers exceeded")
+}
+
+// isProxyAuth reports a proxy refusing our credentials where the error
+// has no type: net/http returns a CONNECT answer's status text ("Proxy
+// Authentication Required"), x/net's SOCKS5 dialer a plain error.
+func isProxyAuth(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "Proxy Authentication Required") || strings.Contains(msg, "proxy authentication") ||
+		strings.Contains(msg, "username/password authentication failed")
+}
+
+// isMalformedResponse reports net/http's error for a response it cannot
+// read as HTTP (an unexported type).
+func isMalformedResponse(err error) bool { return strings.Contains(err.Error(), "malformed HTTP") }
 
 // classifyBody classifies an error while reading a body. Through a proxy,
 // a body cut short counts against the proxy.
@@ -368,4 +426,4 @@ func (s *Stage) Concurrency() int { return s.cfg.Concurrency }
 // the governor's pending tasks (queued per domain, backing off or in
 // flight), finished ones waiting to be passed on (one per worker), and the
 // one being handed from the queue to the governor.
-func (s *Stage) Holds() int { return s.cfg.Pending + s.cfg.Concurrency + 1 }
+func (s *Stage) Holds() int { return s.gov.Pending() + s.cfg.Concurrency + 1 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/record"
 )
 
@@ -19,7 +20,7 @@ import (
 type spooler struct {
 	parent    string // where the spool directory is made; "" = os.TempDir()
 	threshold int64  // < 0: never spool
-	budget    *byteBudget
+	budget    *governor.Budget
 
 	mu      sync.Mutex // guards dir
 	dir     string     // made on first use, removed by close
@@ -48,7 +49,7 @@ func (sp *spooler) read(r io.Reader, limit int64, truncate bool) (b body, err er
 	var n int64
 	defer func() {
 		if err != nil {
-			sp.budget.give(b.held)
+			sp.budget.Give(b.held)
 			b.held = 0
 			if file != nil {
 				_ = file.Close()
@@ -62,7 +63,7 @@ func (sp *spooler) read(r io.Reader, limit int64, truncate bool) (b body, err er
 		k, rerr := lr.Read(chunk)
 		if k > 0 {
 			n += int64(k)
-			if file == nil && (sp.threshold < 0 || n <= sp.threshold) && sp.budget.take(int64(k)) {
+			if file == nil && (sp.threshold < 0 || n <= sp.threshold) && sp.budget.Take(int64(k)) {
 				buf.Write(chunk[:k])
 				b.held += int64(k)
 			} else {
@@ -73,7 +74,7 @@ func (sp *spooler) read(r io.Reader, limit int64, truncate bool) (b body, err er
 					if _, err = file.Write(buf.Bytes()); err != nil {
 						return b, spoolErr(err)
 					}
-					sp.budget.give(b.held)
+					sp.budget.Give(b.held)
 					b.held = 0
 					buf = bytes.Buffer{}
 				}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/testbed"
 )
 
@@ -58,15 +59,15 @@ func TestThreeDomainsStayWithinTheirPerIPLimits(t *testing.T) {
 	listenOn(t, doms[0].ip).Close()
 	const proxies, pages = 6, 30
 	var sites []*testbed.Site
-	var domains []Domain
+	var domains []governor.Domain
 	for _, d := range doms {
 		// The sites do not enforce their limit: they count, so the test
 		// sees what the governor would have sent past it.
 		sites = append(sites, startSite(t, testbed.SiteConfig{Addr: d.ip + ":0", Products: pages, Window: window}))
-		domains = append(domains, Domain{Domain: d.ip, PerIPPerMinute: float64(d.limit) * float64(time.Minute/window), Window: window})
+		domains = append(domains, governor.Domain{Domain: d.ip, PerIPPerMinute: float64(d.limit) * float64(time.Minute/window), Window: window})
 	}
 	_, pool := newFarmPool(t, proxies, 0, testbed.FarmConfig{})
-	s, err := New(Config{Policy: testPolicy, Concurrency: 16, Pool: pool, Domains: domains, Adaptive: Adaptive{Window: 10}})
+	s, err := New(Config{Policy: testPolicy, Concurrency: 16, Pool: pool, Domains: domains, Adaptive: governor.Adaptive{Window: 10}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +147,7 @@ func TestDomainAnsweringOnly429DoesNotSlowTheOthers(t *testing.T) {
 	xHost, yHost := hostOf(x.URL), hostOf(y.URL())
 
 	s, err := New(Config{Policy: testPolicy, Concurrency: 4, Pool: pool, MaxAttempts: 3,
-		Domains: []Domain{{Domain: xHost, Rate: 5}, {Domain: yHost, Rate: 20}}})
+		Domains: []governor.Domain{{Domain: xHost, Rate: 5}, {Domain: yHost, Rate: 20}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +232,7 @@ func TestStalledDomainDoesNotStallTheOthers(t *testing.T) {
 	xHost, yHost := hostOf(x.URL), hostOf(y.URL())
 
 	s, err := New(Config{Policy: testPolicy, Concurrency: 4, AttemptTimeout: 5 * time.Minute,
-		Domains: []Domain{{Domain: xHost, Rate: 50, Concurrency: 2}, {Domain: yHost, Rate: 50}}})
+		Domains: []governor.Domain{{Domain: xHost, Rate: 50, Concurrency: 2}, {Domain: yHost, Rate: 50}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package parse
 
 import (
 	"github.com/PuerkitoBio/goquery"
+	"github.com/sluicehq/sluice/failure"
 
 	"bytes"
 	"errors"
@@ -23,30 +24,14 @@ const (
 	DefaultMaxNodes      = 500000
 )
 
-// ClassParse classifies errors caused by the document itself: it could not
-// be parsed, or it has more element nodes than Limits.MaxNodes.
-const ClassParse = "parse"
-
-// ErrTooManyNodes is wrapped (inside an *Error of class ClassParse) when a
-// document exceeds Limits.MaxNodes.
+// ErrTooManyNodes is wrapped (inside a *failure.Error of class
+// failure.Parse) when a document exceeds Limits.MaxNodes.
 var ErrTooManyNodes = errors.New("too many element nodes")
 
-// Error is the error type returned by Extract.
-type Error struct {
-	Class string // ClassParse
-	Err   error
-}
-
-func (e *Error) Error() string {
-	if e.Err == nil {
-		return e.Class
-	}
-	return e.Class + ": " + e.Err.Error()
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-func parseError(err error) error { return &Error{Class: ClassParse, Err: err} }
+// parseError classifies an error caused by the document itself (it could
+// not be parsed, or it has more element nodes than Limits.MaxNodes):
+// class failure.Parse, permanent.
+func parseError(err error) error { return failure.New(failure.Parse, failure.ErrPermanent, err) }
 
 // Extraction is the result of applying a rule set to one page.
 type Extraction struct {
@@ -145,7 +130,7 @@ func (r *Rules) Extract(pageURL *url.URL, contentType string, body []byte, lim L
 	}
 	out := Extraction{Fields: map[string]*string{}}
 	if ru := r.match(host); ru != nil {
-		out.Rule = ru.domain
+		out.Rule = ru.domain.String()
 		out.Fields = make(map[string]*string, len(ru.fields))
 		gdoc := goquery.NewDocumentFromNode(doc)
 		for i := range ru.fields {

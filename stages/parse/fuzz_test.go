@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/failure"
 )
 
 func FuzzParseRules(f *testing.F) {
@@ -94,8 +96,8 @@ func FuzzExtract(f *testing.F) {
 	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
 		e, err := fuzzRules.Extract(page, contentType, body, lim)
 		if err != nil {
-			if pe, ok := err.(*Error); !ok || pe.Class != ClassParse {
-				t.Fatalf("error %v is not a parse-class *Error", err)
+			if failure.ClassOf(err) != failure.Parse {
+				t.Fatalf("error %v is not of class parse", err)
 			}
 			return
 		}

@@ -14,13 +14,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"unicode"
 
 	"github.com/andybalholm/cascadia"
+	"github.com/sluicehq/sluice/hostmatch"
 	"gopkg.in/yaml.v3"
 )
 
@@ -48,7 +48,7 @@ type Rules struct {
 }
 
 type rule struct {
-	domain string  // lower-cased path.Match glob
+	domain hostmatch.Pattern
 	fields []field // sorted by name
 }
 
@@ -136,18 +136,19 @@ func compileRule(ry ruleYAML) (rule, error) {
 	if dom == "" {
 		return rule{}, errors.New("empty domain")
 	}
-	if _, err := path.Match(dom, ""); err != nil {
-		return rule{}, fmt.Errorf("domain %q: invalid glob: %w", ry.Domain, err)
-	}
 	if strings.ContainsRune(dom, '/') {
-		// path.Match's * never crosses '/', and hostnames have none, so such
-		// a rule could never match: almost certainly a URL pasted by mistake.
+		// Host names have no '/', so such a rule could never match:
+		// almost certainly a URL pasted by mistake.
 		return rule{}, fmt.Errorf("domain %q: must be a hostname glob, not a URL or path", ry.Domain)
+	}
+	pat, err := hostmatch.Parse(dom)
+	if err != nil {
+		return rule{}, fmt.Errorf("domain %q: invalid glob: %w", ry.Domain, err)
 	}
 	if len(ry.Fields) > MaxFieldsPerRule {
 		return rule{}, fmt.Errorf("domain %q: %d fields, at most %d allowed", ry.Domain, len(ry.Fields), MaxFieldsPerRule)
 	}
-	r := rule{domain: dom, fields: make([]field, 0, len(ry.Fields))}
+	r := rule{domain: pat, fields: make([]field, 0, len(ry.Fields))}
 	for fname, spec := range ry.Fields {
 		if strings.TrimSpace(fname) == "" {
 			return rule{}, fmt.Errorf("domain %q: empty field name", ry.Domain)
@@ -250,13 +251,14 @@ func (r *Rules) Version() string {
 	return r.version
 }
 
-// match returns the first rule whose domain glob matches host, or nil.
+// match returns the first rule whose domain pattern matches host (package
+// hostmatch), or nil.
 func (r *Rules) match(host string) *rule {
 	if r == nil {
 		return nil
 	}
 	for i := range r.rules {
-		if ok, _ := path.Match(r.rules[i].domain, host); ok {
+		if r.rules[i].domain.Match(host) {
 			return &r.rules[i]
 		}
 	}

@@ -1,7 +1,6 @@
 package parse
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"runtime"
@@ -164,12 +163,7 @@ func parseURL(final, orig string) (*url.URL, error) {
 
 // errorOf turns any error into the record's classified error.
 func errorOf(err error) *record.Error {
-	class := failure.ClassOf(err)
-	var pe *Error
-	if errors.As(err, &pe) {
-		class = failure.Class(pe.Class)
-	}
-	return &record.Error{Class: string(class), Message: err.Error()}
+	return &record.Error{Class: string(failure.ClassOf(err)), Message: err.Error()}
 }
 
 func deadLetter(t record.Task, err error, now time.Time) *record.DeadLetter {

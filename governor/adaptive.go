@@ -1,4 +1,4 @@
-package fetch
+package governor
 
 import (
 	"errors"
@@ -17,16 +17,21 @@ const (
 )
 
 // Adaptive tunes the per-domain adaptive controller. The zero value is the
-// documented behaviour: start at 50% of the domain's maximum; +20% each
-// time a full window of outcomes has a success rate of at least 95% (and
-// latency is normal); −20% at once on a 429 or 503, when the success rate
-// since the last change falls below 90%, or when the median latency of the
-// last LatencyWindow responses exceeds twice the baseline; never above the
-// maximum, never below Min.
+// documented behaviour: a domain with a known per-IP limit starts at 50%
+// of its maximum, any other domain at its maximum (the brakes protect
+// nothing there); +20% each time the outcomes since the last change have
+// a success rate of at least 95% (and latency is normal), judged over a
+// full Window of outcomes or, sooner, over at least MinSamples outcomes
+// spanning RaiseAfter, so the maximum is reached within seconds; −20% at
+// once on a 429 or 503, when the success rate since the last change falls
+// below 90%, or when the median latency of the last LatencyWindow
+// responses exceeds twice the baseline; never above the maximum, never
+// below Min.
 type Adaptive struct {
 	// Off runs every domain at its maximum from the start, without control.
 	Off bool `yaml:"off"`
-	// Start is the starting level, a fraction of the maximum. 0 means 0.5.
+	// Start is the starting level of a domain with a known per-IP limit,
+	// a fraction of the maximum. 0 means 0.5. Other domains start at 1.
 	Start float64 `yaml:"start"`
 	// Min is the lowest level cuts go down to. 0 means 0.05.
 	Min float64 `yaml:"min"`
@@ -34,8 +39,15 @@ type Adaptive struct {
 	// judged for a raise. 0 means 50.
 	Window int `yaml:"window"`
 	// MinSamples is the number of outcomes since the last change needed
-	// before a low success rate cuts. 0 means 10.
+	// before a low success rate cuts, or a healthy one raises ahead of a
+	// full Window. 0 means 10.
 	MinSamples int `yaml:"min_samples"`
+	// RaiseAfter is the least time since the last change after which
+	// MinSamples healthy outcomes raise the level without waiting for a
+	// full Window: four raises take the level from 50% to the maximum in
+	// about four RaiseAfter. 0 means 250 ms; a negative value raises only
+	// after full windows.
+	RaiseAfter time.Duration `yaml:"raise_after"`
 	// LatencyWindow is the number of responses whose median latency
 	// (time to the first response byte) is compared with the baseline.
 	// 0 means 100.
@@ -58,6 +70,9 @@ func (a *Adaptive) setDefaults() {
 	}
 	if a.MinSamples == 0 {
 		a.MinSamples = 10
+	}
+	if a.RaiseAfter == 0 {
+		a.RaiseAfter = 250 * time.Millisecond
 	}
 	if a.LatencyWindow == 0 {
 		a.LatencyWindow = 100
@@ -98,6 +113,9 @@ type Signal struct {
 	// HasLatency (a response arrived).
 	Latency    time.Duration
 	HasLatency bool
+	// At is when the outcome arrived. The zero time judges raises by
+	// full windows only (RaiseAfter needs a clock).
+	At time.Time
 }
 
 // Controller is one domain's adaptive level: a fraction of the domain's
@@ -118,18 +136,31 @@ type Controller struct {
 	fresh    int // latencies of this epoch
 	baseline time.Duration
 
+	since time.Time // when this epoch saw its first outcome
+
 	raises, cuts int
 	reason       string
 }
 
 // NewController returns a controller at cfg.Start (defaults applied), or
-// fixed at 1 when cfg.Off.
+// fixed at 1 when cfg.Off. Use NewControllerAt for a domain without a
+// known per-IP limit.
 func NewController(cfg Adaptive) *Controller {
 	cfg.setDefaults()
 	c := &Controller{cfg: cfg, level: cfg.Start,
 		outcomes: make([]bool, cfg.Window), lat: make([]time.Duration, cfg.LatencyWindow)}
 	if cfg.Off {
 		c.level = 1
+	}
+	return c
+}
+
+// NewControllerAt returns a controller like NewController that starts at
+// level start instead of cfg.Start (clamped to [cfg.Min, 1]).
+func NewControllerAt(cfg Adaptive, start float64) *Controller {
+	c := NewController(cfg)
+	if !c.cfg.Off {
+		c.level = min(1, max(start, c.cfg.Min))
 	}
 	return c
 }
@@ -158,6 +189,9 @@ func (c *Controller) Observe(s Signal) bool {
 	if c.n == len(c.outcomes) && !c.outcomes[c.next] {
 		c.fails--
 	}
+	if c.since.IsZero() {
+		c.since = s.At
+	}
 	c.outcomes[c.next] = s.OK
 	c.next = (c.next + 1) % len(c.outcomes)
 	c.n = min(c.n+1, len(c.outcomes))
@@ -184,7 +218,7 @@ func (c *Controller) Observe(s Signal) bool {
 			return c.cut(fmt.Sprintf("median latency %v > %v", med, threshold))
 		}
 	}
-	if c.n >= len(c.outcomes) && success >= raiseAt && latencyOK && c.level < 1 {
+	if c.judged(s.At) && success >= raiseAt && latencyOK && c.level < 1 {
 		c.level = min(1, c.level*raiseFactor)
 		c.raises++
 		c.reason = fmt.Sprintf("success rate %.0f%%", success*100)
@@ -192,6 +226,16 @@ func (c *Controller) Observe(s Signal) bool {
 		return true
 	}
 	return false
+}
+
+// judged reports whether enough outcomes of this epoch arrived to raise:
+// a full window, or MinSamples spanning RaiseAfter.
+func (c *Controller) judged(now time.Time) bool {
+	if c.n >= len(c.outcomes) {
+		return true
+	}
+	return c.cfg.RaiseAfter > 0 && c.n >= c.cfg.MinSamples && !now.IsZero() && !c.since.IsZero() &&
+		now.Sub(c.since) >= c.cfg.RaiseAfter
 }
 
 func (c *Controller) cut(reason string) bool {
@@ -207,6 +251,7 @@ func (c *Controller) cut(reason string) bool {
 func (c *Controller) reset() {
 	c.epoch++
 	c.next, c.n, c.fails, c.fresh = 0, 0, 0, 0
+	c.since = time.Time{}
 }
 
 func (c *Controller) median() time.Duration {

@@ -1,4 +1,4 @@
-package fetch
+package governor
 
 import (
 	"fmt"
@@ -14,9 +14,11 @@ import (
 type Plan struct {
 	PoolSize int // proxies in the pool; 0 for direct connections
 	Global   int // the stage's Concurrency
-	Start    float64
-	Domains  []Limits // one per Domains entry, in order
-	Default  Limits   // for hosts no entry matches
+	// Start is the starting level of domains with a per-IP limit; the
+	// others start at their maximum.
+	Start   float64
+	Domains []Limits // one per Domains entry, in order
+	Default Limits   // for hosts no entry matches
 	// Sum is the configured domains' maximum concurrency added up; Total
 	// is Sum capped by Global.
 	Sum, Total int
@@ -31,8 +33,8 @@ type Plan struct {
 // pool of poolSize proxies (0: direct connections).
 func NewPlan(cfg Config, poolSize int) (Plan, error) {
 	cfg.setDefaults()
-	if err := cfg.Validate(); err != nil {
-		return Plan{}, fmt.Errorf("fetch config: %w", err)
+	if err := cfg.validate(); err != nil {
+		return Plan{}, fmt.Errorf("governor config: %w", err)
 	}
 	p := Plan{PoolSize: poolSize, Global: cfg.Concurrency, Start: cfg.Adaptive.Start}
 	if cfg.Adaptive.Off {
@@ -58,9 +60,9 @@ func NewPlan(cfg Config, poolSize int) (Plan, error) {
 func (p Plan) WriteTo(w io.Writer) (int64, error) {
 	var b strings.Builder
 	if p.PoolSize > 0 {
-		fmt.Fprintf(&b, "pool: %d proxies; global concurrency limit %d; domains start at %.0f%% of their maximum\n\n", p.PoolSize, p.Global, p.Start*100)
+		fmt.Fprintf(&b, "pool: %d proxies; global concurrency limit %d; domains with a per-IP limit start at %.0f%% of their maximum, others at 100%%\n\n", p.PoolSize, p.Global, p.Start*100)
 	} else {
-		fmt.Fprintf(&b, "no proxy pool (direct connections: one IP); global concurrency limit %d; domains start at %.0f%% of their maximum\n\n", p.Global, p.Start*100)
+		fmt.Fprintf(&b, "no proxy pool (direct connections: one IP); global concurrency limit %d; domains with a per-IP limit start at %.0f%% of their maximum, others at 100%%\n\n", p.Global, p.Start*100)
 	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "domain\tper IP/min\tproxies\tsafety\tmax rate (req/s)\tmax concurrency\tstart\tproxies in use\t\n")
@@ -78,7 +80,11 @@ func (p Plan) WriteTo(w io.Writer) (int64, error) {
 		default:
 			calc = fmt.Sprintf("%s = %.2f", l.RateFrom, l.MaxRate)
 		}
-		start := max(1, int(math.Round(p.Start*float64(l.MaxConcurrency))))
+		lvl := 1.0
+		if l.PerIPPerMinute > 0 {
+			lvl = p.Start
+		}
+		start := max(1, int(math.Round(lvl*float64(l.MaxConcurrency))))
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d\t\n", name, perIP, l.Proxies, safety, calc, l.MaxConcurrency, start, min(l.MaxConcurrency, l.Proxies))
 	}
 	for _, l := range p.Domains {
@@ -89,27 +95,32 @@ func (p Plan) WriteTo(w io.Writer) (int64, error) {
 		return 0, err
 	}
 	b.WriteString("\n")
+	p.writeTotals(&b)
+	n, err := io.WriteString(w, b.String())
+	return int64(n), err
+}
+
+// writeTotals prints the per-IP pacing of each domain and the totals.
+func (p Plan) writeTotals(b *strings.Builder) {
 	for _, l := range p.Domains {
 		if l.ProxyRate > 0 {
-			fmt.Fprintf(&b, "per-IP pacing: %s: each proxy %s/min × %.2f = %.3f req/s (one request every %.3f s), catching up at most %d\n",
+			fmt.Fprintf(b, "per-IP pacing: %s: each proxy %s/min × %.2f = %.3f req/s (one request every %.3f s), catching up at most %d\n",
 				l.Pattern, num(l.PerIPPerMinute), l.Safety, l.ProxyRate, 1/l.ProxyRate, l.ProxyBurst)
 		}
 	}
-	fmt.Fprintf(&b, "total: max concurrency %d (sum over domains)", p.Sum)
+	fmt.Fprintf(b, "total: max concurrency %d (sum over domains)", p.Sum)
 	if p.Sum > p.Global {
-		fmt.Fprintf(&b, ", capped by the global limit at %d", p.Total)
+		fmt.Fprintf(b, ", capped by the global limit at %d", p.Total)
 	} else {
-		fmt.Fprintf(&b, " of global limit %d", p.Global)
+		fmt.Fprintf(b, " of global limit %d", p.Global)
 	}
 	if p.PoolSize > 0 {
-		fmt.Fprintf(&b, "; proxies in use %d of %d (%.0f%% of the pool)", p.ProxiesInUse, p.PoolSize, p.Share*100)
+		fmt.Fprintf(b, "; proxies in use %d of %d (%.0f%% of the pool)", p.ProxiesInUse, p.PoolSize, p.Share*100)
 	}
 	b.WriteString("\n")
 	if len(p.Domains) > 0 {
 		b.WriteString("(\"any other\" applies to each host no entry matches; it is not in the total)\n")
 	}
-	n, err := io.WriteString(w, b.String())
-	return int64(n), err
 }
 
 // num prints a rate without needless decimals.

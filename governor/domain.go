@@ -1,12 +1,13 @@
-package fetch
+package governor
 
 import (
 	"errors"
 	"fmt"
 	"math"
-	"path"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/hostmatch"
 )
 
 // Domain is the governor's configuration for one site, as in the
@@ -24,9 +25,11 @@ import (
 // own token bucket at PerIPPerMinute / 60 × Safety, so no single IP ever
 // exceeds the site's per-IP rate, however the pool spreads the requests.
 type Domain struct {
-	// Domain is the host name this entry applies to, or a path.Match glob
-	// on the host ("*.shop.example"; "*" matches every host). Matching is
-	// case-insensitive; the first matching entry wins.
+	// Domain is the host pattern this entry applies to (package
+	// hostmatch): a host name or IP address, "*.shop.example" for any
+	// subdomain of shop.example (not shop.example itself), or "*" for
+	// every host. Matching is case-insensitive; the first matching entry
+	// wins.
 	Domain string `yaml:"domain"`
 	// PerIPPerMinute is the number of requests per minute the site
 	// tolerates from one client IP. 0 means unknown: the rate then comes
@@ -64,11 +67,10 @@ const (
 
 func (d Domain) validate() error {
 	var errs []error
-	pat := strings.ToLower(strings.TrimSpace(d.Domain))
-	if pat == "" {
+	if strings.TrimSpace(d.Domain) == "" {
 		errs = append(errs, errors.New("domain pattern is empty"))
-	} else if _, err := path.Match(pat, ""); err != nil || strings.ContainsAny(pat, "/:") {
-		errs = append(errs, fmt.Errorf("domain %q: not a host name glob", d.Domain))
+	} else if _, err := hostmatch.Parse(d.Domain); err != nil {
+		errs = append(errs, fmt.Errorf("domain %q: not a host pattern: %w", d.Domain, err))
 	}
 	if d.PerIPPerMinute < 0 || math.IsNaN(d.PerIPPerMinute) || math.IsInf(d.PerIPPerMinute, 0) {
 		errs = append(errs, fmt.Errorf("domain %q: per_ip_per_minute %v must be a finite number >= 0", d.Domain, d.PerIPPerMinute))
@@ -181,14 +183,18 @@ func limitsFor(d *Domain, cfg *Config, poolSize int) Limits {
 }
 
 // matchDomain returns the first entry of ds whose pattern matches host
-// (lower-cased), or nil.
+// (package hostmatch), or nil.
 func matchDomain(ds []Domain, host string) *Domain {
-	host = strings.ToLower(host)
 	for i := range ds {
-		pat := strings.ToLower(strings.TrimSpace(ds[i].Domain))
-		if ok, _ := path.Match(pat, host); ok {
+		if hostmatch.Match(ds[i].Domain, host) {
 			return &ds[i]
 		}
 	}
 	return nil
+}
+
+// String describes a domain's limits in one line, for logs.
+func (l Limits) String() string {
+	return fmt.Sprintf("max rate %.2f/s (%s, burst %d), max concurrency %d, per proxy %.3f/s (burst %d)",
+		l.MaxRate, l.RateFrom, l.Burst, l.MaxConcurrency, l.ProxyRate, l.ProxyBurst)
 }

@@ -1,4 +1,8 @@
-package fetch
+// Package dnscache is sluice's resolver cache: answers are kept for their
+// TTL (clamped), one lookup per name at a time however many callers want
+// it, failures remembered briefly, and names the servers do not answer
+// fall back to the system resolver.
+package dnscache
 
 import (
 	"context"
@@ -15,13 +19,13 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// DNS configures the stage's resolver cache, used to dial targets directly
-// and to dial proxy endpoints. Answers are cached for their TTL, one
+// Config configures a Cache (in sluice: the fetch stage's resolver cache,
+// used to dial targets directly and to dial proxy endpoints). Answers are cached for their TTL, one
 // lookup per name at a time however many requests want it (the others wait
 // for that lookup). The zero value queries the servers in
 // /etc/resolv.conf and falls back to the system resolver (which also reads
 // /etc/hosts) for names they do not answer.
-type DNS struct {
+type Config struct {
 	// Off dials with the system resolver on every new connection, without
 	// a cache.
 	Off bool `yaml:"off"`
@@ -47,7 +51,7 @@ type DNS struct {
 	MaxEntries int `yaml:"max_entries"`
 }
 
-func (c *DNS) setDefaults() {
+func (c *Config) setDefaults() {
 	def := func(v *time.Duration, d time.Duration) {
 		if *v == 0 {
 			*v = d
@@ -66,10 +70,10 @@ func (c *DNS) setDefaults() {
 	}
 }
 
-// Resolver is a caching, concurrent DNS resolver. Build it with
-// NewResolver. Safe for concurrent use.
-type DNSCache struct {
-	cfg     DNS
+// Cache is a caching, concurrent DNS resolver. Build it with New. Safe
+// for concurrent use.
+type Cache struct {
+	cfg     Config
 	now     func() time.Time
 	servers []string
 	client  *dns.Client
@@ -89,14 +93,14 @@ type dnsEntry struct {
 	expires time.Time
 }
 
-// NewResolver builds a resolver from cfg (defaults applied here); now is
-// the clock of the cache (nil: time.Now).
-func NewDNSCache(cfg DNS, now func() time.Time) *DNSCache {
+// New builds a cache from cfg (defaults applied here); now is the clock
+// of the cache (nil: time.Now). It starts nothing.
+func New(cfg Config, now func() time.Time) *Cache {
 	cfg.setDefaults()
 	if now == nil {
 		now = time.Now
 	}
-	r := &DNSCache{cfg: cfg, now: now, servers: cfg.Servers, cache: map[string]dnsEntry{},
+	r := &Cache{cfg: cfg, now: now, servers: cfg.Servers, cache: map[string]dnsEntry{},
 		client: &dns.Client{Net: "udp", Timeout: cfg.Timeout}, system: &net.Resolver{},
 		hosts: &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
 			return nil, errNoNetwork
@@ -111,18 +115,18 @@ func NewDNSCache(cfg DNS, now func() time.Time) *DNSCache {
 	return r
 }
 
-// DNSStats count lookups: Queries went to a server or the system
-// resolver, Hits were answered from the cache.
-type DNSStats struct{ Queries, Hits int64 }
+// Stats count lookups: Queries went to a server or the system resolver,
+// Hits were answered from the cache.
+type Stats struct{ Queries, Hits int64 }
 
 // Stats returns the counters.
-func (r *DNSCache) Stats() DNSStats {
-	return DNSStats{Queries: r.queries.Load(), Hits: r.hits.Load()}
+func (r *Cache) Stats() Stats {
+	return Stats{Queries: r.queries.Load(), Hits: r.hits.Load()}
 }
 
 // LookupHost returns the addresses of host: an IP literal as it is, else
 // from the cache or one shared lookup. Errors are *net.DNSError.
-func (r *DNSCache) LookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
+func (r *Cache) LookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{a}, nil
 	}
@@ -160,7 +164,7 @@ var errNoNetwork = errors.New("hosts file only")
 // records; when no server can be reached (or none is configured) it asks
 // the system resolver. An answer from a server, "no such name" included,
 // is final.
-func (r *DNSCache) lookup(ctx context.Context, host, fqdn string) dnsEntry {
+func (r *Cache) lookup(ctx context.Context, host, fqdn string) dnsEntry {
 	r.queries.Add(1)
 	now := r.now()
 	if ips, err := r.hosts.LookupNetIP(ctx, "ip", host); err == nil && len(ips) > 0 {
@@ -219,7 +223,7 @@ func (r *DNSCache) lookup(ctx context.Context, host, fqdn string) dnsEntry {
 
 // query asks the servers in turn for one record type and returns the
 // addresses with the least TTL among them.
-func (r *DNSCache) query(ctx context.Context, fqdn string, qt uint16) ([]netip.Addr, uint32, error) {
+func (r *Cache) query(ctx context.Context, fqdn string, qt uint16) ([]netip.Addr, uint32, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(fqdn, qt)
 	m.RecursionDesired = true
@@ -269,7 +273,7 @@ type answerError struct{ rcode int }
 
 func (e *answerError) Error() string { return dns.RcodeToString[e.rcode] }
 
-func (r *DNSCache) store(key string, e dnsEntry) {
+func (r *Cache) store(key string, e dnsEntry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.cache) >= r.cfg.MaxEntries {
@@ -289,9 +293,10 @@ func (r *DNSCache) store(key string, e dnsEntry) {
 	r.cache[key] = e
 }
 
-// LookupNetIP implements Resolver: the cached addresses of host of the
+// LookupNetIP is net.Resolver's method of that name (the fetch stage's
+// Resolver interface): the cached addresses of host of the
 // network's family ("ip", "ip4" or "ip6").
-func (r *DNSCache) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+func (r *Cache) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	addrs, err := r.LookupHost(ctx, host)
 	if err != nil || network == "ip" {
 		return addrs, err
@@ -308,9 +313,12 @@ func (r *DNSCache) LookupNetIP(ctx context.Context, network, host string) ([]net
 	return out, nil
 }
 
+// DialFunc dials a network address, as net.Dialer.DialContext.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
 // Dialer wraps dial so that host names are resolved through the cache and
 // the connection goes to one of the addresses found, tried in order.
-func (r *DNSCache) Dialer(dial dialFunc) dialFunc {
+func (r *Cache) Dialer(dial DialFunc) DialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		host, port, err := net.SplitHostPort(addr)
 		if err != nil {

@@ -1,4 +1,4 @@
-package fetch
+package governor
 
 import (
 	"context"
@@ -48,16 +48,16 @@ func (s *starts) all() []time.Duration {
 func TestTokenBucketPacesADomain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := newStarts()
-		s := newTestStage(t, Config{
+		s := newTestGov(t, Config{
 			Concurrency: 4, StaggerMax: -1, Adaptive: Adaptive{Off: true},
 			Domains: []Domain{{Domain: "a.test", Rate: 10}},
-		}, func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
-			st.add(j.task.URL.Hostname())
+		}, func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
+			st.add(j.Key)
 			time.Sleep(30 * time.Millisecond)
 			return answer(200, 30*time.Millisecond, 0, "")
 		})
 		c := &collector{}
-		if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", 20)...), c); err != nil {
+		if err := s.run(t.Context(), urlsOf("a.test", 20), c); err != nil {
 			t.Fatal(err)
 		}
 		if n := len(c.snapshot()); n != 20 {
@@ -84,16 +84,16 @@ func TestPerProxyBucketsPaceEachIP(t *testing.T) {
 		pool := fakePool(t, 4)
 		// 60 per IP per minute with safety 1: each proxy 1/s. The domain's
 		// own rate is set far higher, so only the per-proxy buckets pace.
-		s := newTestStage(t, Config{
-			Concurrency: 8, StaggerMax: -1, Adaptive: Adaptive{Off: true}, Pool: pool,
+		s := newTestGov(t, Config{
+			Concurrency: 8, StaggerMax: -1, Adaptive: Adaptive{Off: true}, Proxies: proxyIDs(pool),
 			Domains: []Domain{{Domain: "a.test", PerIPPerMinute: 60, Safety: 1, Rate: 100}},
-		}, func(ctx context.Context, j *job, allow func(string) bool) (attemptResult, error) {
+		}, func(ctx context.Context, j *Job[string], allow func(string) bool) Outcome {
 			if allow == nil {
 				t.Error("no gate for a domain with a per-IP limit")
 			}
 			l, err := leaseFrom(ctx, pool, j, allow)
 			if err != nil {
-				return attemptResult{}, err
+				return noLease(err)
 			}
 			st.add(l.Proxy.ID)
 			time.Sleep(20 * time.Millisecond)
@@ -104,7 +104,7 @@ func TestPerProxyBucketsPaceEachIP(t *testing.T) {
 			t.Fatalf("limits %+v, want max rate 100/s and 1/s per proxy", lim)
 		}
 		c := &collector{}
-		if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", 40)...), c); err != nil {
+		if err := s.run(t.Context(), urlsOf("a.test", 40), c); err != nil {
 			t.Fatal(err)
 		}
 		if n := len(c.snapshot()); n != 40 {
@@ -139,13 +139,13 @@ func TestRetryAfterPausesTheProxyForThatDomain(t *testing.T) {
 		pool := fakePool(t, 3)
 		var once sync.Once
 		var limited string
-		s := newTestStage(t, Config{
-			Concurrency: 4, StaggerMax: -1, Adaptive: Adaptive{Off: true}, Pool: pool,
+		s := newTestGov(t, Config{
+			Concurrency: 4, StaggerMax: -1, Adaptive: Adaptive{Off: true}, Proxies: proxyIDs(pool),
 			Domains: []Domain{{Domain: "a.test", PerIPPerMinute: 120, Safety: 1}},
-		}, func(ctx context.Context, j *job, allow func(string) bool) (attemptResult, error) {
+		}, func(ctx context.Context, j *Job[string], allow func(string) bool) Outcome {
 			l, err := leaseFrom(ctx, pool, j, allow)
 			if err != nil {
-				return attemptResult{}, err
+				return noLease(err)
 			}
 			defer l.Release(proxy.Outcome{})
 			st.add(l.Proxy.ID)
@@ -157,7 +157,7 @@ func TestRetryAfterPausesTheProxyForThatDomain(t *testing.T) {
 			return answer(200, time.Millisecond, 0, l.Proxy.ID)
 		})
 		c := &collector{}
-		if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", 30)...), c); err != nil {
+		if err := s.run(t.Context(), urlsOf("a.test", 30), c); err != nil {
 			t.Fatal(err)
 		}
 		got := c.snapshot()
@@ -166,7 +166,7 @@ func TestRetryAfterPausesTheProxyForThatDomain(t *testing.T) {
 		}
 		for _, f := range got {
 			if f.Err != nil {
-				t.Errorf("%s: %v", f.Task.URL, f.Err)
+				t.Errorf("%s: %v", f.URL, f.Err)
 			}
 		}
 		at := st.by[limited]
@@ -188,7 +188,7 @@ func TestRetryAfterPausesTheProxyForThatDomain(t *testing.T) {
 		if others < 10 {
 			t.Errorf("only %d requests on the other proxies during the pause", others)
 		}
-		if d := s.Governor().Domains[0]; d.Pauses != 1 || !d.PausedUntil.IsZero() {
+		if d := s.Stats().Domains[0]; d.Pauses != 1 || !d.PausedUntil.IsZero() {
 			t.Errorf("pauses %d, domain paused until %v; want one pause of the proxy only", d.Pauses, d.PausedUntil)
 		}
 	})
@@ -197,17 +197,17 @@ func TestRetryAfterPausesTheProxyForThatDomain(t *testing.T) {
 func TestStaggeredStartAdmitsOneWorkerPerInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := newStarts()
-		s := newTestStage(t, Config{
+		s := newTestGov(t, Config{
 			Concurrency: 5, DomainRate: -1, Adaptive: Adaptive{Off: true},
 			StaggerMin: 100 * time.Millisecond, StaggerMax: 200 * time.Millisecond,
-		}, func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
+		}, func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
 			st.add("")
 			time.Sleep(10 * time.Second)
 			return answer(200, 0, 0, "")
 		})
 		// The intervals are drawn from [100ms, 200ms]: 0 → 100ms, 1 → 200ms.
-		s.gov.rnd = seq(0, 1, 0.5, 0.25, 0.75)
-		if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", 5)...), nil); err != nil {
+		s.rnd = seq(0, 1, 0.5, 0.25, 0.75)
+		if err := s.run(t.Context(), urlsOf("a.test", 5), nil); err != nil {
 			t.Fatal(err)
 		}
 		want := []time.Duration{0, 100 * time.Millisecond, 300 * time.Millisecond, 450 * time.Millisecond, 575 * time.Millisecond}
@@ -220,29 +220,185 @@ func TestStaggeredStartAdmitsOneWorkerPerInterval(t *testing.T) {
 func TestStaggeredStartSpread(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := newStarts()
-		s := newTestStage(t, Config{Concurrency: 40, DomainRate: -1, Adaptive: Adaptive{Off: true}},
-			func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
+		// 40 workers at 100–200ms each would take 4–8 s: the intervals
+		// shrink so the ramp fits in Ramp (1 s): 39 × 200ms × k = 1 s.
+		s := newTestGov(t, Config{Concurrency: 40, DomainRate: -1, Adaptive: Adaptive{Off: true}},
+			func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
 				st.add("")
 				time.Sleep(time.Minute)
 				return answer(200, 0, 0, "")
 			})
-		if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", 40)...), nil); err != nil {
+		if err := s.run(t.Context(), urlsOf("a.test", 40), nil); err != nil {
 			t.Fatal(err)
 		}
 		at := st.all()
 		if at[0] != 0 {
 			t.Errorf("first worker started at %v", at[0])
 		}
+		k := float64(time.Second) / (39 * float64(200*time.Millisecond))
+		lo, hi := time.Duration(k*float64(100*time.Millisecond)), time.Duration(k*float64(200*time.Millisecond))
 		gaps := map[time.Duration]bool{}
 		for i := 1; i < len(at); i++ {
 			gap := at[i] - at[i-1]
-			if gap < 100*time.Millisecond || gap > 200*time.Millisecond {
-				t.Errorf("worker %d admitted %v after the previous, want 100–200ms", i, gap)
+			if gap < lo || gap > hi+time.Microsecond {
+				t.Errorf("worker %d admitted %v after the previous, want %v–%v", i, gap, lo, hi)
 			}
 			gaps[gap] = true
 		}
 		if len(gaps) < 30 {
 			t.Errorf("only %d distinct intervals among 39: not spread", len(gaps))
+		}
+	})
+}
+
+// TestRampIsBounded checks that the staggered start admits every worker
+// within Ramp, however many there are, still one at a time.
+func TestRampIsBounded(t *testing.T) {
+	for _, n := range []int{200, 1000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				st := newStarts()
+				s := newTestGov(t, Config{Concurrency: n, DomainRate: -1, Pending: n},
+					func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
+						st.add("")
+						time.Sleep(time.Minute)
+						return answer(200, 0, 0, "")
+					})
+				if err := s.run(t.Context(), urlsOf("a.test", n), nil); err != nil {
+					t.Fatal(err)
+				}
+				at := st.all()
+				if len(at) != n {
+					t.Fatalf("%d attempts, want %d", len(at), n)
+				}
+				ramp := at[n-1] - at[0]
+				t.Logf("concurrency %d: all %d workers busy %v after the first", n, n, ramp)
+				if ramp > time.Second {
+					t.Errorf("ramp to %d workers took %v, want at most 1s", n, ramp)
+				}
+				if ramp < 500*time.Millisecond {
+					t.Errorf("ramp to %d workers took %v: a burst, not a stagger", n, ramp)
+				}
+				for i := 1; i < n; i++ {
+					if at[i] == at[i-1] {
+						t.Fatalf("workers %d and %d admitted together at %v", i-1, i, at[i])
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestOpenDomainReachesFullConcurrencyWithinASecond: a domain without a
+// per-IP limit (here unlimited) runs at full concurrency once the ramp
+// is over, with the adaptive controller on.
+func TestOpenDomainReachesFullConcurrencyWithinASecond(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		inflight, peak := 0, 0
+		var peakAt time.Duration
+		t0 := time.Now()
+		s := newTestGov(t, Config{Concurrency: 200, DomainRate: -1},
+			func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
+				mu.Lock()
+				inflight++
+				if inflight > peak {
+					peak, peakAt = inflight, time.Since(t0)
+				}
+				mu.Unlock()
+				time.Sleep(50 * time.Millisecond)
+				mu.Lock()
+				inflight--
+				mu.Unlock()
+				return answer(200, 50*time.Millisecond, 0, "")
+			})
+		if err := s.run(t.Context(), urlsOf("open.test", 6000), nil); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("open domain: %d in flight reached at %v", peak, peakAt)
+		if peak != 200 || peakAt > 1100*time.Millisecond {
+			t.Errorf("peak %d in flight at %v, want 200 within about 1s", peak, peakAt)
+		}
+		if d := s.Stats().Domains[0]; d.Level != 1 || d.Cuts != 0 {
+			t.Errorf("level %v after %d cuts, want 1 and none", d.Level, d.Cuts)
+		}
+	})
+}
+
+// TestControllerReachesMaxWithinSeconds: a per-IP-limited domain starts
+// at half its maximum and, while every answer is healthy and latency
+// flat, reaches the maximum within a few seconds; then one 429 cuts it by
+// 20% at once, and so does a median latency over twice the baseline.
+func TestControllerReachesMaxWithinSeconds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		type step struct {
+			at    time.Duration
+			level float64
+		}
+		var mu sync.Mutex
+		var steps []step
+		var s *testGov
+		t0 := time.Now()
+		sent429 := false
+		s = newTestGov(t, Config{
+			Concurrency: 64, StaggerMax: -1, MaxAttempts: 1,
+			// 3000/min from the one direct IP, safety 1: 50 req/s and
+			// concurrency 50 at the maximum.
+			Domains: []Domain{{Domain: "a.test", PerIPPerMinute: 3000, Safety: 1}},
+		}, func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
+			lvl := s.Stats().Domains[0].Level
+			mu.Lock()
+			el := time.Since(t0)
+			if len(steps) == 0 || steps[len(steps)-1].level != lvl {
+				steps = append(steps, step{el, lvl})
+			}
+			overload := el >= 5*time.Second && !sent429
+			sent429 = sent429 || overload
+			mu.Unlock()
+			switch {
+			case overload:
+				return answer(http.StatusTooManyRequests, 40*time.Millisecond, 0, "")
+			case el >= 8*time.Second && el < 14*time.Second: // 5× the baseline
+				time.Sleep(200 * time.Millisecond)
+				return answer(200, 200*time.Millisecond, 0, "")
+			}
+			time.Sleep(40 * time.Millisecond)
+			return answer(200, 40*time.Millisecond, 0, "")
+		})
+		if err := s.run(t.Context(), urlsOf("a.test", 900), nil); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		t.Logf("levels seen: %v", steps)
+		want := []float64{0.5, 0.6, 0.72, 0.864, 1}
+		for i, w := range want {
+			if i >= len(steps) || math.Abs(steps[i].level-w) > 1e-9 {
+				t.Fatalf("levels %v, want them to start %v", steps, want)
+			}
+		}
+		if at := steps[4].at; at > 3*time.Second {
+			t.Errorf("maximum reached at %v, want within 3s", at)
+		} else {
+			t.Logf("level 0.5 → 1 in %v", at)
+		}
+		var cut429, cutSlow bool
+		for i := 5; i < len(steps); i++ {
+			if math.Abs(steps[i].level/steps[i-1].level-0.8) > 1e-9 {
+				continue
+			}
+			switch at := steps[i].at; {
+			case at >= 5*time.Second && at < 5*time.Second+100*time.Millisecond:
+				cut429 = true
+			case at >= 8*time.Second && at < 15*time.Second:
+				cutSlow = true
+			}
+		}
+		if !cut429 || !cutSlow {
+			t.Errorf("levels %v: cut on the 429 %v, on the latency %v; want both", steps, cut429, cutSlow)
+		}
+		if d := s.Stats().Domains[0]; d.Baseline != 40*time.Millisecond {
+			t.Errorf("latency baseline %v, want 40ms", d.Baseline)
 		}
 	})
 }
@@ -254,14 +410,14 @@ func TestBackoffJitterBoundsAndSpread(t *testing.T) {
 				var mu sync.Mutex
 				first := map[string]time.Time{}
 				var delays []time.Duration
-				s := newTestStage(t, Config{
+				s := newTestGov(t, Config{
 					Concurrency: 100, DomainRate: -1, Adaptive: Adaptive{Off: true}, StaggerMax: -1,
 					BackoffBase: time.Second, Jitter: jitter, MaxAttempts: 2,
-				}, func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
+				}, func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
 					mu.Lock()
 					defer mu.Unlock()
-					u := j.task.URL.String()
-					if j.attempt == 1 {
+					u := j.Item
+					if j.Attempt == 1 {
 						first[u] = time.Now()
 						return answer(http.StatusInternalServerError, 0, 0, "")
 					}
@@ -269,7 +425,7 @@ func TestBackoffJitterBoundsAndSpread(t *testing.T) {
 					return answer(200, 0, 0, "")
 				})
 				// All 100 fail at the same instant.
-				if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", 100)...), nil); err != nil {
+				if err := s.run(t.Context(), urlsOf("a.test", 100), nil); err != nil {
 					t.Fatal(err)
 				}
 				if len(delays) != 100 {
@@ -327,14 +483,16 @@ func TestControllerStepsOnTheGovernor(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		var levels []float64
-		var s *Stage
+		var s *testGov
 		t0 := time.Now()
-		s = newTestStage(t, Config{
+		s = newTestGov(t, Config{
 			Concurrency: 4, StaggerMax: -1,
-			Domains:  []Domain{{Domain: "a.test", Rate: 100, Concurrency: 4}},
+			// 6000/min from the one direct IP, safety 1: 100 req/s. A
+			// known per-IP limit, so the controller starts at 50%.
+			Domains:  []Domain{{Domain: "a.test", PerIPPerMinute: 6000, Safety: 1, Concurrency: 4}},
 			Adaptive: Adaptive{Window: 20, MinSamples: 10, LatencyWindow: 20, LatencyFloor: 10 * time.Millisecond},
-		}, func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
-			d := s.Governor().Domains[0]
+		}, func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
+			d := s.Stats().Domains[0]
 			mu.Lock()
 			if len(levels) == 0 || levels[len(levels)-1] != d.Level {
 				levels = append(levels, d.Level)
@@ -360,7 +518,7 @@ func TestControllerStepsOnTheGovernor(t *testing.T) {
 			}
 		})
 		s.cfg.MaxAttempts = 1
-		if err := runStage(t.Context(), s, tasks(t, urlsOf("a.test", 600)...), nil); err != nil {
+		if err := s.run(t.Context(), urlsOf("a.test", 600), nil); err != nil {
 			t.Fatal(err)
 		}
 		mu.Lock()
@@ -388,10 +546,10 @@ func TestControllerStepsOnTheGovernor(t *testing.T) {
 				t.Errorf("level moved from %v to %v: not a 20%% step", levels[i-1], levels[i])
 			}
 		}
-		if d := s.Governor().Domains[0]; cuts < 2 || d.Cuts < 2 {
+		if d := s.Stats().Domains[0]; cuts < 2 || d.Cuts < 2 {
 			t.Errorf("levels %v: %d cuts, want one on latency and one on the 429", levels, cuts)
 		}
-		if d := s.Governor().Domains[0]; d.Baseline != 20*time.Millisecond {
+		if d := s.Stats().Domains[0]; d.Baseline != 20*time.Millisecond {
 			t.Errorf("latency baseline %v, want 20ms", d.Baseline)
 		}
 	})
@@ -401,23 +559,23 @@ func TestBodyBudgetLimitsAdmission(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		calls := 0
-		var s *Stage
-		s = newTestStage(t, Config{Concurrency: 4, DomainRate: -1, StaggerMax: -1, BodyBudget: 1000},
-			func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
+		var s *testGov
+		s = newTestGov(t, Config{Concurrency: 4, DomainRate: -1, StaggerMax: -1, BodyBudget: 1000},
+			func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
 				mu.Lock()
 				calls++
 				mu.Unlock()
-				res, err := answer(200, 0, 0, "")
+				res := answer(200, 0, 0, "")
 				// Each body fills the budget; one that finds it taken
 				// spools to disk (holds nothing), as the reader does.
-				if s.gov.budget.take(1000) {
-					res.held = 1000
+				if s.budget.Take(1000) {
+					res.Held = 1000
 				}
-				return res, err
+				return res
 			})
 		c := &collector{hold: make(chan struct{})}
 		done := make(chan error)
-		go func() { done <- runStage(t.Context(), s, tasks(t, urlsOf("a.test", 8)...), c) }()
+		go func() { done <- s.run(t.Context(), urlsOf("a.test", 8), c) }()
 		synctest.Wait()
 		// The sink takes nothing, so results pile up in front of it and a
 		// worker keeps its body's bytes: the budget is used up, workers
@@ -425,13 +583,13 @@ func TestBodyBudgetLimitsAdmission(t *testing.T) {
 		mu.Lock()
 		n := calls
 		mu.Unlock()
-		g := s.Governor()
+		g := s.Stats()
 		if g.BodyBytes != 1000 || g.InFlight != 0 {
 			t.Errorf("body bytes %d, in flight %d; want 1000 and 0", g.BodyBytes, g.InFlight)
 		}
-		s.gov.mu.Lock()
-		idle := s.gov.free
-		s.gov.mu.Unlock()
+		s.mu.Lock()
+		idle := s.free
+		s.mu.Unlock()
 		if n >= 8 || idle == 0 || g.Pending-g.InFlight < 8-n {
 			t.Errorf("%d attempts started, %d workers idle, %d tasks pending while the body budget was used up; want idle workers and the rest waiting", n, idle, g.Pending)
 		}
@@ -442,7 +600,7 @@ func TestBodyBudgetLimitsAdmission(t *testing.T) {
 		if len(c.snapshot()) != 8 || calls != 8 {
 			t.Errorf("%d results after %d attempts, want 8", len(c.snapshot()), calls)
 		}
-		if g := s.Governor(); g.BodyBytes != 0 || g.BodyBytesPeak != 1000 {
+		if g := s.Stats(); g.BodyBytes != 0 || g.BodyBytesPeak != 1000 {
 			t.Errorf("body bytes %d (peak %d) at the end, want 0 (1000)", g.BodyBytes, g.BodyBytesPeak)
 		}
 	})
@@ -451,18 +609,17 @@ func TestBodyBudgetLimitsAdmission(t *testing.T) {
 // BenchmarkGovernorDispatch measures the scheduler's own cost per task:
 // 16 domains, no rate limit, attempts that answer at once.
 func BenchmarkGovernorDispatch(b *testing.B) {
-	s := newTestStage(b, Config{Concurrency: 32, DomainRate: -1, StaggerMax: -1, Adaptive: Adaptive{Off: true}},
-		func(ctx context.Context, j *job, _ func(string) bool) (attemptResult, error) {
+	s := newTestGov(b, Config{Concurrency: 32, DomainRate: -1, StaggerMax: -1, Adaptive: Adaptive{Off: true}},
+		func(ctx context.Context, j *Job[string], _ func(string) bool) Outcome {
 			return answer(200, 0, 0, "")
 		})
 	var urls []string
 	for i := range b.N {
 		urls = append(urls, fmt.Sprintf("http://d%d.test/p/%d", i%16, i))
 	}
-	ts := tasks(b, urls...)
 	b.ReportAllocs()
 	b.ResetTimer()
-	if err := runStage(context.Background(), s, ts, nil); err != nil {
+	if err := s.run(context.Background(), urls, nil); err != nil {
 		b.Fatal(err)
 	}
 }
