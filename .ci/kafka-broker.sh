@@ -102,8 +102,14 @@ jvm=(-Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=
   "-Dkafka.logs.dir=$data")
 
 if [ ! -f "$data/logs/meta.properties" ]; then
+  # A cluster id is 16 random bytes in base64url; one that starts with '-'
+  # would read as an option, so draw again.
+  cluster_id=-
+  while [ "${cluster_id#-}" != "$cluster_id" ]; do
+    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  done
   java "${jvm[@]}" -cp "$cp_libs" kafka.tools.StorageTool format \
-    -t "$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')" \
+    -t "$cluster_id" \
     -c "$data/server.properties" "${scram_args[@]}" >"$data/format.log" 2>&1 || {
     cat "$data/format.log" >&2
     exit 1

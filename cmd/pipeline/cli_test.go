@@ -317,12 +317,12 @@ func TestPlanPrintsTheSampleConfig(t *testing.T) {
 	if out.String() != string(golden) {
 		t.Errorf("plan output changed:\n%s\nwant (app/testdata/plan.golden):\n%s", out.String(), golden)
 	}
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/governor.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(readme), string(golden)) {
-		t.Error("README.md does not show the plan output of testdata/plan.yaml (app/testdata/plan.golden)")
+		t.Error("docs/governor.md does not show the plan output of testdata/plan.yaml (app/testdata/plan.golden)")
 	}
 	// The pool size can come from the command line.
 	out.Reset()

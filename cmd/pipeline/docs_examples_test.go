@@ -142,7 +142,7 @@ func TestREADMEQuickstartExamples(t *testing.T) {
 		realMain([]string{words[1], "-h"}, &help, &help)
 		for _, w := range words[2:] {
 			name, ok := strings.CutPrefix(w, "--")
-			if ok && !strings.Contains(help.String(), "\n  -"+name+" ") && !strings.Contains(help.String(), "\n  -"+name+"\n") {
+			if ok && !strings.Contains(help.String(), "\n  --"+name+" ") && !strings.Contains(help.String(), "\n  --"+name+"\n") {
 				t.Errorf("the README runs `pipeline %s` with %s, which it does not have", words[1], w)
 			}
 		}
