@@ -30,17 +30,6 @@ import (
 	"github.com/reugn/go-streams"
 )
 
-// Ack acknowledges one input once its output is durable. A nil Ack does
-// nothing. Acks are called from the sink's goroutine.
-type Ack func()
-
-// Done calls the acknowledgement, if any.
-func (a Ack) Done() {
-	if a != nil {
-		a()
-	}
-}
-
 // Stats are the live gauges and counters of one stage. Safe for concurrent
 // use; the pipeline updates them, monitoring reads them.
 type Stats struct {

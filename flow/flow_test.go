@@ -231,12 +231,3 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
-
-func TestAckDone(t *testing.T) {
-	var n int
-	Ack(func() { n++ }).Done()
-	Ack(nil).Done()
-	if n != 1 {
-		t.Fatalf("ack called %d times", n)
-	}
-}

@@ -28,7 +28,7 @@ import (
 type replayItem struct {
 	Page *record.Page
 	Dead *record.DeadLetter
-	Ack  flow.Ack
+	Ack  record.Ack
 }
 
 // replayConfig is one replay: where the pages come from, where results go.
