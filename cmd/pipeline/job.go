@@ -157,7 +157,8 @@ type pipeline struct {
 	sum summary
 }
 
-// build assembles source → fetch → parse → sink, and what watches them.
+// build makes the stages of source → fetch → parse → sink (flow.Scrape
+// chains them), and what watches them.
 func build(cfg jobConfig) (p *pipeline, err error) {
 	p = &pipeline{sum: summary{Errors: map[string]int{}}}
 	if cfg.Observe.Trace != "" {
@@ -192,9 +193,6 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 	if p.parse, err = parse.NewStage(pc); err != nil {
 		return nil, usageError{err}
 	}
-	flow.Connect(p.src, p.fetch.Flow())
-	flow.Connect(p.fetch.Flow(), p.parse.Flow())
-	flow.Connect(p.parse.Flow(), p.out)
 	if err := p.obs.setup(cfg, p); err != nil {
 		return nil, err
 	}
@@ -225,7 +223,7 @@ func (p *pipeline) stats() []*flow.Stats {
 func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	start := time.Now()
 	stopObs := p.obs.start(p)
-	err := flow.Run(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.out)
+	err := flow.Scrape(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.out)
 	cerr := errors.Join(p.fetch.Close(), closeAll(p.io.close))
 	spans, oerr := stopObs()
 	err = errors.Join(err, cerr, oerr)
