@@ -69,7 +69,8 @@ type Source[Out any] struct {
 type Stage[In, Out any] struct {
 	// New builds a fresh stage.
 	New func(t *testing.T) Built[flow.Processor[In, Out]]
-	// Panicking builds a fresh stage whose work panics on every input.
+	// Panicking builds a fresh stage whose work panics on some or all of
+	// the inputs Input makes.
 	Panicking func(t *testing.T) Built[flow.Processor[In, Out]]
 	// Input makes input number i.
 	Input func(i int) In
@@ -367,9 +368,6 @@ func CheckStage[In, Out any](t *testing.T, s Stage[In, Out]) {
 		case len(errs) > 0:
 			// The stage turned each panic into an error result.
 			led.exactly(t, drainN)
-			if len(errs) != drainN {
-				t.Errorf("%d of %d outputs carry the panic", len(errs), drainN)
-			}
 		default:
 			t.Fatalf("Run returned nil and no output carries the panic")
 		}
