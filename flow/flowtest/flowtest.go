@@ -274,11 +274,6 @@ func noLeaks(t *testing.T, before goleak.Option) {
 	}
 }
 
-// chain runs src through the components with flow.Stream.
-func chain[T any](hard, soft context.Context, src *flow.Source[T], wire func(streams.Source)) error {
-	return flow.Stream(hard, soft, src, wire)
-}
-
 // CheckStage runs the conformance suite on a stage, between a feeder
 // source and a collecting sink of the suite's own.
 func CheckStage[In, Out any](t *testing.T, s Stage[In, Out]) {
@@ -286,7 +281,7 @@ func CheckStage[In, Out any](t *testing.T, s Stage[In, Out]) {
 	run := func(hard, soft context.Context, b Built[flow.Processor[In, Out]], n int, led *ledger, gate <-chan struct{}) (*flow.Source[In], *flow.Sink[Out], error) {
 		src := feeder(n, s.Input)
 		col := collector(led, s.Index, gate)
-		err := chain(hard, soft, src, func(in streams.Source) { in.Via(b.Component).To(col) })
+		err := flow.Stream(hard, soft, src, func(in streams.Source) { in.Via(b.Component).To(col) })
 		closeBuilt(t, b)
 		return src, col, err
 	}
@@ -359,7 +354,7 @@ func CheckStage[In, Out any](t *testing.T, s Stage[In, Out]) {
 		}
 		src := feeder(drainN, s.Input)
 		col := collector(led, index, nil)
-		err := chain(context.Background(), context.Background(), src, func(in streams.Source) { in.Via(b.Component).To(col) })
+		err := flow.Stream(context.Background(), context.Background(), src, func(in streams.Source) { in.Via(b.Component).To(col) })
 		closeBuilt(t, b)
 		switch {
 		case err != nil:
@@ -382,13 +377,11 @@ func CheckStage[In, Out any](t *testing.T, s Stage[In, Out]) {
 		defer stop()
 		gate := make(chan struct{})
 		led := newLedger()
-		var src *flow.Source[In]
-		var col *flow.Sink[Out]
+		src := feeder(-1, s.Input)
+		col := collector(led, s.Index, gate)
 		done := make(chan error, 1)
-		src = feeder(-1, s.Input)
-		col = collector(led, s.Index, gate)
 		go func() { // owner: this test; ends with the run
-			done <- chain(context.Background(), soft, src, func(in streams.Source) { in.Via(b.Component).To(col) })
+			done <- flow.Stream(context.Background(), soft, src, func(in streams.Source) { in.Via(b.Component).To(col) })
 		}()
 		taken := still(src.Stats().Processed)
 		// Two hand-offs (feeder → stage, stage → collector) hold one each.
@@ -419,7 +412,7 @@ func CheckSource[Out any](t *testing.T, s Source[Out]) {
 	t.Helper()
 	run := func(hard, soft context.Context, b Built[*flow.Source[Out]], led *ledger, gate <-chan struct{}) (*flow.Sink[Out], error) {
 		col := collector(led, s.Index, gate)
-		err := chain(hard, soft, b.Component, func(streams.Source) { b.Component.To(col) })
+		err := flow.Stream(hard, soft, b.Component, func(streams.Source) { b.Component.To(col) })
 		closeBuilt(t, b)
 		return col, err
 	}
@@ -490,7 +483,7 @@ func CheckSource[Out any](t *testing.T, s Source[Out]) {
 		col := collector(led, s.Index, gate)
 		done := make(chan error, 1)
 		go func() { // owner: this test; ends with the run
-			done <- chain(context.Background(), soft, b.Component, func(streams.Source) { b.Component.To(col) })
+			done <- flow.Stream(context.Background(), soft, b.Component, func(streams.Source) { b.Component.To(col) })
 		}()
 		taken := still(b.Component.Stats().Processed)
 		// One hand-off (source → collector) holds one.
@@ -525,7 +518,7 @@ func CheckSink[In any](t *testing.T, s Sink[In]) {
 	}
 	run := func(hard, soft context.Context, b Built[*flow.Sink[In]], n int, led *ledger) (*flow.Source[In], error) {
 		src := feeder(n, input(led))
-		err := chain(hard, soft, src, func(streams.Source) { src.To(b.Component) })
+		err := flow.Stream(hard, soft, src, func(streams.Source) { src.To(b.Component) })
 		closeBuilt(t, b)
 		return src, err
 	}
@@ -602,7 +595,7 @@ func CheckSink[In any](t *testing.T, s Sink[In]) {
 		src := feeder(-1, input(led))
 		done := make(chan error, 1)
 		go func() { // owner: this test; ends with the run
-			done <- chain(context.Background(), soft, src, func(streams.Source) { src.To(b.Component) })
+			done <- flow.Stream(context.Background(), soft, src, func(streams.Source) { src.To(b.Component) })
 		}()
 		taken := still(src.Stats().Processed)
 		// One hand-off (feeder → sink) holds one.
