@@ -63,6 +63,9 @@ type Source[Out any] struct {
 	Panicking func(t *testing.T) Built[*flow.Source[Out]]
 	// Index returns the number of the input out was made from.
 	Index func(out Out) int
+	// Streaming says the source never ends by itself (a Kafka consumer):
+	// the drain check ends its soft context once all n inputs came out.
+	Streaming bool
 }
 
 // Stage describes a stage under test (a *flow.Stage or *flow.Map).
@@ -420,7 +423,12 @@ func CheckSource[Out any](t *testing.T, s Source[Out]) {
 	t.Run("orderly drain", func(t *testing.T) {
 		b := s.New(t, drainN)
 		led := newLedger()
-		col, err := run(context.Background(), context.Background(), b, led, nil)
+		soft, stop := context.WithCancel(context.Background())
+		defer stop()
+		if s.Streaming {
+			led.when(drainN, stop)
+		}
+		col, err := run(context.Background(), soft, b, led, nil)
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}

@@ -4,10 +4,14 @@ import (
 	"fmt"
 	"io"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/sluicehq/sluice/flow"
 	"github.com/sluicehq/sluice/flow/flowtest"
 	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/testbed"
 )
 
 // lineGen reads n URL lines, numbered from 0 (n < 0: without end).
@@ -59,5 +63,42 @@ func TestLinesConforms(t *testing.T) {
 			}
 			return int(task.Origin.Offset) - 1
 		},
+	})
+}
+
+// TestKafkaConforms runs the suite on the Kafka source, reading one
+// partition of a fresh topic in a fresh group (input i is offset i).
+func TestKafkaConforms(t *testing.T) {
+	brokers := testbed.KafkaBrokers(t)
+	kafkaSource := func(t *testing.T, n int, now func() time.Time) flowtest.Built[*flow.Source[record.Task]] {
+		if n < 0 {
+			n = 300 // more than any check reads before it stops the source
+		}
+		topic := testbed.CreateKafkaTopic(t, brokers, "src-conform", 1)
+		testbed.ProduceKafka(t, brokers, topic, testbed.Spread(urlValues(n), 1))
+		k, err := NewKafka(KafkaConfig{Brokers: brokers, Topics: []string{topic}, Group: testbed.UniqueName("g"),
+			SessionTimeout: 3 * time.Second, CommitInterval: 100 * time.Millisecond, Now: now,
+			Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return flowtest.Built[*flow.Source[record.Task]]{Component: k.Source(), Close: k.Close}
+	}
+	flowtest.CheckSource(t, flowtest.Source[record.Task]{
+		New: func(t *testing.T, n int) flowtest.Built[*flow.Source[record.Task]] {
+			return kafkaSource(t, n, nil)
+		},
+		// The clock is read where a record is decoded, in a partition's
+		// reader goroutine.
+		Panicking: func(t *testing.T) flowtest.Built[*flow.Source[record.Task]] {
+			return kafkaSource(t, 10, func() time.Time { panic("clock broke") })
+		},
+		Index: func(task record.Task) int {
+			if task.Err != nil {
+				t.Errorf("offset %d: %v", task.Origin.Offset, task.Err)
+			}
+			return int(task.Origin.Offset)
+		},
+		Streaming: true,
 	})
 }

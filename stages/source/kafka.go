@@ -146,6 +146,7 @@ type Kafka struct {
 	tracker *kafka.Tracker
 	src     *flow.Source[record.Task]
 	log     zerolog.Logger
+	broken  chan error // the first panic in a goroutine of the source's own; run returns it
 
 	mu       sync.Mutex // guards the fields below
 	group    *kafkago.ConsumerGroup
@@ -164,7 +165,8 @@ func NewKafka(cfg KafkaConfig) (*Kafka, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("kafka source config: %w", err)
 	}
-	k := &Kafka{cfg: cfg, tracker: kafka.NewTracker(cfg.Window), log: cfg.Logger.With().Str("stage", "source").Logger()}
+	k := &Kafka{cfg: cfg, tracker: kafka.NewTracker(cfg.Window), log: cfg.Logger.With().Str("stage", "source").Logger(),
+		broken: make(chan error, 1)}
 	k.src = flow.NewSource("source", k.run)
 	return k, nil
 }
@@ -265,6 +267,8 @@ func (k *Kafka) run(stop context.Context, emit flow.Emit[record.Task]) error {
 		select {
 		case <-stop.Done():
 			return nil
+		case err := <-k.broken:
+			return err
 		case t := <-tasks:
 			if err := emit(t); err != nil {
 				return nil // hard stop: t stays unacknowledged
@@ -276,6 +280,7 @@ func (k *Kafka) run(stop context.Context, emit flow.Emit[record.Task]) error {
 // manage follows the group's generations until Close.
 func (k *Kafka) manage(life, stop context.Context, group *kafkago.ConsumerGroup, tasks chan<- record.Task) {
 	defer close(k.mgrDone)
+	defer k.recovered("group")
 	for {
 		gen, err := group.Next(life)
 		if err != nil {
@@ -300,7 +305,10 @@ func (k *Kafka) manage(life, stop context.Context, group *kafkago.ConsumerGroup,
 		k.mu.Unlock()
 		k.log.Info().Str("group", k.cfg.Group).Int32("generation", gen.ID).Int("partitions", len(parts)).
 			Str("assigned", fmt.Sprint(parts)).Msg("partitions assigned")
-		gen.Start(func(ctx context.Context) { k.generation(ctx, stop, gen, tasks) })
+		gen.Start(func(ctx context.Context) {
+			defer k.recovered("generation")
+			k.generation(ctx, stop, gen, tasks)
+		})
 	}
 }
 
@@ -317,6 +325,7 @@ func (k *Kafka) generation(ctx, stop context.Context, gen *kafkago.Generation, t
 				wg.Add(1)
 				go func() { // owner: this generation; ends when fetchCtx does
 					defer wg.Done()
+					defer k.recovered(fmt.Sprintf("partition %s/%d", topic, pa.ID))
 					k.fetch(fetchCtx, topic, pa, tasks)
 				}()
 			}
@@ -338,6 +347,18 @@ func (k *Kafka) generation(ctx, stop context.Context, gen *kafkago.Generation, t
 			k.commit(gen)
 		case <-k.tracker.Ready():
 			k.commit(gen)
+		}
+	}
+}
+
+// recovered, deferred in a goroutine of the source's own (flow guards
+// only run's), turns a panic into the source's error: run returns it, so
+// the pipeline stops reading and drains instead of crashing.
+func (k *Kafka) recovered(where string) {
+	if r := recover(); r != nil {
+		select {
+		case k.broken <- fmt.Errorf("%s: panic: %v", where, r):
+		default: // run has one already
 		}
 	}
 }
