@@ -246,10 +246,12 @@ func closeBuilt[C any](t *testing.T, b Built[C]) {
 }
 
 // still waits until count has not moved for a while: the pipeline is
-// blocked. It asserts nothing about time.
+// blocked. It asserts nothing about time; it gives up after some thousand
+// rounds, so that a stage that never blocks fails the bound instead of
+// hanging the test.
 func still(count func() uint64) uint64 {
 	prev, same := count(), 0
-	for same < 25 {
+	for rounds := 0; same < 25 && rounds < 5000; rounds++ {
 		for range 50 {
 			runtime.Gosched()
 		}
