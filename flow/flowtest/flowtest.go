@@ -245,11 +245,15 @@ func closeBuilt[C any](t *testing.T, b Built[C]) {
 	}
 }
 
-// still waits until count has not moved for a while: the pipeline is
-// blocked. It asserts nothing about time; it gives up after some thousand
-// rounds, so that a stage that never blocks fails the bound instead of
-// hanging the test.
+// still waits until count has moved and then not moved for a while: the
+// pipeline is blocked. It asserts nothing about time; it gives up after
+// some thousand rounds, so that a stage that never starts or never blocks
+// fails its check instead of hanging the test.
 func still(count func() uint64) uint64 {
+	// First let it start (a Kafka consumer joins its group first).
+	for wait := 0; count() == 0 && wait < 6000; wait++ {
+		time.Sleep(10 * time.Millisecond)
+	}
 	prev, same := count(), 0
 	for rounds := 0; same < 25 && rounds < 5000; rounds++ {
 		for range 50 {
