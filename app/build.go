@@ -73,9 +73,6 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 	if p.parse, err = parse.NewStage(pc); err != nil {
 		return nil, usageError{err}
 	}
-	flow.Connect(p.src, p.fetch.Flow())
-	flow.Connect(p.fetch.Flow(), p.parse.Flow())
-	flow.Connect(p.parse.Flow(), p.out)
 	if err := p.obs.setup(cfg, p); err != nil {
 		return nil, err
 	}
@@ -214,7 +211,5 @@ func buildReplay(cfg replayConfig, count func(record.Output)) (*replayPipeline, 
 		return nil, err
 	}
 	rp.out = sp.out
-	flow.Connect[replayItem](rp.src, rp.reparse)
-	flow.Connect[record.Output](rp.reparse, rp.out)
 	return rp, nil
 }

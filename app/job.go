@@ -204,7 +204,7 @@ func (p *pipeline) stats() []*flow.Stats {
 func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	start := time.Now()
 	stopObs := p.obs.start(p)
-	err := flow.Run(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.out)
+	err := flow.Scrape(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.out)
 	cerr := errors.Join(p.fetch.Close(), closeAll(p.io.close))
 	spans, oerr := stopObs()
 	err = errors.Join(err, cerr, oerr)

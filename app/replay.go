@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/reugn/go-streams"
 	"github.com/rs/zerolog"
 	kgo "github.com/segmentio/kafka-go"
 
@@ -26,7 +27,7 @@ import (
 type replayItem struct {
 	Page *record.Page
 	Dead *record.DeadLetter
-	Ack  flow.Ack
+	Ack  record.Ack
 }
 
 // replayConfig is one replay: where the pages come from, where results go.
@@ -115,7 +116,7 @@ func runReplay(ctx context.Context, cfg replayConfig) (summary, error) {
 	hard, soft, stop := signalContexts(ctx, drain, cfg.Log)
 	defer stop()
 	start := time.Now()
-	err = flow.Run(hard, soft, rp.src, rp.reparse, rp.out)
+	err = flow.Stream(hard, soft, rp.src, func(s streams.Source) { s.Via(rp.reparse).To(rp.out) })
 	err = errors.Join(err, closeAll(rp.closers))
 	mu.Lock()
 	defer mu.Unlock()

@@ -6,8 +6,6 @@ import (
 	"net/url"
 	"os"
 	"time"
-
-	"github.com/sluicehq/sluice/flow"
 )
 
 // Origin says where an input came from: a file line or a topic record.
@@ -30,7 +28,7 @@ type Task struct {
 	Enqueued time.Time
 	Err      error
 	Dead     bool
-	Ack      flow.Ack
+	Ack      Ack
 }
 
 // Fetched is a Task after the fetch stage: the response, or the error of the
@@ -86,5 +84,5 @@ type Output struct {
 	Result *Result
 	Page   *Page
 	Dead   *DeadLetter
-	Ack    flow.Ack
+	Ack    Ack
 }

@@ -8,6 +8,9 @@
 // networks (the proxies, for instance, forward to any address they are
 // asked for).
 //
+// The package does not import testing, so that the demo does not link it:
+// helpers that take a test take a [TB], which *testing.T satisfies.
+//
 // Ownership rules are the same for every type in the package: the Start*
 // function starts the background goroutines, and the returned value's Close
 // method stops them, closes every listener and connection the value owns,

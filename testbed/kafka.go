@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -33,9 +32,21 @@ const (
 	EnvKafkaLibs = "SLUICE_KAFKA_LIBS"
 )
 
+// TB is the part of testing.TB that the test helpers here use; a
+// *testing.T or *testing.B is one. It is declared here so that testbed,
+// which the pipeline's demo links, does not import package testing.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	TempDir() string
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+}
+
 // KafkaBrokers returns the broker of SLUICE_KAFKA_BROKERS, or skips the
 // test with a message saying how to get one.
-func KafkaBrokers(t testing.TB) []string {
+func KafkaBrokers(t TB) []string {
 	t.Helper()
 	b := os.Getenv(EnvKafkaBrokers)
 	if b == "" {
@@ -62,7 +73,7 @@ func KafkaClient(brokers []string) (*kafka.Client, func()) {
 // CreateKafkaTopic creates a topic with a unique name made from prefix and
 // the given number of partitions, waits until every partition has a leader,
 // and deletes it when the test ends.
-func CreateKafkaTopic(t testing.TB, brokers []string, prefix string, partitions int) string {
+func CreateKafkaTopic(t TB, brokers []string, prefix string, partitions int) string {
 	t.Helper()
 	name := UniqueName(prefix)
 	if err := CreateTopics(context.Background(), brokers, partitions, name); err != nil {
@@ -135,7 +146,7 @@ func topicsReady(md *kafka.MetadataResponse, names []string) bool {
 
 // ProduceKafka writes msgs to topic with acks from all replicas, each to
 // the partition its Partition field names (modulo the partition count).
-func ProduceKafka(t testing.TB, brokers []string, topic string, msgs []kafka.Message) {
+func ProduceKafka(t TB, brokers []string, topic string, msgs []kafka.Message) {
 	t.Helper()
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
@@ -278,7 +289,7 @@ func GroupAssignments(ctx context.Context, brokers []string, group, topic string
 
 // ReadKafka returns every record of topic that exists when it is called,
 // partition by partition in offset order.
-func ReadKafka(t testing.TB, brokers []string, topic string) []kafka.Message {
+func ReadKafka(t TB, brokers []string, topic string) []kafka.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -343,7 +354,7 @@ func readPartition(ctx context.Context, brokers []string, topic string, p int, e
 // on a free port with its own data directory, so that the test can stop
 // and restart it. Methods are not safe for concurrent use.
 type KafkaBroker struct {
-	t    testing.TB
+	t    TB
 	cmd  string
 	dir  string
 	port int
@@ -354,7 +365,7 @@ type KafkaBroker struct {
 
 // StartKafkaBroker starts a broker of the test's own and stops it when the
 // test ends. It skips the test when the script or jars are not configured.
-func StartKafkaBroker(t testing.TB) *KafkaBroker {
+func StartKafkaBroker(t TB) *KafkaBroker {
 	t.Helper()
 	cmd, libs := os.Getenv(EnvKafkaBrokerCmd), os.Getenv(EnvKafkaLibs)
 	if cmd == "" || libs == "" {

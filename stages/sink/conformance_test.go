@@ -50,7 +50,7 @@ type ackLog struct {
 	count map[int]int
 }
 
-func (a *ackLog) ack(i int) flow.Ack {
+func (a *ackLog) ack(i int) record.Ack {
 	return func() {
 		a.mu.Lock()
 		defer a.mu.Unlock()

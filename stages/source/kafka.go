@@ -8,9 +8,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/kafka"
 	"github.com/sluicehq/sluice/record"
 )
 
@@ -26,7 +27,7 @@ type KafkaConfig struct {
 	Group string
 	// Dialer opens the connections (client id, TLS, SASL); nil means a
 	// plain dialer with a 10 s timeout.
-	Dialer *kafka.Dialer
+	Dialer *kafkago.Dialer
 
 	// StartAtEnd makes a group that has no committed offset for a partition
 	// start at its end instead of its beginning.
@@ -40,7 +41,7 @@ type KafkaConfig struct {
 	// how long a stop waits for a fetch. 0 means 250 ms.
 	MaxWait time.Duration
 	// Window is the most records per partition that may be read and not yet
-	// committed (see flow.Tracker): it bounds both what a stalled input holds
+	// committed (see kafka.Tracker): it bounds both what a stalled input holds
 	// back and what a crash delivers again. 0 means 512.
 	Window int
 	// CommitInterval is how often acknowledged offsets are committed; a
@@ -76,7 +77,7 @@ func (c *KafkaConfig) setDefaults() {
 		}
 	}
 	if c.Dialer == nil {
-		c.Dialer = &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
+		c.Dialer = &kafkago.Dialer{Timeout: 10 * time.Second, DualStack: true}
 	}
 	if c.Prefetch == 0 {
 		c.Prefetch = 64
@@ -130,7 +131,7 @@ func (c *KafkaConfig) Validate() error {
 // this member some partitions; one reader per partition fetches records
 // (kafka-go FetchMessage, which never commits by itself) into Tasks, and a
 // committer commits, per partition, the offset below which every Task is
-// acknowledged (see flow.Tracker), at an interval, at the end of each
+// acknowledged (see kafka.Tracker), at an interval, at the end of each
 // generation and at Close. Input that is not a URL message becomes a Task
 // with Dead set, which the pipeline writes as a dead letter and
 // acknowledges, so it is committed like any other record.
@@ -142,17 +143,18 @@ func (c *KafkaConfig) Validate() error {
 // commits a last time and leaves the group.
 type Kafka struct {
 	cfg     KafkaConfig
-	tracker *flow.Tracker
+	tracker *kafka.Tracker
 	src     *flow.Source[record.Task]
 	log     zerolog.Logger
+	broken  chan error // the first panic in a goroutine of the source's own; run returns it
 
 	mu       sync.Mutex // guards the fields below
-	group    *kafka.ConsumerGroup
+	group    *kafkago.ConsumerGroup
 	cancel   context.CancelFunc // ends the generation manager
 	mgrDone  chan struct{}
-	assigned []flow.Partition
-	inGen    bool                     // a member of a live generation
-	high     map[flow.Partition]int64 // high-water marks seen, by partition
+	assigned []kafka.Partition
+	inGen    bool                      // a member of a live generation
+	high     map[kafka.Partition]int64 // high-water marks seen, by partition
 	commits  uint64
 	closed   bool
 }
@@ -163,7 +165,8 @@ func NewKafka(cfg KafkaConfig) (*Kafka, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("kafka source config: %w", err)
 	}
-	k := &Kafka{cfg: cfg, tracker: flow.NewTracker(cfg.Window), log: cfg.Logger.With().Str("stage", "source").Logger()}
+	k := &Kafka{cfg: cfg, tracker: kafka.NewTracker(cfg.Window), log: cfg.Logger.With().Str("stage", "source").Logger(),
+		broken: make(chan error, 1)}
 	k.src = flow.NewSource("source", k.run)
 	return k, nil
 }
@@ -172,13 +175,13 @@ func NewKafka(cfg KafkaConfig) (*Kafka, error) {
 func (k *Kafka) Source() *flow.Source[record.Task] { return k.src }
 
 // Tracker returns the acknowledgement tracker, for gauges.
-func (k *Kafka) Tracker() *flow.Tracker { return k.tracker }
+func (k *Kafka) Tracker() *kafka.Tracker { return k.tracker }
 
 // Assigned returns the partitions of the current generation.
-func (k *Kafka) Assigned() []flow.Partition {
+func (k *Kafka) Assigned() []kafka.Partition {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return append([]flow.Partition(nil), k.assigned...)
+	return append([]kafka.Partition(nil), k.assigned...)
 }
 
 // Ready reports whether the source is a member of a live generation of
@@ -197,7 +200,7 @@ func (k *Kafka) Ready() error {
 // mark (the end of the partition) last seen by its reader; their
 // difference is the consumer lag.
 type Position struct {
-	flow.Partition
+	kafka.Partition
 	Committed int64 // -1: none yet
 	HighWater int64 // -1: nothing fetched yet
 }
@@ -227,11 +230,11 @@ func (k *Kafka) Commits() uint64 {
 }
 
 func (k *Kafka) run(stop context.Context, emit flow.Emit[record.Task]) error {
-	start := kafka.FirstOffset
+	start := kafkago.FirstOffset
 	if k.cfg.StartAtEnd {
-		start = kafka.LastOffset
+		start = kafkago.LastOffset
 	}
-	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+	group, err := kafkago.NewConsumerGroup(kafkago.ConsumerGroupConfig{
 		ID:                    k.cfg.Group,
 		Brokers:               k.cfg.Brokers,
 		Dialer:                k.cfg.Dialer,
@@ -243,8 +246,8 @@ func (k *Kafka) run(stop context.Context, emit flow.Emit[record.Task]) error {
 		WatchPartitionChanges: true,
 		StartOffset:           start,
 		Timeout:               k.cfg.Timeout,
-		Logger:                kafka.LoggerFunc(k.debugf),
-		ErrorLogger:           kafka.LoggerFunc(k.debugf),
+		Logger:                kafkago.LoggerFunc(k.debugf),
+		ErrorLogger:           kafkago.LoggerFunc(k.debugf),
 	})
 	if err != nil {
 		return fmt.Errorf("kafka consumer group: %w", err)
@@ -264,6 +267,8 @@ func (k *Kafka) run(stop context.Context, emit flow.Emit[record.Task]) error {
 		select {
 		case <-stop.Done():
 			return nil
+		case err := <-k.broken:
+			return err
 		case t := <-tasks:
 			if err := emit(t); err != nil {
 				return nil // hard stop: t stays unacknowledged
@@ -273,22 +278,23 @@ func (k *Kafka) run(stop context.Context, emit flow.Emit[record.Task]) error {
 }
 
 // manage follows the group's generations until Close.
-func (k *Kafka) manage(life, stop context.Context, group *kafka.ConsumerGroup, tasks chan<- record.Task) {
+func (k *Kafka) manage(life, stop context.Context, group *kafkago.ConsumerGroup, tasks chan<- record.Task) {
 	defer close(k.mgrDone)
+	defer k.recovered("group")
 	for {
 		gen, err := group.Next(life)
 		if err != nil {
-			if errors.Is(err, kafka.ErrGroupClosed) || life.Err() != nil {
+			if errors.Is(err, kafkago.ErrGroupClosed) || life.Err() != nil {
 				return
 			}
 			k.log.Warn().Err(err).Str("group", k.cfg.Group).Msg("joining the consumer group failed; retrying")
 			continue
 		}
-		committed := map[flow.Partition]int64{}
-		var parts []flow.Partition
+		committed := map[kafka.Partition]int64{}
+		var parts []kafka.Partition
 		for topic, pas := range gen.Assignments {
 			for _, pa := range pas {
-				p := flow.Partition{Topic: topic, ID: pa.ID}
+				p := kafka.Partition{Topic: topic, ID: pa.ID}
 				committed[p] = pa.Offset
 				parts = append(parts, p)
 			}
@@ -299,14 +305,17 @@ func (k *Kafka) manage(life, stop context.Context, group *kafka.ConsumerGroup, t
 		k.mu.Unlock()
 		k.log.Info().Str("group", k.cfg.Group).Int32("generation", gen.ID).Int("partitions", len(parts)).
 			Str("assigned", fmt.Sprint(parts)).Msg("partitions assigned")
-		gen.Start(func(ctx context.Context) { k.generation(ctx, stop, gen, tasks) })
+		gen.Start(func(ctx context.Context) {
+			defer k.recovered("generation")
+			k.generation(ctx, stop, gen, tasks)
+		})
 	}
 }
 
 // generation runs one generation: a reader per assigned partition (unless
 // the source has stopped) and the committer. It returns when the generation
 // ends, after a last commit.
-func (k *Kafka) generation(ctx, stop context.Context, gen *kafka.Generation, tasks chan<- record.Task) {
+func (k *Kafka) generation(ctx, stop context.Context, gen *kafkago.Generation, tasks chan<- record.Task) {
 	fetchCtx, cancel := context.WithCancel(ctx)
 	defer context.AfterFunc(stop, cancel)()
 	var wg sync.WaitGroup
@@ -316,6 +325,7 @@ func (k *Kafka) generation(ctx, stop context.Context, gen *kafka.Generation, tas
 				wg.Add(1)
 				go func() { // owner: this generation; ends when fetchCtx does
 					defer wg.Done()
+					defer k.recovered(fmt.Sprintf("partition %s/%d", topic, pa.ID))
 					k.fetch(fetchCtx, topic, pa, tasks)
 				}()
 			}
@@ -341,8 +351,20 @@ func (k *Kafka) generation(ctx, stop context.Context, gen *kafka.Generation, tas
 	}
 }
 
+// recovered, deferred in a goroutine of the source's own (flow guards
+// only run's), turns a panic into the source's error: run returns it, so
+// the pipeline stops reading and drains instead of crashing.
+func (k *Kafka) recovered(where string) {
+	if r := recover(); r != nil {
+		select {
+		case k.broken <- fmt.Errorf("%s: panic: %v", where, r):
+		default: // run has one already
+		}
+	}
+}
+
 // commit commits what the tracker names, within the coordinator timeout.
-func (k *Kafka) commit(gen *kafka.Generation) {
+func (k *Kafka) commit(gen *kafkago.Generation) {
 	cs := k.tracker.Commits()
 	if len(cs) == 0 {
 		return
@@ -368,8 +390,8 @@ func (k *Kafka) commit(gen *kafka.Generation) {
 
 // fetch reads one partition until ctx ends. The reader is closed only
 // after the loop has stopped calling FetchMessage.
-func (k *Kafka) fetch(ctx context.Context, topic string, pa kafka.PartitionAssignment, tasks chan<- record.Task) {
-	r := kafka.NewReader(kafka.ReaderConfig{
+func (k *Kafka) fetch(ctx context.Context, topic string, pa kafkago.PartitionAssignment, tasks chan<- record.Task) {
+	r := kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:        k.cfg.Brokers,
 		Topic:          topic,
 		Partition:      pa.ID,
@@ -381,15 +403,15 @@ func (k *Kafka) fetch(ctx context.Context, topic string, pa kafka.PartitionAssig
 		ReadBackoffMin: 100 * time.Millisecond,
 		ReadBackoffMax: time.Second,
 		MaxAttempts:    3,
-		Logger:         kafka.LoggerFunc(k.debugf),
-		ErrorLogger:    kafka.LoggerFunc(k.debugf),
+		Logger:         kafkago.LoggerFunc(k.debugf),
+		ErrorLogger:    kafkago.LoggerFunc(k.debugf),
 	})
 	defer r.Close()
 	if err := r.SetOffset(pa.Offset); err != nil {
 		k.log.Warn().Err(err).Str("topic", topic).Int("partition", pa.ID).Msg("cannot set the read offset")
 		return
 	}
-	p := flow.Partition{Topic: topic, ID: pa.ID}
+	p := kafka.Partition{Topic: topic, ID: pa.ID}
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
@@ -404,7 +426,7 @@ func (k *Kafka) fetch(ctx context.Context, topic string, pa kafka.PartitionAssig
 		}
 		k.mu.Lock()
 		if k.high == nil {
-			k.high = map[flow.Partition]int64{}
+			k.high = map[kafka.Partition]int64{}
 		}
 		k.high[p] = m.HighWaterMark
 		k.mu.Unlock()
@@ -422,7 +444,7 @@ func (k *Kafka) fetch(ctx context.Context, topic string, pa kafka.PartitionAssig
 
 // task decodes one record. A record that is not a URL message becomes a
 // dead Task carrying at most MaxMessageBytes of the original bytes.
-func (k *Kafka) task(m kafka.Message, ack flow.Ack) record.Task {
+func (k *Kafka) task(m kafkago.Message, ack record.Ack) record.Task {
 	t := record.Task{
 		Origin: record.Origin{
 			Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,

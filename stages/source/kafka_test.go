@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/failure"
 	"github.com/sluicehq/sluice/flow"
+	"github.com/sluicehq/sluice/kafka"
 	"github.com/sluicehq/sluice/record"
 	"github.com/sluicehq/sluice/testbed"
 )
@@ -22,7 +22,7 @@ import (
 type collector struct {
 	mu    sync.Mutex
 	tasks []record.Task
-	held  map[int64]flow.Ack // unacknowledged, by offset (single-partition tests)
+	held  map[int64]record.Ack // unacknowledged, by offset (single-partition tests)
 	ack   func(record.Task) bool
 }
 
@@ -40,7 +40,7 @@ func (c *collector) sink() *flow.Sink[record.Task] {
 				t.Ack.Done()
 			} else {
 				if c.held == nil {
-					c.held = map[int64]flow.Ack{}
+					c.held = map[int64]record.Ack{}
 				}
 				c.held[t.Origin.Offset] = t.Ack
 			}
@@ -266,7 +266,7 @@ func TestKafkaSourceWindowBoundsUncommitted(t *testing.T) {
 	const window = 16
 	var mu sync.Mutex
 	hold := true
-	var held []flow.Ack
+	var held []record.Ack
 	c := &collector{}
 	c.ack = func(t record.Task) bool {
 		mu.Lock()
@@ -309,7 +309,7 @@ func TestKafkaSourceRebalance(t *testing.T) {
 	waitFor(t, "member a's assignment", func() bool { return len(a.k.Assigned()) == 4 })
 	b := startSource(t, cfg, &collector{})
 	waitFor(t, "the split", func() bool { return len(a.k.Assigned()) == 2 && len(b.k.Assigned()) == 2 })
-	union := map[flow.Partition]bool{}
+	union := map[kafka.Partition]bool{}
 	for _, p := range append(a.k.Assigned(), b.k.Assigned()...) {
 		union[p] = true
 	}
@@ -354,5 +354,4 @@ func TestKafkaConfigValidate(t *testing.T) {
 	if err := k.Close(); err != nil { // never started: nothing to close
 		t.Fatal(err)
 	}
-	_ = kafka.FirstOffset
 }

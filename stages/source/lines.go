@@ -64,10 +64,14 @@ func Lines(cfg LinesConfig) (*flow.Source[record.Task], error) {
 		if closer != nil {
 			defer closer.Close()
 		}
+		// The reader stops when the source returns, unless it is blocked
+		// in a read that cannot be interrupted (stdin).
+		readCtx, stopReading := context.WithCancel(stop)
+		defer stopReading()
 		lines := make(chan line)
 		readErr := make(chan error, 1)
-		go func() {
-			readErr <- readLines(stop, r, cfg.MaxLineBytes, lines)
+		go func() { // owner: the source; ends at end of input, after an error, or once the source has returned
+			readErr <- guardRead(func() error { return readLines(readCtx, r, cfg.MaxLineBytes, lines) })
 		}()
 		for {
 			select {
@@ -86,6 +90,18 @@ func Lines(cfg LinesConfig) (*flow.Source[record.Task], error) {
 			}
 		}
 	}), nil
+}
+
+// guardRead runs read, turning a panic (in the reader, say) into an
+// error: the helper goroutine is not the source's own, so flow's guard
+// does not cover it.
+func guardRead(read func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return read()
 }
 
 type line struct {

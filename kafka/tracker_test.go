@@ -1,4 +1,4 @@
-package flow
+package kafka
 
 import (
 	"context"
@@ -7,14 +7,16 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/sluicehq/sluice/record"
 )
 
 var p0 = Partition{Topic: "urls", ID: 0}
 
 // track delivers offsets on p and returns their acks by offset.
-func track(t *testing.T, tr *Tracker, p Partition, offs ...int64) map[int64]Ack {
+func track(t *testing.T, tr *Tracker, p Partition, offs ...int64) map[int64]record.Ack {
 	t.Helper()
-	acks := map[int64]Ack{}
+	acks := map[int64]record.Ack{}
 	for _, off := range offs {
 		ack, err := tr.Track(context.Background(), p, off)
 		if err != nil {
@@ -201,7 +203,7 @@ func TestTrackerRandomAcks(t *testing.T) {
 		tr := NewTracker(window)
 		acked := map[int64]bool{}
 		var pending []int64
-		acks := map[int64]Ack{}
+		acks := map[int64]record.Ack{}
 		var next, lastCommit int64
 		uncommitted := func() int {
 			if st := tr.Status(); len(st) == 1 {

@@ -1,9 +1,11 @@
-package flow
+package kafka
 
 import (
 	"context"
 	"sort"
 	"sync"
+
+	"github.com/sluicehq/sluice/record"
 )
 
 // Partition names one partition of a topic.
@@ -98,7 +100,7 @@ func (t *Tracker) Assign(committed map[Partition]int64) {
 // read again: its state starts over, keeping only the committed offset, and
 // acks of the earlier deliveries are ignored. A partition that was never
 // assigned is tracked from here on as if assigned with no committed offset.
-func (t *Tracker) Track(ctx context.Context, p Partition, off int64) (Ack, error) {
+func (t *Tracker) Track(ctx context.Context, p Partition, off int64) (record.Ack, error) {
 	for {
 		t.mu.Lock()
 		ps := t.parts[p]
