@@ -6,6 +6,7 @@ require (
 	github.com/gocolly/colly/v2 v2.3.0
 	github.com/segmentio/kafka-go v0.4.51
 	github.com/sluicehq/sluice v0.0.0
+	go.uber.org/goleak v1.3.0
 )
 
 require (

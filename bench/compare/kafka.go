@@ -124,8 +124,10 @@ func (w *world) runKafka(ctx context.Context) KafkaResult {
 
 // produceURLs writes the product URLs 1..n to topic, spread round-robin.
 func produceURLs(ctx context.Context, brokers []string, topic string, site *testbed.Site, n int) error {
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
 	kw := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Balancer: &kafka.RoundRobin{},
-		RequiredAcks: kafka.RequireAll, BatchSize: 500, BatchTimeout: 10 * time.Millisecond}
+		RequiredAcks: kafka.RequireAll, BatchSize: 500, BatchTimeout: 10 * time.Millisecond, Transport: tr}
 	defer kw.Close()
 	msgs := make([]kafka.Message, 0, n)
 	for id := 1; id <= n; id++ {
@@ -164,7 +166,9 @@ func waitReady(ctx context.Context, addr string, exited <-chan struct{}) (time.T
 
 // pollURL polls u every 20 ms until it answers 200.
 func pollURL(ctx context.Context, u string, exited <-chan struct{}) (time.Time, error) {
-	client := &http.Client{Timeout: 2 * time.Second}
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 2 * time.Second}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {

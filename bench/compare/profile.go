@@ -132,7 +132,9 @@ func fetchTo(ctx context.Context, u, path string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", u, err)
 	}
