@@ -53,8 +53,8 @@ type Row struct {
 	N       int
 	Usage   usage
 	Verify  verification
-	Fetches int64 // product requests the site received during the run
-	Err     error // the peer could not run or did not exit 0
+	Fetches int64  // product requests the site received during the run
+	Err     error  // the peer could not run or did not exit 0
 	Output  string // the tail of the peer's stdout and stderr
 }
 
