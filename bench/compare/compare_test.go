@@ -11,10 +11,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The harness runs the floor and Colly by executing its own binary
-	// with -child; under go test that binary is this test binary.
-	if len(os.Args) > 1 && os.Args[1] == childFlag {
-		os.Exit(childMain(os.Args[2:], os.Stderr))
+	// The harness runs the floor and Colly, and the launcher, by executing
+	// its own binary with -child or -spawn; under go test that binary is
+	// this test binary.
+	if code, ok := subcommand(os.Args[1:]); ok {
+		os.Exit(code)
 	}
 	goleak.VerifyTestMain(m)
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/testbed"
@@ -81,6 +82,7 @@ type Report struct {
 	Kafka    *KafkaResult
 	Profiles []Profile
 	LoadAvg  [2]string // /proc/loadavg at start and end
+	RSSFloor int64     // bytes; see world.rssFloor
 }
 
 // Err is errIncorrect (with the failures) when any peer crashed or wrote
@@ -151,9 +153,11 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 	}
 	defer w.close()
 
+	rep.RSSFloor = w.rssFloor(ctx)
 	fmt.Fprintf(out, "## sluice vs Colly vs the floor\n\n")
 	fmt.Fprintf(out, "%d URLs per run; %d local proxies; pages of %d bytes after %v; %s, GOMAXPROCS %d, %d CPUs; load average at start %s\n\n",
 		cfg.N, cfg.Proxies, cfg.PageBytes, cfg.Latency, runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), rep.LoadAvg[0])
+	fmt.Fprintf(out, "Peak RSS as measured for a program that does nothing (the launcher's share): %.1f MB\n\n", float64(rep.RSSFloor)/(1<<20))
 	for _, c := range cfg.Concurrency {
 		for _, peer := range cfg.Peers {
 			if err := ctx.Err(); err != nil {
@@ -279,14 +283,17 @@ func (w *world) runPeer(ctx context.Context, peer string, c int) Row {
 	defer os.Remove(out)
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.PeerTimeout)
 	defer cancel()
+	ru := out + ".rusage"
+	defer os.Remove(ru)
 	var cmd *exec.Cmd
 	if peer == peerSluice {
-		cmd = exec.CommandContext(ctx, w.pipeline, sluiceArgs(sluiceRun{
+		cmd = w.spawn(ctx, ru, w.pipeline, sluiceArgs(sluiceRun{
 			Proxies: w.proxies, Rules: w.rules, Concurrency: c, URLs: w.urls, Out: out,
 		})...)
 	} else {
-		cmd = exec.CommandContext(ctx, w.self, childArgs(peer, w.urls, w.proxies, out, c, w.cfg.CollyKeepAlive)...)
+		cmd = w.spawn(ctx, ru, w.self, childArgs(peer, w.urls, w.proxies, out, c, w.cfg.CollyKeepAlive)...)
 	}
+	var uerr error
 	w.site.ResetStats()
 	tail, start, err := startChild(cmd)
 	if err != nil {
@@ -294,17 +301,49 @@ func (w *world) runPeer(ctx context.Context, peer string, c int) Row {
 		return row
 	}
 	err = cmd.Wait()
-	row.Usage = usageOf(cmd.ProcessState, time.Since(start))
+	row.Usage, uerr = readSpawnUsage(ru, time.Since(start))
 	row.Fetches = w.site.Stats().Requests
 	row.Output = tail.String()
 	if err != nil {
 		row.Err = exitError(peer, err, tail)
+	} else if uerr != nil {
+		row.Err = uerr
 	}
 	row.Verify, err = verifyFile(out, w.site.URL(), w.cfg.N)
 	if err != nil && row.Err == nil {
 		row.Err = err
 	}
 	return row
+}
+
+// spawn returns the command that runs prog through the launcher (see
+// spawnFlag), which writes prog's rusage to rusageFile. Canceling ctx
+// sends the launcher SIGTERM, which it passes on; past cmd.WaitDelay it
+// is killed, and prog with it.
+func (w *world) spawn(ctx context.Context, rusageFile, prog string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, w.self, append([]string{spawnFlag, rusageFile, prog}, args...)...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	return cmd
+}
+
+// rssFloor is the peak RSS the launcher reports for a program that does
+// nothing (true(1)): the least any peer can show. 0 when unknown.
+func (w *world) rssFloor(ctx context.Context) int64 {
+	prog, err := exec.LookPath("true")
+	if err != nil {
+		return 0
+	}
+	ru := filepath.Join(w.dir, "true.rusage")
+	defer os.Remove(ru)
+	cmd := w.spawn(ctx, ru, prog)
+	if err := cmd.Run(); err != nil {
+		return 0
+	}
+	u, err := readSpawnUsage(ru, 0)
+	if err != nil {
+		return 0
+	}
+	return u.MaxRSS
 }
 
 // loadAvg returns the first three fields of /proc/loadavg, or "unknown".

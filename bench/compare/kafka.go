@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os/exec"
+	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -59,7 +60,9 @@ func (w *world) runKafka(ctx context.Context) KafkaResult {
 		res.Err = err
 		return res
 	}
-	cmd := exec.CommandContext(ctx, w.pipeline, sluiceArgs(sluiceRun{
+	ru := filepath.Join(w.dir, "kafka.rusage")
+	defer os.Remove(ru)
+	cmd := w.spawn(ctx, ru, w.pipeline, sluiceArgs(sluiceRun{
 		Proxies: w.proxies, Rules: w.rules, Concurrency: c, MetricsAddr: addr,
 		Kafka: &sluiceKafka{Brokers: brokers, Topic: in, Group: group, ResultsTopic: outTopic},
 	})...)
@@ -79,8 +82,9 @@ func (w *world) runKafka(ctx context.Context) KafkaResult {
 	stop := func() error {
 		_ = cmd.Process.Signal(syscall.SIGTERM) // fails harmlessly if it has exited
 		<-exited
-		res.Row.Usage = usageOf(cmd.ProcessState, time.Since(start))
-		return waitErr
+		var uerr error
+		res.Row.Usage, uerr = readSpawnUsage(ru, time.Since(start))
+		return errors.Join(waitErr, uerr)
 	}
 
 	ready, err := waitReady(ctx, addr, exited)

@@ -32,8 +32,8 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == childFlag {
-		os.Exit(childMain(os.Args[2:], os.Stderr))
+	if code, ok := subcommand(os.Args[1:]); ok {
+		os.Exit(code)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -45,6 +45,22 @@ func main() {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
+}
+
+// subcommand runs this binary as a child peer (childFlag) or as the
+// launcher (spawnFlag) when args ask for it, and returns the exit code
+// and true; for anything else it returns false.
+func subcommand(args []string) (int, bool) {
+	if len(args) == 0 {
+		return 0, false
+	}
+	switch args[0] {
+	case childFlag:
+		return childMain(args[1:], os.Stderr), true
+	case spawnFlag:
+		return spawnMain(args[1:], os.Stderr), true
+	}
+	return 0, false
 }
 
 // mainErr parses the parent's flags and runs the comparison.

@@ -3,11 +3,9 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -16,15 +14,6 @@ type usage struct {
 	Wall   time.Duration // from start to exit
 	CPU    time.Duration // user + system time of the process (rusage)
 	MaxRSS int64         // peak resident set, bytes (ru_maxrss)
-}
-
-// usageOf reads the rusage of an exited process.
-func usageOf(ps *os.ProcessState, wall time.Duration) usage {
-	u := usage{Wall: wall, CPU: ps.UserTime() + ps.SystemTime()}
-	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-		u.MaxRSS = ru.Maxrss * 1024 // kilobytes on Linux
-	}
-	return u
 }
 
 // tailBuffer keeps the last max bytes written to it; safe for concurrent
