@@ -83,6 +83,7 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.KafkaPartitions, "kafka-partitions", 4, "partitions of the Kafka input topic")
 	profiles := fs.String("profiles", "200,1000", "concurrencies at which to profile sluice (CPU and allocations); empty: none")
 	fs.StringVar(&cfg.ProfileDir, "profile-dir", "", "where to keep the profiles; default: a new directory under the system temp dir")
+	fs.IntVar(&cfg.Repeat, "repeat", 1, "runs of every peer at each concurrency; the table shows the median by pages/s")
 	fs.BoolVar(&cfg.Verbose, "v", false, "print each peer's output (its last 8 KB) after its run")
 	if err := fs.Parse(args); err != nil {
 		return err
