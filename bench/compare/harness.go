@@ -36,6 +36,7 @@ type Config struct {
 	Peers       []string      // peerFloor, peerColly, peerSluice; nil: all
 	Root        string        // the checkout to build pipeline from
 	Pipeline    string        // a prebuilt pipeline binary; "": build from Root
+	SluiceFlags []string      // more flags for every pipeline run, after the harness's own
 	// CollyKeepAlive turns keep-alives back on in Colly's transport.
 	CollyKeepAlive bool
 	PeerTimeout    time.Duration // 0: 10 minutes
@@ -316,7 +317,7 @@ func (w *world) runPeer(ctx context.Context, peer string, c int) Row {
 	var cmd *exec.Cmd
 	if peer == peerSluice {
 		cmd = w.spawn(ctx, ru, w.pipeline, sluiceArgs(sluiceRun{
-			Proxies: w.proxies, Rules: w.rules, Concurrency: c, URLs: w.urls, Out: out,
+			Proxies: w.proxies, Rules: w.rules, Extra: w.cfg.SluiceFlags, Concurrency: c, URLs: w.urls, Out: out,
 		})...)
 	} else {
 		cmd = w.spawn(ctx, ru, w.self, childArgs(peer, w.urls, w.proxies, out, c, w.cfg.CollyKeepAlive)...)

@@ -63,7 +63,7 @@ func (w *world) runKafka(ctx context.Context) KafkaResult {
 	ru := filepath.Join(w.dir, "kafka.rusage")
 	defer os.Remove(ru)
 	cmd := w.spawn(ctx, ru, w.pipeline, sluiceArgs(sluiceRun{
-		Proxies: w.proxies, Rules: w.rules, Concurrency: c, MetricsAddr: addr,
+		Proxies: w.proxies, Rules: w.rules, Extra: w.cfg.SluiceFlags, Concurrency: c, MetricsAddr: addr,
 		Kafka: &sluiceKafka{Brokers: brokers, Topic: in, Group: group, ResultsTopic: outTopic},
 	})...)
 	w.site.ResetStats()

@@ -76,6 +76,7 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	peers := fs.String("peers", "floor,colly,sluice", "peers to run, comma-separated: floor, colly, sluice")
 	fs.StringVar(&cfg.Root, "root", "../..", "the sluice checkout to build `pipeline` from")
 	fs.StringVar(&cfg.Pipeline, "pipeline", "", "use this pipeline binary instead of building one")
+	sluiceFlags := fs.String("sluice-flags", "", "more flags for every `pipeline run`, space-separated (e.g. \"--config job.yaml\"), after the harness's own")
 	fs.BoolVar(&cfg.CollyKeepAlive, "colly-keepalive", false, "turn keep-alives back on in Colly's transport (its proxy switcher turns them off)")
 	fs.DurationVar(&cfg.PeerTimeout, "peer-timeout", 10*time.Minute, "kill a peer that runs longer than this")
 	kafka := fs.String("kafka", "auto", "Kafka end-to-end mode: auto (when SLUICE_KAFKA_BROKERS is set), on or off")
@@ -91,6 +92,7 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	cfg.SluiceFlags = strings.Fields(*sluiceFlags)
 	var err error
 	if cfg.Concurrency, err = intList(*cs); err != nil || len(cfg.Concurrency) == 0 {
 		return fmt.Errorf("-c %q: want positive integers, comma-separated", *cs)

@@ -54,7 +54,7 @@ func (w *world) profile(ctx context.Context, c int, dir string, rep *Report) Pro
 	out := filepath.Join(w.dir, fmt.Sprintf("profile-%d.jsonl", c))
 	defer os.Remove(out)
 	cmd := exec.CommandContext(ctx, w.pipeline, sluiceArgs(sluiceRun{
-		Proxies: w.proxies, Rules: w.rules, Concurrency: c, URLs: "-", Out: out, MetricsAddr: addr, Pprof: true,
+		Proxies: w.proxies, Rules: w.rules, Extra: w.cfg.SluiceFlags, Concurrency: c, URLs: "-", Out: out, MetricsAddr: addr, Pprof: true,
 	})...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

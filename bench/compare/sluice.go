@@ -20,6 +20,7 @@ type sluiceRun struct {
 	MetricsAddr string // "": no metrics listener
 	Pprof       bool   // serve /debug/pprof on MetricsAddr
 	Kafka       *sluiceKafka
+	Extra       []string // appended as they are (Config.SluiceFlags)
 }
 
 // sluiceKafka is the Kafka side of a run: URLs from a topic, results to a
@@ -59,7 +60,7 @@ func sluiceArgs(r sluiceRun) []string {
 			args = append(args, "--pprof")
 		}
 	}
-	return args
+	return append(args, r.Extra...)
 }
 
 // buildPipeline builds cmd/pipeline of the checkout at root into dir and
