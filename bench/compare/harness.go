@@ -101,7 +101,7 @@ func (rep *Report) Err() error {
 		case r.Err != nil:
 			fails = append(fails, fmt.Sprintf("%s c=%d: %v", r.Peer, r.C, r.Err))
 		case !r.Verify.OK():
-			fails = append(fails, fmt.Sprintf("%s c=%d: %s %v", r.Peer, r.C, r.Verify, r.Verify.Examples))
+			fails = append(fails, fmt.Sprintf("%s c=%d: %s: %s", r.Peer, r.C, r.Verify, strings.Join(r.Verify.Examples, "; ")))
 		}
 	}
 	if k := rep.Kafka; k != nil {
@@ -109,7 +109,7 @@ func (rep *Report) Err() error {
 		case k.Err != nil:
 			fails = append(fails, fmt.Sprintf("kafka: %v", k.Err))
 		case !k.Row.Verify.OK() || k.Dead > 0:
-			fails = append(fails, fmt.Sprintf("kafka: %s, %d dead letters %v", k.Row.Verify, k.Dead, k.Row.Verify.Examples))
+			fails = append(fails, fmt.Sprintf("kafka: %s, %d dead letters: %s", k.Row.Verify, k.Dead, strings.Join(k.Row.Verify.Examples, "; ")))
 		}
 	}
 	if len(fails) == 0 {

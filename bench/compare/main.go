@@ -65,8 +65,26 @@ func subcommand(args []string) (int, bool) {
 
 // mainErr parses the parent's flags and runs the comparison.
 func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(newFlagSet(stderr), args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	rep, err := Run(ctx, cfg, stdout)
+	if err != nil {
+		return err
+	}
+	return rep.Err()
+}
+
+func newFlagSet(stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	return fs
+}
+
+// parseFlags declares the harness's flags into fs, parses args and
+// returns the Config; getenv reads SLUICE_KAFKA_BROKERS.
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, error) {
 	var cfg Config
 	fs.IntVar(&cfg.N, "n", 5000, "URLs (product pages) per run")
 	cs := fs.String("c", "50,200,1000", "concurrencies to run, comma-separated")
@@ -87,18 +105,18 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.Repeat, "repeat", 1, "runs of every peer at each concurrency; the table shows the median by pages/s")
 	fs.BoolVar(&cfg.Verbose, "v", false, "print each peer's output (its last 8 KB) after its run")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return cfg, err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	cfg.SluiceFlags = strings.Fields(*sluiceFlags)
 	var err error
 	if cfg.Concurrency, err = intList(*cs); err != nil || len(cfg.Concurrency) == 0 {
-		return fmt.Errorf("-c %q: want positive integers, comma-separated", *cs)
+		return cfg, fmt.Errorf("-c %q: want positive integers, comma-separated", *cs)
 	}
 	if cfg.Profile, err = intList(*profiles); err != nil {
-		return fmt.Errorf("-profiles %q: want positive integers, comma-separated", *profiles)
+		return cfg, fmt.Errorf("-profiles %q: want positive integers, comma-separated", *profiles)
 	}
 	for _, p := range strings.Split(*peers, ",") {
 		p = strings.TrimSpace(p)
@@ -107,25 +125,21 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			cfg.Peers = append(cfg.Peers, p)
 		case "":
 		default:
-			return fmt.Errorf("-peers: unknown peer %q", p)
+			return cfg, fmt.Errorf("-peers: unknown peer %q", p)
 		}
 	}
 	switch *kafka {
 	case "auto":
-		cfg.KafkaBrokers = splitList(os.Getenv(envKafkaBrokers))
+		cfg.KafkaBrokers = splitList(getenv(envKafkaBrokers))
 	case "on":
-		if cfg.KafkaBrokers = splitList(os.Getenv(envKafkaBrokers)); len(cfg.KafkaBrokers) == 0 {
-			return fmt.Errorf("-kafka on needs %s (source /work/kafka.env or .ci/setup-kafka.sh)", envKafkaBrokers)
+		if cfg.KafkaBrokers = splitList(getenv(envKafkaBrokers)); len(cfg.KafkaBrokers) == 0 {
+			return cfg, fmt.Errorf("-kafka on needs %s (source /work/kafka.env or .ci/setup-kafka.sh)", envKafkaBrokers)
 		}
 	case "off":
 	default:
-		return fmt.Errorf("-kafka %q: want auto, on or off", *kafka)
+		return cfg, fmt.Errorf("-kafka %q: want auto, on or off", *kafka)
 	}
-	rep, err := Run(ctx, cfg, stdout)
-	if err != nil {
-		return err
-	}
-	return rep.Err()
+	return cfg, nil
 }
 
 // intList parses "50,200,1000"; "" is an empty list.
