@@ -47,10 +47,10 @@ func sluiceArgs(r sluiceRun) []string {
 	}
 	if k := r.Kafka; k != nil {
 		args = append(args,
-			"--brokers", strings.Join(k.Brokers, ","),
-			"--topic", k.Topic,
-			"--group", k.Group,
-			"--results-topic", k.ResultsTopic)
+			"--kafka-brokers", strings.Join(k.Brokers, ","),
+			"--kafka-topic", k.Topic,
+			"--kafka-group", k.Group,
+			"--kafka-results-topic", k.ResultsTopic)
 	} else {
 		args = append(args, "--urls", r.URLs, "--out", r.Out)
 	}
