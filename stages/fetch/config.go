@@ -78,12 +78,15 @@ type Config struct {
 	// an empty slice disables the check.
 	CaptchaMarkers []string
 
-	// ConnectTimeout bounds the TCP connect (to the proxy or target). 0 means 10 s.
+	// ConnectTimeout bounds the TCP connect (to the proxy or target). 0 means 5 s.
 	ConnectTimeout time.Duration
 	// TLSTimeout bounds a TLS handshake. 0 means 10 s.
 	TLSTimeout time.Duration
-	// HeaderTimeout bounds the wait for response headers once the request
-	// is written. 0 means 30 s.
+	// HeaderTimeout bounds the time to first byte: the wait for response
+	// headers once the request is written, and the wait for a proxy's
+	// first byte on a new connection (its answer to CONNECT, its SOCKS or
+	// TLS handshake), so a proxy that accepts and never answers is caught
+	// well before AttemptTimeout. 0 means 15 s.
 	HeaderTimeout time.Duration
 	// AttemptTimeout bounds one whole attempt, body included. 0 means 60 s.
 	AttemptTimeout time.Duration
@@ -195,9 +198,9 @@ func (c *Config) setDefaults() {
 	}
 	c.Adaptive.setDefaults()
 	c.DNS.setDefaults()
-	def(&c.ConnectTimeout, 10*time.Second)
+	def(&c.ConnectTimeout, 5*time.Second)
 	def(&c.TLSTimeout, 10*time.Second)
-	def(&c.HeaderTimeout, 30*time.Second)
+	def(&c.HeaderTimeout, 15*time.Second)
 	def(&c.AttemptTimeout, 60*time.Second)
 	def(&c.BodyTimeout, 30*time.Second)
 	if c.MaxRedirects == 0 {

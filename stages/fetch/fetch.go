@@ -78,6 +78,7 @@ func New(cfg Config) (*Stage, error) {
 		if cfg.Pool.Model() == proxy.Exclusive {
 			share = 1
 		}
+		cfg.Pool.SetConcurrency(cfg.Concurrency) // the per-proxy in-flight caps
 		for _, p := range cfg.Pool.Proxies() {
 			c, err := s.newClient(p, share)
 			if err != nil {
@@ -188,12 +189,8 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 		leave := s.act.enter(stateLease, "", "")
 		lease, err = s.cfg.Pool.Acquire(ctx, proxy.Request{Domain: t.URL.Hostname(), URL: t.URL.Redacted(), Session: t.Msg.Session, Avoid: avoid, Allow: allow})
 		leave()
-		switch {
-		case err == nil:
-		case ctx.Err() != nil:
-			return res, failure.New(failure.Canceled, failure.ErrPermanent, err)
-		default: // no proxy usable within the pool's max wait
-			return res, failure.New(failure.ProxyConnect, failure.ErrProxy, err)
+		if err != nil {
+			return res, leaseError(ctx, err) // see nopool.go
 		}
 		res.proxy = lease.Proxy.ID
 		client = s.clients[lease.Proxy.ID]
