@@ -271,7 +271,12 @@ func (f *Faulty) handle(c net.Conn, m Fault) {
 		_, _ = io.Copy(io.Discard, c) // until the client or Set/Close closes it
 		return
 	case FaultGarbage:
-		_, _ = c.Write([]byte(garbage))
+		// Answer the request, not before it: an answer on an idle
+		// connection is not what a garbage proxy looks like.
+		buf := make([]byte, 4096)
+		if _, err := c.Read(buf); err == nil {
+			_, _ = c.Write([]byte(garbage))
+		}
 		return
 	}
 	up, err := net.DialTimeout("tcp", f.cfg.Backend, 5*time.Second)

@@ -131,6 +131,13 @@ type Config struct {
 	// spools to disk instead. 0 means 256 MiB.
 	BodyBudget int64
 
+	// NoHedge turns hedging off. By default an attempt whose proxy lease
+	// runs late (see proxy.WithSlowAttempt) on a domain without a rate
+	// limit is sent once more through another proxy and the first good
+	// answer wins; at most a tenth of Concurrency hedges run at once (see
+	// hedge.go).
+	NoHedge bool
+
 	// MaxAttempts bounds attempts per input, the first included. 0 means 4.
 	MaxAttempts int
 	// BackoffBase is the delay before the first retry; each further retry

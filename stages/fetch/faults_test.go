@@ -95,9 +95,11 @@ func TestOneBadProxy(t *testing.T) {
 				total += s.Leases
 			}
 			// The bad proxy's share: a few leases per slow start and
-			// quarantine, never its fair fifth.
-			if limit := total / 10; bad.Leases > limit {
-				t.Errorf("bad proxy got %d of %d leases, want at most %d: %+v", bad.Leases, total, limit, bad)
+			// quarantine, never its fair fifth. A flapping proxy works
+			// half the time: only its failures are bounded.
+			failed := bad.Leases - bad.Outcomes["ok"]
+			if limit := total / 10; failed > limit || !tc.flap && bad.Leases > limit {
+				t.Errorf("bad proxy got %d of %d leases (%d failed), want at most %d: %+v", bad.Leases, total, failed, limit, bad)
 			}
 			t.Logf("%s: bad proxy %d of %d leases, outcomes %v, quarantines %d, late %d, catch cost %d",
 				name, bad.Leases, total, bad.Outcomes, bad.Quarantines, bad.Late, bad.CatchCost)

@@ -35,6 +35,8 @@ type Stage struct {
 	gov     *governor
 	flow    *flow.Stage[record.Task, record.Fetched]
 
+	hedges chan struct{} // hedged attempts in flight; nil: no hedging
+
 	act   activity    // what inputs are doing now (Activity)
 	conns connTracker // connections per transport (Conns)
 }
@@ -88,6 +90,9 @@ func New(cfg Config) (*Stage, error) {
 			s.clients[p.ID] = c
 			ids = append(ids, p.ID)
 		}
+	}
+	if cfg.Pool != nil && cfg.Pool.Len() > 1 && !cfg.NoHedge {
+		s.hedges = make(chan struct{}, max(1, cfg.Concurrency/10))
 	}
 	budget := &byteBudget{max: cfg.BodyBudget}
 	s.spool = &spooler{parent: cfg.SpoolDir, threshold: cfg.SpoolThreshold, budget: budget}
@@ -145,7 +150,7 @@ func (s *Stage) run(ctx context.Context, in flow.Inbox[record.Task], out flow.Ou
 // exec makes one attempt of j for the governor. The attempt's wait began
 // when j joined its domain's queue.
 func (s *Stage) exec(ctx context.Context, j *job, allow func(string) bool) (attemptResult, error) {
-	return s.attempt(ctx, j.task, j.attempt, j.tried, j.queued, allow)
+	return s.hedged(ctx, j.task, j.attempt, j.tried, j.queued, allow) // see hedge.go
 }
 
 // attemptResult is what one attempt learned, successful or not.
@@ -194,6 +199,7 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 		}
 		res.proxy = lease.Proxy.ID
 		client = s.clients[lease.Proxy.ID]
+		noteLease(ctx, lease)
 	}
 	defer s.act.enter(stateRequest, t.URL.Hostname(), res.proxy)()
 	tm := newTimer(s.cfg.Now)
