@@ -113,11 +113,6 @@ func (p *Pool) release(l *Lease, o Outcome) {
 	l.done = true
 	delete(p.leases, l.id)
 	e.inFlight--
-	if l.isLate && o.Class == failure.Canceled {
-		// Abandoned because it ran late (a hedge won): as good as a
-		// timeout, against the proxy on this domain.
-		o.Class = failure.Timeout
-	}
 	cls := o.Class
 	if cls == "" {
 		cls = "ok"

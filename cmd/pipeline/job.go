@@ -45,6 +45,8 @@ type jobConfig struct {
 	// PoolOptions configure the proxy pool (model, strategies, sessions,
 	// partitions, health); see proxyFlags.
 	PoolOptions []proxy.Option
+	ProxyList   proxy.ListOptions // how the proxies file is read (noproxy.go)
+	Direct      bool              // --direct: no proxies, on purpose
 }
 
 // summary is what a finished run reports.
@@ -175,7 +177,7 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 	}
 	p.src, p.out = p.io.src, p.io.out
 	if len(cfg.Proxies) > 0 {
-		if p.pool, err = proxy.New(cfg.Proxies, cfg.PoolOptions...); err != nil {
+		if p.pool, err = proxy.New(cfg.Proxies, poolOptions(cfg)...); err != nil {
 			return nil, usageError{err}
 		}
 	}

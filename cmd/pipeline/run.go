@@ -8,7 +8,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/sluicehq/sluice/proxy"
 	"github.com/sluicehq/sluice/stages/fetch"
 	"github.com/sluicehq/sluice/stages/parse"
 )
@@ -119,6 +118,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fill := runFlags(fs)
 	fillPool := proxyFlags(fs)
+	fillNoProxy := noProxyFlags(fs)
 	fillKafka := kafkaFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -135,6 +135,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := fillPool(&cfg); err != nil {
+		return err
+	}
+	if err := fillNoProxy(&cfg); err != nil {
 		return err
 	}
 	if err := fillKafka(&cfg.Kafka); err != nil {
@@ -156,7 +159,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		cfg.Observe.Total = countLines(cfg.URLs)
 	}
 	if cfg.ProxiesFile != "" {
-		if cfg.Proxies, err = proxy.LoadFile(cfg.ProxiesFile); err != nil {
+		if cfg.Proxies, err = cfg.ProxyList.Load(cfg.ProxiesFile); err != nil {
 			return usageError{err}
 		}
 	}
@@ -178,6 +181,9 @@ func runJob(ctx context.Context, cfg jobConfig) (summary, error) {
 	if err := checkFDs(cfg); err != nil {
 		return summary{}, err
 	}
+	if err := checkDirect(cfg); err != nil {
+		return summary{}, err
+	}
 	p, err := build(cfg)
 	if err != nil {
 		return summary{}, err
@@ -192,7 +198,7 @@ func runJob(ctx context.Context, cfg jobConfig) (summary, error) {
 	if err != nil {
 		return sum, fmt.Errorf("pipeline: %w", err)
 	}
-	return sum, nil
+	return sum, proxyFailure(p.pool, sum) // see noproxy.go
 }
 
 // checkFDs raises the file-descriptor limit to its hard maximum and

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/failure"
@@ -35,7 +36,8 @@ type Stage struct {
 	gov     *governor
 	flow    *flow.Stage[record.Task, record.Fetched]
 
-	hedges chan struct{} // hedged attempts in flight; nil: no hedging
+	hedges chan struct{}  // hedged attempts in flight; nil: no hedging
+	bg     sync.WaitGroup // attempts a hedge overtook, running on (hedge.go)
 
 	act   activity    // what inputs are doing now (Activity)
 	conns connTracker // connections per transport (Conns)
@@ -143,6 +145,9 @@ func (s *Stage) Close() error {
 
 // run is the stage body: the governor's intake, dispatcher and workers.
 func (s *Stage) run(ctx context.Context, in flow.Inbox[record.Task], out flow.Outbox[record.Fetched]) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer s.bg.Wait() // attempts a hedge overtook (hedge.go), canceled just before
+	defer cancel()
 	s.gov.run(ctx, in, out, s.flow.Stats())
 	return nil
 }

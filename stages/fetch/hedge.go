@@ -6,7 +6,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/sluicehq/sluice/failure"
 	"github.com/sluicehq/sluice/proxy"
 	"github.com/sluicehq/sluice/record"
 )
@@ -49,37 +48,37 @@ func (s *Stage) hedgeOK(t record.Task) bool {
 }
 
 type attemptOut struct {
-	res attemptResult
-	err error
+	res   attemptResult
+	err   error
+	hedge bool
 }
 
 // hedged makes one attempt of t, hedged on another proxy if it runs late.
+// When the hedge wins, the first attempt is not canceled: it runs on to
+// its own end in the background (canceled when the stage's run ends), so
+// that its proxy is judged on what really happened to it — a slow proxy
+// answers and counts as working, a blackhole times out and counts as
+// failing. Its hedge slot is held until then, which bounds those.
 func (s *Stage) hedged(ctx context.Context, t record.Task, n int, avoid []string, waitStart time.Time, allow func(string) bool) (attemptResult, error) {
 	if !s.hedgeOK(t) {
 		return s.attempt(ctx, t, n, avoid, waitStart, allow)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	note := make(leaseNote, 1)
 	outs := make(chan attemptOut, 2)
-	ctx1, cancel1 := context.WithCancel(context.WithValue(ctx, hedgeKey{}, note))
-	defer cancel1()
-	go func() { // owner: hedged; it waits for this result on every path
-		r, err := s.attempt(ctx1, t, n, avoid, waitStart, allow)
-		outs <- attemptOut{r, err}
+	go func() { // owner: hedged, or the background it hands the result to
+		r, err := s.attempt(context.WithValue(ctx, hedgeKey{}, note), t, n, avoid, waitStart, allow)
+		outs <- attemptOut{res: r, err: err}
 	}()
-	var late <-chan struct{}
 	var first *proxy.Lease
 	select {
 	case first = <-note:
-		late = first.Late()
 	case o := <-outs:
 		return o.res, o.err
 	}
 	select {
 	case o := <-outs:
 		return o.res, o.err
-	case <-late:
+	case <-first.Late():
 	}
 	select {
 	case s.hedges <- struct{}{}:
@@ -87,35 +86,48 @@ func (s *Stage) hedged(ctx context.Context, t record.Task, n int, avoid []string
 		o := <-outs
 		return o.res, o.err
 	}
-	defer func() { <-s.hedges }()
-	ctx2, cancel2 := context.WithCancel(ctx)
-	defer cancel2()
-	go func() { // owner: hedged; it waits for this result on every path
-		r, err := s.attempt(ctx2, t, n, append(append([]string(nil), avoid...), first.Proxy.ID), time.Now(), allow)
-		outs <- attemptOut{r, err}
+	hctx, cancelHedge := context.WithCancel(ctx)
+	tried := append(append([]string(nil), avoid...), first.Proxy.ID)
+	go func() { // owner: hedged (firstGood waits for it on every path)
+		r, err := s.attempt(hctx, t, n, tried, time.Now(), allow)
+		outs <- attemptOut{res: r, err: err, hedge: true}
 	}()
-	return s.firstGood(outs, cancel1, cancel2)
+	return s.firstGood(outs, cancelHedge)
 }
 
-// firstGood returns the first successful of two attempts' outcomes, or
-// the second failure; the loser is canceled and its body given back.
-func (s *Stage) firstGood(outs <-chan attemptOut, cancels ...context.CancelFunc) (attemptResult, error) {
+// firstGood returns the first successful of the two attempts' outcomes,
+// else the first attempt's failure. It gives back what the other holds
+// and the hedge slot, in the background when the first attempt is still
+// running (see hedged).
+func (s *Stage) firstGood(outs <-chan attemptOut, cancelHedge context.CancelFunc) (attemptResult, error) {
 	a := <-outs
-	if a.err == nil {
-		for _, c := range cancels {
-			c()
-		}
-		s.discard(<-outs)
+	if a.hedge && a.err == nil {
+		s.bg.Add(1)
+		go func() { // owner: the stage; run waits for it, after canceling
+			defer s.bg.Done()
+			s.discard(<-outs)
+			cancelHedge()
+			<-s.hedges
+		}()
 		return a.res, nil
 	}
+	cancelHedge()
 	b := <-outs
-	if b.err == nil || failure.ClassOf(a.err) == failure.Canceled {
-		return b.res, b.err
+	<-s.hedges
+	first, hedge := a, b
+	if a.hedge {
+		first, hedge = b, a
 	}
-	s.discard(b)
-	return a.res, a.err
+	switch {
+	case a.err == nil:
+		s.discard(b)
+		return a.res, nil
+	case b.err == nil:
+		return b.res, nil
+	}
+	s.discard(hedge)
+	return first.res, first.err
 }
-
 // discard gives back what a losing attempt holds.
 func (s *Stage) discard(o attemptOut) {
 	s.spool.budget.give(o.res.held)
