@@ -362,7 +362,7 @@ func WithSlowStart(n int) Option { return func(c *config) { c.slowStart = n } }
 // its proxy, else of the pool), and at least floor. A late lease is a soft
 // failure of its proxy (its cap falls back to the slow start) and
 // Lease.Late fires so the holder may hedge. 0 means factor 4 and floor
-// 250 ms; a negative factor disables the check.
+// 500 ms; a negative factor disables the check.
 func WithSlowAttempt(factor float64, floor time.Duration) Option {
 	return func(c *config) {
 		if floor < 0 {
@@ -429,7 +429,7 @@ func newConfig(opts []Option) (config, error) {
 		c.slowFactor = 4
 	}
 	if c.slowMin == 0 {
-		c.slowMin = 250 * time.Millisecond
+		c.slowMin = 500 * time.Millisecond
 	}
 	if c.noProxyTimeout == 0 {
 		c.noProxyTimeout = 2 * time.Minute

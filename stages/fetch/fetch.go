@@ -145,9 +145,9 @@ func (s *Stage) Close() error {
 
 // run is the stage body: the governor's intake, dispatcher and workers.
 func (s *Stage) run(ctx context.Context, in flow.Inbox[record.Task], out flow.Outbox[record.Fetched]) error {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancelCause(ctx)
 	defer s.bg.Wait() // attempts a hedge overtook (hedge.go), canceled just before
-	defer cancel()
+	defer cancel(errOvertaken)
 	s.gov.run(ctx, in, out, s.flow.Stats())
 	return nil
 }
@@ -314,7 +314,7 @@ func statusError(status int, viaProxy bool) error {
 // classifyTransport classifies an error from http.Client.Do.
 func classifyTransport(err error, viaProxy bool, parent context.Context) error {
 	if parent.Err() != nil {
-		return failure.New(failure.Canceled, failure.ErrPermanent, parent.Err())
+		return endedEarly(parent) // see hedge.go
 	}
 	var fe *failure.Error
 	if errors.As(err, &fe) {
@@ -357,7 +357,7 @@ func classifyTransport(err error, viaProxy bool, parent context.Context) error {
 // a body cut short counts against the proxy.
 func classifyBody(err error, parent context.Context, viaProxy bool) error {
 	if parent.Err() != nil {
-		return failure.New(failure.Canceled, failure.ErrPermanent, parent.Err())
+		return endedEarly(parent) // see hedge.go
 	}
 	var netErr net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout() {

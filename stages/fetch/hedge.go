@@ -2,10 +2,12 @@ package fetch
 
 import (
 	"context"
+	"errors"
 	"math"
 	"os"
 	"time"
 
+	"github.com/sluicehq/sluice/failure"
 	"github.com/sluicehq/sluice/proxy"
 	"github.com/sluicehq/sluice/record"
 )
@@ -128,6 +130,22 @@ func (s *Stage) firstGood(outs <-chan attemptOut, cancelHedge context.CancelFunc
 	s.discard(hedge)
 	return first.res, first.err
 }
+
+// errOvertaken ends, when the stage's run is over, the attempts a hedge
+// overtook that are still running.
+var errOvertaken = errors.New("abandoned at the end of the run: it ran late and a hedge answered")
+
+// endedEarly classifies an attempt whose context ended: canceled, or, for
+// an attempt a hedge overtook and the end of the run cut, a timeout (it
+// had run far past its expected time without an answer; so its proxy is
+// judged on it).
+func endedEarly(ctx context.Context) error {
+	if context.Cause(ctx) == errOvertaken {
+		return failure.New(failure.Timeout, failure.ErrRetryable, errOvertaken)
+	}
+	return failure.New(failure.Canceled, failure.ErrPermanent, ctx.Err())
+}
+
 // discard gives back what a losing attempt holds.
 func (s *Stage) discard(o attemptOut) {
 	s.spool.budget.give(o.res.held)
