@@ -255,9 +255,18 @@ func (p *Pool) allGroupsLocked() []*group {
 // (proxy_connect ×3), p2 … auth refused".
 func (p *Pool) Describe() string {
 	st := p.Stats()
+	banned := map[string]int{}
+	for _, d := range p.DomainHealth() {
+		if d.State == Quarantined {
+			banned[d.Proxy]++
+		}
+	}
 	parts := make([]string, 0, len(st.Proxies))
 	for _, ps := range st.Proxies {
 		state := string(ps.State)
+		if n := banned[ps.ID]; n > 0 {
+			state += fmt.Sprintf(", quarantined on %d domain(s)", n)
+		}
 		if ps.AuthFailed {
 			state += ", refused our credentials"
 		}
