@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -76,4 +77,22 @@ func proxyFailure(pool *proxy.Pool, sum summary) error {
 		return fmt.Errorf("%d inputs ended as no_proxy: no proxy was usable for the no-proxy timeout: %s", sum.Errors[string(failure.NoProxy)], pool.Describe())
 	}
 	return nil
+}
+
+// proxiesReady is the /readyz check of the proxy pool: unready while no
+// proxy is usable (since one last worked), or when every proxy refused
+// our credentials. Nil (no check) without a pool.
+func proxiesReady(pool *proxy.Pool) func(context.Context) error {
+	if pool == nil {
+		return nil
+	}
+	return func(context.Context) error {
+		switch st := pool.Stats(); {
+		case st.AuthFailed:
+			return errors.New("every proxy refused our credentials")
+		case !st.StuckSince.IsZero():
+			return fmt.Errorf("no usable proxy since %s", st.StuckSince.Format(time.RFC3339))
+		}
+		return nil
+	}
 }
