@@ -60,6 +60,8 @@ type summary struct {
 	PerProxy map[string]int64 `json:"requests_per_proxy"`
 	// Unhealthy lists proxies quarantined or on probation at the end.
 	Unhealthy []string            `json:"unhealthy_proxies"`
+	// ProxyNotes says, per proxy that failed, what it cost (noproxy.go).
+	ProxyNotes []string `json:"proxy_notes,omitempty"`
 	Stages    []stageSummary      `json:"-"`
 	Spans     int64               `json:"spans,omitempty"` // written to the trace
 	Governor  fetch.GovernorStats `json:"-"`
@@ -126,6 +128,9 @@ func (s summary) print(w io.Writer) {
 	}
 	if len(s.Unhealthy) > 0 {
 		fmt.Fprintf(w, "proxies not healthy at the end: %s\n", strings.Join(s.Unhealthy, " "))
+	}
+	if len(s.ProxyNotes) > 0 {
+		fmt.Fprintf(w, "failing proxies: %s\n", strings.Join(s.ProxyNotes, "; "))
 	}
 }
 
@@ -242,6 +247,7 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	}
 	if p.pool != nil {
 		s.PerProxy = p.pool.Uses()
+		s.ProxyNotes = proxyNotes(p.pool)
 		for _, ps := range p.pool.Stats().Proxies {
 			if ps.State != proxy.Healthy {
 				s.Unhealthy = append(s.Unhealthy, ps.ID+"="+string(ps.State))

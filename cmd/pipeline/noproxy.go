@@ -96,3 +96,22 @@ func proxiesReady(pool *proxy.Pool) func(context.Context) error {
 		return nil
 	}
 }
+
+// proxyNotes describes, for the run's summary, each proxy that failed:
+// its quarantines, the attempts it cost before the last one caught it,
+// its late leases and its cap at the end (slow start).
+func proxyNotes(pool *proxy.Pool) []string {
+	var out []string
+	for _, ps := range pool.Stats().Proxies {
+		if ps.Quarantines == 0 && ps.Late == 0 && !ps.AuthFailed {
+			continue
+		}
+		note := fmt.Sprintf("%s %d quarantines (the last after %d attempts), %d late, cap %d of %d",
+			ps.ID, ps.Quarantines, ps.CatchCost, ps.Late, ps.Cap, ps.CapMax)
+		if ps.AuthFailed {
+			note += ", refused our credentials"
+		}
+		out = append(out, note)
+	}
+	return out
+}
