@@ -59,13 +59,13 @@ type summary struct {
 	Elapsed  time.Duration    `json:"elapsed"`
 	PerProxy map[string]int64 `json:"requests_per_proxy"`
 	// Unhealthy lists proxies quarantined or on probation at the end.
-	Unhealthy []string            `json:"unhealthy_proxies"`
+	Unhealthy []string `json:"unhealthy_proxies"`
 	// ProxyNotes says, per proxy that failed, what it cost (noproxy.go).
-	ProxyNotes []string `json:"proxy_notes,omitempty"`
-	Stages    []stageSummary      `json:"-"`
-	Spans     int64               `json:"spans,omitempty"` // written to the trace
-	Governor  fetch.GovernorStats `json:"-"`
-	Pools     []fetch.PoolStats   `json:"-"`
+	ProxyNotes []string            `json:"proxy_notes,omitempty"`
+	Stages     []stageSummary      `json:"-"`
+	Spans      int64               `json:"spans,omitempty"` // written to the trace
+	Governor   fetch.GovernorStats `json:"-"`
+	Pools      []fetch.PoolStats   `json:"-"`
 }
 
 type stageSummary struct {
