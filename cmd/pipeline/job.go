@@ -59,13 +59,14 @@ type summary struct {
 	Elapsed  time.Duration    `json:"elapsed"`
 	PerProxy map[string]int64 `json:"requests_per_proxy"`
 	// Unhealthy lists proxies quarantined or on probation at the end.
-	Unhealthy []string `json:"unhealthy_proxies"`
+	Unhealthy []string            `json:"unhealthy_proxies"`
+	Stages    []stageSummary      `json:"-"`
+	Spans     int64               `json:"spans,omitempty"` // written to the trace
+	Governor  fetch.GovernorStats `json:"-"`
+	Pools     []fetch.PoolStats   `json:"-"`
+
 	// ProxyNotes says, per proxy that failed, what it cost (noproxy.go).
-	ProxyNotes []string            `json:"proxy_notes,omitempty"`
-	Stages     []stageSummary      `json:"-"`
-	Spans      int64               `json:"spans,omitempty"` // written to the trace
-	Governor   fetch.GovernorStats `json:"-"`
-	Pools      []fetch.PoolStats   `json:"-"`
+	ProxyNotes []string `json:"proxy_notes,omitempty"`
 }
 
 type stageSummary struct {
@@ -128,9 +129,6 @@ func (s summary) print(w io.Writer) {
 	}
 	if len(s.Unhealthy) > 0 {
 		fmt.Fprintf(w, "proxies not healthy at the end: %s\n", strings.Join(s.Unhealthy, " "))
-	}
-	if len(s.ProxyNotes) > 0 {
-		fmt.Fprintf(w, "failing proxies: %s\n", strings.Join(s.ProxyNotes, "; "))
 	}
 }
 
@@ -247,7 +245,6 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	}
 	if p.pool != nil {
 		s.PerProxy = p.pool.Uses()
-		s.ProxyNotes = proxyNotes(p.pool)
 		for _, ps := range p.pool.Stats().Proxies {
 			if ps.State != proxy.Healthy {
 				s.Unhealthy = append(s.Unhealthy, ps.ID+"="+string(ps.State))
