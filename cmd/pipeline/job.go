@@ -130,6 +130,9 @@ func (s summary) print(w io.Writer) {
 	if len(s.Unhealthy) > 0 {
 		fmt.Fprintf(w, "proxies not healthy at the end: %s\n", strings.Join(s.Unhealthy, " "))
 	}
+	if len(s.ProxyNotes) > 0 {
+		fmt.Fprintf(w, "failing proxies: %s\n", strings.Join(s.ProxyNotes, "; "))
+	}
 }
 
 func rateString(r float64) string {
@@ -245,6 +248,7 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	}
 	if p.pool != nil {
 		s.PerProxy = p.pool.Uses()
+		s.ProxyNotes = proxyNotes(p.pool)
 		for _, ps := range p.pool.Stats().Proxies {
 			if ps.State != proxy.Healthy {
 				s.Unhealthy = append(s.Unhealthy, ps.ID+"="+string(ps.State))
