@@ -14,11 +14,14 @@ import (
 
 // noProxyFlags declares the flags about running short of proxies and
 // returns what fills cfg from them: the proxies file's default scheme,
-// the per-proxy cap's margin, the no-proxy timeout, and --direct.
+// the per-proxy cap's margin, the no-proxy timeout, the connect and
+// first-byte timeouts, and --direct.
 func noProxyFlags(fs *flag.FlagSet) func(cfg *jobConfig) error {
 	scheme := fs.String("proxy-scheme", "http", "scheme of proxies-file lines that name none (host:port, user:pass@host:port, host:port:user:pass): http, https, socks5, socks5h; a '# default-scheme: SCHEME' line in the file overrides it")
 	margin := fs.Float64("proxy-cap-margin", 0.2, "a proxy holds at most its share of --concurrency plus this fraction of it in flight")
 	wait := fs.Duration("no-proxy-timeout", 2*time.Minute, "with file input, how long the run waits while every proxy is quarantined before the remaining inputs end as no_proxy (Kafka input waits for a proxy instead)")
+	connect := fs.Duration("connect-timeout", 0, "bound on a TCP connect to a proxy or target; 0: 5 s")
+	firstByte := fs.Duration("first-byte-timeout", 0, "bound on the wait for the response headers, and for a proxy's first byte on a new connection; 0: 15 s")
 	direct := fs.Bool("direct", false, "fetch without proxies, from this machine's own address (only when no --proxies is given)")
 	return func(cfg *jobConfig) error {
 		if _, err := (proxy.ListOptions{Scheme: *scheme}).Parse(strings.NewReader("")); err != nil && !errors.Is(err, proxy.ErrNoProxies) {
@@ -29,6 +32,15 @@ func noProxyFlags(fs *flag.FlagSet) func(cfg *jobConfig) error {
 		}
 		if *wait <= 0 {
 			return usagef("--no-proxy-timeout %v must be positive", *wait)
+		}
+		if *connect < 0 || *firstByte < 0 {
+			return usagef("--connect-timeout and --first-byte-timeout must not be negative")
+		}
+		if *connect > 0 {
+			cfg.Fetch.ConnectTimeout = *connect
+		}
+		if *firstByte > 0 {
+			cfg.Fetch.HeaderTimeout = *firstByte
 		}
 		cfg.ProxyList = proxy.ListOptions{Scheme: *scheme}
 		cfg.Direct = *direct
