@@ -56,7 +56,7 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 	}
 	p.src, p.out = p.io.src, p.io.out
 	if len(cfg.Proxies) > 0 {
-		if p.pool, err = proxy.New(cfg.Proxies, cfg.PoolOptions...); err != nil {
+		if p.pool, err = proxy.New(cfg.Proxies, runPoolOptions(cfg)...); err != nil {
 			return nil, usageError{err}
 		}
 	}

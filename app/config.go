@@ -31,7 +31,8 @@ import (
 type Config struct {
 	URLs     string `yaml:"urls" help:"input: a file of URL lines (bare URLs or JSON URL messages), - for stdin"`
 	Out      string `yaml:"out" help:"output: results JSONL file, - for stdout"`
-	Proxies  string `yaml:"proxies" help:"proxy list file, one proxy URL per line (empty: direct connections)"`
+	Proxies  string `yaml:"proxies" help:"proxy list file, one proxy a line (docs/proxies.md); a run needs it, or --direct"`
+	Direct   bool   `yaml:"direct" help:"fetch without proxies, from this machine's own address (refused together with --proxies)"`
 	PoolSize int    `yaml:"pool_size" help:"for plan: proxies in the pool (0: as many as the proxy file lists)"`
 	Rules    string `yaml:"rules" help:"extraction rules (YAML); empty: h1 as name, .price, meta[itemprop=sku]"`
 	Pages    string `yaml:"pages" help:"also write raw pages (for replay) as JSONL to this file"`
@@ -49,26 +50,29 @@ type Config struct {
 
 // FetchConfig is the `fetch:` section.
 type FetchConfig struct {
-	Concurrency    int               `yaml:"concurrency" help:"requests in flight at most"`
-	Rate           float64           `yaml:"rate" help:"requests per second per domain, for domains the config does not list (negative: unlimited)"`
-	Burst          int               `yaml:"burst" help:"token bucket size per domain"`
-	MaxAttempts    int               `yaml:"max_attempts" help:"attempts per URL, the first included"`
-	Timeout        time.Duration     `yaml:"timeout" help:"deadline of one attempt, body included"`
-	MaxBody        int64             `yaml:"max_body" help:"largest response body in bytes, after decompression"`
-	Pending        int               `yaml:"pending" help:"tasks the governor holds at most (default: max(256, 8 × concurrency))"`
-	StaggerMin     time.Duration     `yaml:"stagger_min" help:"staggered start: least interval between admitting two workers (0: none)"`
-	StaggerMax     time.Duration     `yaml:"stagger_max" help:"staggered start: greatest interval (0 or -1: off, every worker at once)"`
-	Ramp           time.Duration     `yaml:"ramp" help:"staggered start: every worker is admitted within this long of the first, however high the concurrency"`
-	SpoolThreshold int64             `yaml:"spool_threshold" help:"bodies larger than this many bytes spool to disk (0: never spool)"`
-	SpoolDir       string            `yaml:"spool_dir" help:"directory for spooled bodies (empty: the system's temporary directory)"`
-	BodyBudget     int64             `yaml:"body_budget" help:"bytes of response bodies held in memory at most"`
-	BodyTimeout    time.Duration     `yaml:"body_timeout" help:"time allowed to read a body once its headers are in"`
-	MaxHeaderBytes int64             `yaml:"max_header_bytes" help:"largest response header block in bytes"`
-	MaxRedirects   int               `yaml:"max_redirects" help:"redirects followed per attempt (0: none)"`
-	Truncate       bool              `yaml:"truncate" help:"keep the first --max-body bytes of a larger body and mark the result truncated, instead of refusing it"`
-	CaptchaMarkers []string          `yaml:"captcha_markers" flag:",repeat,alias=captcha-marker" help:"text that marks a challenge page in a 2xx body (repeatable; replaces the default markers; one empty value: no check)"`
-	Adaptive       governor.Adaptive `yaml:"adaptive"`
-	DNS            dnscache.Config   `yaml:"dns"`
+	Concurrency      int               `yaml:"concurrency" help:"requests in flight at most"`
+	Rate             float64           `yaml:"rate" help:"requests per second per domain, for domains the config does not list (negative: unlimited)"`
+	Burst            int               `yaml:"burst" help:"token bucket size per domain"`
+	MaxAttempts      int               `yaml:"max_attempts" help:"attempts per URL, the first included"`
+	Timeout          time.Duration     `yaml:"timeout" help:"deadline of one attempt, body included"`
+	MaxBody          int64             `yaml:"max_body" help:"largest response body in bytes, after decompression"`
+	Pending          int               `yaml:"pending" help:"tasks the governor holds at most (default: max(256, 8 × concurrency))"`
+	StaggerMin       time.Duration     `yaml:"stagger_min" help:"staggered start: least interval between admitting two workers (0: none)"`
+	StaggerMax       time.Duration     `yaml:"stagger_max" help:"staggered start: greatest interval (0 or -1: off, every worker at once)"`
+	Ramp             time.Duration     `yaml:"ramp" help:"staggered start: every worker is admitted within this long of the first, however high the concurrency"`
+	SpoolThreshold   int64             `yaml:"spool_threshold" help:"bodies larger than this many bytes spool to disk (0: never spool)"`
+	SpoolDir         string            `yaml:"spool_dir" help:"directory for spooled bodies (empty: the system's temporary directory)"`
+	BodyBudget       int64             `yaml:"body_budget" help:"bytes of response bodies held in memory at most"`
+	BodyTimeout      time.Duration     `yaml:"body_timeout" help:"time allowed to read a body once its headers are in"`
+	ConnectTimeout   time.Duration     `yaml:"connect_timeout" help:"bound on a TCP connect to a proxy or a target"`
+	FirstByteTimeout time.Duration     `yaml:"first_byte_timeout" help:"bound on the wait for the response headers, and for a proxy's first byte on a new connection"`
+	NoProxyTimeout   time.Duration     `yaml:"no_proxy_timeout" help:"file input: how long the run waits while no proxy is usable before the remaining inputs end as no_proxy (Kafka input waits for a proxy instead)"`
+	MaxHeaderBytes   int64             `yaml:"max_header_bytes" help:"largest response header block in bytes"`
+	MaxRedirects     int               `yaml:"max_redirects" help:"redirects followed per attempt (0: none)"`
+	Truncate         bool              `yaml:"truncate" help:"keep the first --max-body bytes of a larger body and mark the result truncated, instead of refusing it"`
+	CaptchaMarkers   []string          `yaml:"captcha_markers" flag:",repeat,alias=captcha-marker" help:"text that marks a challenge page in a 2xx body (repeatable; replaces the default markers; one empty value: no check)"`
+	Adaptive         governor.Adaptive `yaml:"adaptive"`
+	DNS              dnscache.Config   `yaml:"dns"`
 }
 
 // PoolConfig is the `proxy:` section: the proxy pool.
@@ -81,6 +85,8 @@ type PoolConfig struct {
 	StickyTTL      time.Duration `yaml:"sticky_ttl" flag:",alias=sticky-ttl" help:"how long a URL message's session keeps its proxy"`
 	Wait           time.Duration `yaml:"wait" help:"longest a request waits for a usable proxy before its attempt fails (0: no limit)"`
 	Cooldown       time.Duration `yaml:"cooldown" help:"first quarantine of a failing proxy (doubles per repeat, ±30% jitter, up to 20×)"`
+	Scheme         string        `yaml:"scheme" help:"scheme of proxies-file lines that name none (host:port, user:pass@host:port, host:port:user:pass): http, https, socks5, socks5h"`
+	CapMargin      float64       `yaml:"cap_margin" help:"a proxy holds at most its share of the concurrency plus this fraction of it in flight (0: the share alone)"`
 }
 
 // ObserveConfig is the `observe:` section: how a run is watched.
@@ -119,13 +125,14 @@ func Defaults() Config {
 			Concurrency: 32, Rate: 10, Burst: 1, MaxAttempts: 4, Timeout: 60 * time.Second, MaxBody: 10 << 20,
 			StaggerMin: 100 * time.Millisecond, StaggerMax: 200 * time.Millisecond, Ramp: time.Second,
 			SpoolThreshold: 1 << 20, BodyBudget: 256 << 20, BodyTimeout: 30 * time.Second, MaxHeaderBytes: 1 << 20,
+			ConnectTimeout: 5 * time.Second, FirstByteTimeout: 15 * time.Second, NoProxyTimeout: 2 * time.Minute,
 			MaxRedirects: 10, CaptchaMarkers: append([]string(nil), fetch.DefaultCaptchaMarkers...),
 			Adaptive: governor.Adaptive{Start: 0.5, Min: 0.05, Window: 50, MinSamples: 10, RaiseAfter: 250 * time.Millisecond, LatencyWindow: 100, LatencyFloor: 25 * time.Millisecond},
 			DNS: dnscache.Config{ResolvConf: "/etc/resolv.conf", Timeout: 2 * time.Second, MinTTL: time.Second, MaxTTL: time.Hour,
 				FallbackTTL: 30 * time.Second, NegativeTTL: 5 * time.Second, MaxEntries: 10000},
 		},
 		Policy:  guard.Config{ProxyDNS: guard.ProxyDNSRemote, HandshakeTimeout: 10 * time.Second, MaxProxyHeaderBytes: 64 << 10},
-		Proxy:   PoolConfig{Model: "shared", Strategy: "lru-weighted", StickyTTL: 10 * time.Minute, Cooldown: 30 * time.Second},
+		Proxy:   PoolConfig{Model: "shared", Strategy: "lru-weighted", StickyTTL: 10 * time.Minute, Cooldown: 30 * time.Second, Scheme: "http", CapMargin: 0.2},
 		Observe: ObserveConfig{TraceMax: 250000, StallAfter: 30 * time.Second, StatsInterval: 10 * time.Second, Progress: "auto"},
 		Kafka:   KafkaConfig{Group: "sluice", Window: 512, Prefetch: 64, CommitInterval: time.Second, SessionTimeout: 10 * time.Second},
 	}
@@ -137,7 +144,8 @@ func (c *Config) positives() map[string]float64 {
 	return map[string]float64{
 		"fetch.concurrency": float64(f.Concurrency), "fetch.burst": float64(f.Burst), "fetch.max_attempts": float64(f.MaxAttempts),
 		"fetch.timeout": float64(f.Timeout), "fetch.max_body": float64(f.MaxBody), "fetch.body_budget": float64(f.BodyBudget),
-		"fetch.body_timeout": float64(f.BodyTimeout), "fetch.ramp": float64(f.Ramp), "fetch.max_header_bytes": float64(f.MaxHeaderBytes),
+		"fetch.body_timeout": float64(f.BodyTimeout), "fetch.connect_timeout": float64(f.ConnectTimeout),
+		"fetch.first_byte_timeout": float64(f.FirstByteTimeout), "fetch.no_proxy_timeout": float64(f.NoProxyTimeout), "fetch.ramp": float64(f.Ramp), "fetch.max_header_bytes": float64(f.MaxHeaderBytes),
 		"drain_timeout": float64(c.DrainTimeout), "observe.trace_max": float64(c.Observe.TraceMax), "observe.stats_interval": float64(c.Observe.StatsInterval),
 		"fetch.adaptive.start": a.Start, "fetch.adaptive.min": a.Min, "fetch.adaptive.window": float64(a.Window),
 		"fetch.adaptive.min_samples": float64(a.MinSamples), "fetch.adaptive.raise_after": float64(a.RaiseAfter), "fetch.adaptive.latency_window": float64(a.LatencyWindow),
@@ -265,7 +273,7 @@ func (c *Config) FetchStage() fetch.Config {
 	f := c.Fetch
 	fc := fetch.Config{
 		Concurrency: f.Concurrency, DomainRate: f.Rate, DomainBurst: f.Burst, Domains: c.Domains, Adaptive: f.Adaptive,
-		Pending: f.Pending, StaggerMin: f.StaggerMin, StaggerMax: f.StaggerMax, Ramp: f.Ramp, CaptchaMarkers: f.CaptchaMarkers,
+		Pending: f.Pending, StaggerMin: f.StaggerMin, StaggerMax: f.StaggerMax, Ramp: f.Ramp, ConnectTimeout: f.ConnectTimeout, HeaderTimeout: f.FirstByteTimeout, CaptchaMarkers: f.CaptchaMarkers,
 		AttemptTimeout: f.Timeout, BodyTimeout: f.BodyTimeout, Policy: c.Policy, MaxBodyBytes: f.MaxBody,
 		TruncateLarge: f.Truncate, MaxHeaderBytes: f.MaxHeaderBytes, MaxRedirects: f.MaxRedirects,
 		SpoolThreshold: f.SpoolThreshold, SpoolDir: f.SpoolDir, BodyBudget: f.BodyBudget, MaxAttempts: f.MaxAttempts, DNS: f.DNS,
@@ -325,5 +333,16 @@ func (c *Config) poolOptions() ([]proxy.Option, error) {
 	if len(p.PartitionEven) > 0 {
 		opts = append(opts, proxy.WithEvenPartitions(p.PartitionEven...))
 	}
+	if p.CapMargin < 0 {
+		return nil, fmt.Errorf("proxy.cap_margin %v must not be negative", p.CapMargin)
+	}
+	margin := p.CapMargin
+	if margin == 0 {
+		margin = -1 // the pool's "no margin": the share alone
+	}
+	if _, err := (proxy.ListOptions{Scheme: p.Scheme}).Parse(strings.NewReader("")); err != nil && !errors.Is(err, proxy.ErrNoProxies) {
+		return nil, fmt.Errorf("proxy.scheme: %w", err)
+	}
+	opts = append(opts, proxy.WithCapMargin(margin), proxy.WithNoProxyTimeout(c.Fetch.NoProxyTimeout))
 	return opts, nil
 }

@@ -80,6 +80,19 @@ func TestDockerCompose(t *testing.T) {
 			t.Errorf("%s %s is not mounted next to the config in the container", key, rel)
 		}
 	}
+	// The shipped proxies file lists none, so the service refuses to start
+	// until the operator adds theirs; with one line added, it loads.
+	if _, err := newJob(cfg, nil, nil); err == nil || !strings.Contains(err.Error(), "no proxies") {
+		t.Errorf("the deployed config with the shipped proxies file: %v, want a refusal naming the empty proxy list", err)
+	}
+	shipped, err := os.ReadFile(cfg.Proxies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Proxies = filepath.Join(t.TempDir(), "proxies.txt")
+	if err := os.WriteFile(cfg.Proxies, append(shipped, "proxy1.example:3128:user:secret\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := newJob(cfg, nil, nil); err != nil {
 		t.Errorf("the deployed rules or proxies do not load: %v", err)
 	}

@@ -90,6 +90,7 @@ func (w *world) job(t *testing.T, n, concurrency int, log *syncBuffer) jobConfig
 		URLReader: strings.NewReader(w.urls(n)),
 		Out:       filepath.Join(t.TempDir(), "results.jsonl"),
 		Proxies:   w.proxies,
+		Direct:    len(w.proxies) == 0,
 		Rules:     parse.DefaultRules(),
 		Drain:     10 * time.Second,
 		Log:       zerolog.Nop(),

@@ -96,6 +96,7 @@ func TestHostileInputsEndAsClassifiedResults(t *testing.T) {
 	cfg := jobConfig{
 		URLReader: strings.NewReader(in.String()),
 		OutWriter: &out,
+		Direct:    true,
 		Rules:     parse.DefaultRules(),
 		Drain:     time.Minute,
 		Log:       zerolog.Nop(),

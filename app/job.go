@@ -45,6 +45,8 @@ type jobConfig struct {
 	// PoolOptions configure the proxy pool (model, strategies, sessions,
 	// partitions, health); see proxyFlags.
 	PoolOptions []proxy.Option
+	ProxyList   proxy.ListOptions // how the proxies file is read (noproxy.go)
+	Direct      bool              // --direct: no proxies, on purpose
 }
 
 // summary is what a finished run reports.
@@ -65,6 +67,9 @@ type summary struct {
 	Spans    int64                `json:"spans,omitempty"` // written to the trace
 	Governor governor.Stats       `json:"-"`
 	Pools    []governor.PoolStats `json:"-"`
+
+	// ProxyNotes says, per proxy that failed, what it cost (noproxy.go).
+	ProxyNotes []string `json:"proxy_notes,omitempty"`
 }
 
 type stageSummary struct {
@@ -130,6 +135,9 @@ func (s summary) print(w io.Writer) {
 	}
 	if len(s.Unhealthy) > 0 {
 		fmt.Fprintf(w, "proxies not healthy at the end: %s\n", strings.Join(s.Unhealthy, " "))
+	}
+	if len(s.ProxyNotes) > 0 {
+		fmt.Fprintf(w, "failing proxies: %s\n", strings.Join(s.ProxyNotes, "; "))
 	}
 }
 
@@ -219,6 +227,7 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	}
 	if p.pool != nil {
 		s.PerProxy = p.pool.Uses()
+		s.ProxyNotes = proxyNotes(p.pool)
 		for _, ps := range p.pool.Stats().Proxies {
 			if ps.State != proxy.Healthy {
 				s.Unhealthy = append(s.Unhealthy, ps.ID+"="+string(ps.State))

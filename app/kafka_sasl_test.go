@@ -127,6 +127,7 @@ func TestKafkaSASLRunAndReplay(t *testing.T) {
 	writeFile(t, dir, "urls.txt", urls.String())
 	job := writeFile(t, dir, "job.yaml", `urls: urls.txt
 log_level: warn
+direct: true
 policy: {allow_loopback: true}
 fetch: {rate: -1, stagger_max: 0}
 observe: {progress: "off", stall_after: 0}

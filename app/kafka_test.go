@@ -184,7 +184,7 @@ func (j *kafkaJob) args(extra ...string) []string {
 		"--kafka-results-topic", j.results, "--kafka-dead-topic", j.dead,
 		"--kafka-window", strconv.Itoa(j.window), "--kafka-session-timeout", "3s", "--kafka-commit-interval", "200ms",
 		"--rate", "-1", "--concurrency", "32", "--log-level", "warn", "--drain-timeout", "20s",
-		"--allow-loopback", // the test site is on loopback
+		"--allow-loopback", "--direct", // the test site is on loopback; no proxies
 	}, extra...)
 }
 
@@ -438,7 +438,7 @@ func TestKafkaTwoInstances(t *testing.T) {
 	args := func(out string) []string {
 		return []string{"run", "--kafka-brokers", strings.Join(brokers, ","), "--kafka-topic", job.input, "--kafka-group", job.group,
 			"--out", out, "--kafka-session-timeout", "3s", "--kafka-commit-interval", "200ms", "--kafka-window", "128",
-			"--rate", "120", "--concurrency", "8", "--log-level", "warn", "--allow-loopback"}
+			"--rate", "120", "--concurrency", "8", "--log-level", "warn", "--allow-loopback", "--direct"}
 	}
 	a := startPipeline(t, "a", args(outA)...)
 	eventually(t, "a alone in the group", func() bool { return len(job.assignments(t)) == 1 }, a)
@@ -557,7 +557,7 @@ func TestKafkaSlowSinkBoundedMemory(t *testing.T) {
 	}
 	testbed.ProduceKafka(t, brokers, job.input, batch(0))
 	p := startPipeline(t, "pipeline", "run", "--kafka-brokers", strings.Join(brokers, ","), "--kafka-topic", job.input, "--kafka-group", job.group,
-		"--out", fifo, "--kafka-window", "512", "--rate", "-1", "--concurrency", "16", "--log-level", "warn", "--allow-loopback")
+		"--out", fifo, "--kafka-window", "512", "--rate", "-1", "--concurrency", "16", "--log-level", "warn", "--allow-loopback", "--direct")
 	r, err := os.OpenFile(fifo, os.O_RDONLY, 0) // blocks until the pipeline opens it
 	if err != nil {
 		t.Fatal(err)

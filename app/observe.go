@@ -210,11 +210,13 @@ func (o *observers) start(p *pipeline) func() (int64, error) {
 	if srv := o.cfg.Server; srv != nil {
 		srv.SetCheck("source", func(context.Context) error { return p.io.sourceReady() })
 		srv.SetCheck("sink", func(context.Context) error { return p.io.sinkReady() })
+		srv.SetCheck("proxies", proxiesReady(p.pool)) // see noproxy.go
 	}
 	return func() (int64, error) {
 		if srv := o.cfg.Server; srv != nil {
 			srv.SetCheck("source", nil)
 			srv.SetCheck("sink", nil)
+			srv.SetCheck("proxies", nil)
 		}
 		if o.metrics != nil {
 			o.metrics.Detach()
@@ -241,10 +243,12 @@ func poolStates(pool *proxy.Pool) func() []metrics.ProxyState {
 		return nil
 	}
 	return func() []metrics.ProxyState {
-		ps := pool.Stats().Proxies
-		out := make([]metrics.ProxyState, len(ps))
-		for i, p := range ps {
-			out[i] = metrics.ProxyState{ID: p.ID, Quarantined: p.State == proxy.Quarantined}
+		st := pool.Stats()
+		out := make([]metrics.ProxyState, len(st.Proxies))
+		for i, p := range st.Proxies {
+			// While no proxy is usable (quarantined, or on the domains
+			// waiting), the watchdog is to say so.
+			out[i] = metrics.ProxyState{ID: p.ID, Quarantined: p.State == proxy.Quarantined || !st.StuckSince.IsZero()}
 		}
 		return out
 	}

@@ -120,7 +120,7 @@ func TestMetricsDuringRun(t *testing.T) {
 // rate stand apart from the other proxies', and every page still ends
 // correct.
 func TestSlowProxyStandsOut(t *testing.T) {
-	const pages, nproxies = 100, 5
+	const pages, nproxies = 1000, 5 // long enough for p2, capped at its share, to see both latencies
 	w := startWorld(t, testbed.SiteConfig{Products: pages}, nproxies)
 	slow := w.farm.Proxy(1) // p2
 	slow.SetLatency(300 * time.Millisecond)

@@ -69,7 +69,7 @@ func TestSlowSinkBoundsWhatIsHeld(t *testing.T) {
 		fmt.Fprintln(&urls, site.ProductURL(id))
 	}
 	out := &slowWriter{delay: 20 * time.Millisecond}
-	cfg := jobConfig{URLReader: strings.NewReader(urls.String()), Out: "-", OutWriter: out, Log: zerolog.Nop(), Rules: parse.DefaultRules()}
+	cfg := jobConfig{URLReader: strings.NewReader(urls.String()), Out: "-", OutWriter: out, Log: zerolog.Nop(), Rules: parse.DefaultRules(), Direct: true}
 	cfg.Fetch.Concurrency = 16
 	cfg.Fetch.DomainRate = -1
 	cfg.Fetch.Policy.AllowLoopback = true
@@ -156,7 +156,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	}
 	defer site.Close()
 	out := filepath.Join(t.TempDir(), "out.jsonl")
-	cmd := exec.Command(bin, "run", "--urls", "-", "--out", out, "--concurrency", "8", "--rate", "-1", "--log-level", "warn", "--allow-loopback")
+	cmd := exec.Command(bin, "run", "--urls", "-", "--out", out, "--concurrency", "8", "--rate", "-1", "--log-level", "warn", "--allow-loopback", "--direct")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -37,8 +37,10 @@ func newJob(c Config, stdout, stderr io.Writer) (jobConfig, error) {
 			return cfg, usageError{err}
 		}
 	}
+	cfg.ProxyList = proxy.ListOptions{Scheme: c.Proxy.Scheme}
+	cfg.Direct = c.Direct
 	if c.Proxies != "" {
-		if cfg.Proxies, err = proxy.LoadFile(c.Proxies); err != nil {
+		if cfg.Proxies, err = cfg.ProxyList.Load(c.Proxies); err != nil {
 			return cfg, usageError{err}
 		}
 	}
@@ -75,6 +77,9 @@ func runJob(ctx context.Context, cfg jobConfig) (summary, error) {
 	if err := checkFDs(cfg); err != nil {
 		return summary{}, err
 	}
+	if err := checkDirect(cfg); err != nil {
+		return summary{}, err
+	}
 	p, err := build(cfg)
 	if err != nil {
 		return summary{}, err
@@ -92,7 +97,7 @@ func runJob(ctx context.Context, cfg jobConfig) (summary, error) {
 	if n := sum.Errors[string(failure.Policy)]; n > 0 && n == sum.Written {
 		return sum, fmt.Errorf("every input (%d) was refused by the URL policy: %s", n, sum.refusalHints())
 	}
-	return sum, nil
+	return sum, proxyFailure(p.pool, sum) // see noproxy.go
 }
 
 // checkFDs raises the file-descriptor limit to its hard maximum and

@@ -27,6 +27,7 @@ const (
 	ProxyConnect  Class = "proxy_connect"  // the proxy could not be reached
 	ProxyAuth     Class = "proxy_auth"     // the proxy refused our credentials (407, or 401 on CONNECT)
 	ProxyProtocol Class = "proxy_protocol" // the proxy answered garbage, closed early or failed upstream
+	NoProxy       Class = "no_proxy"       // no proxy was usable for the pool's no-proxy timeout
 	RateLimited   Class = "rate_limited"   // the target answered 429
 	Blocked       Class = "blocked"        // the target answered 403 or a captcha page
 	ServerError   Class = "server_error"   // the target answered 5xx

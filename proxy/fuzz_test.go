@@ -61,3 +61,53 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseList writes one proxy in each of the list's forms around a
+// password, among comments, and checks that the list parser never panics,
+// never accepts a proxy without host and port, never shows the password
+// in an error (Redacted is FuzzParse's and url.URL's business), and that a proxy it accepts in a form without a scheme
+// carries exactly the password written.
+func FuzzParseList(f *testing.F) {
+	for _, s := range [][4]string{
+		{"user", "s3cret-pw", "127.0.0.1", "8080"},
+		{"u", "pa#ss/w@rd", "proxy.example", "3128"},
+		{"u", "p:w:x", "[::1]", "1080"},
+		{"", "lonely-pass", "h", "1"},
+		{"u", "sp ace", "h", "1"},
+		{"u", "", "h", ""},
+		{"u\n", "nl\npass", "h", "1"},
+	} {
+		f.Add(s[0], s[1], s[2], s[3])
+	}
+	f.Fuzz(func(t *testing.T, user, pass, host, port string) {
+		hostport := host + ":" + port
+		for form, line := range []string{
+			"http://" + user + ":" + pass + "@" + hostport,
+			user + ":" + pass + "@" + hostport,
+			hostport + ":" + user + ":" + pass,
+			hostport,
+		} {
+			list := "# comment\n\n" + line + "  # trailing\n"
+			ps, err := ParseList(strings.NewReader(list))
+			secret := pass
+			hidden := len(secret) >= 4 && !strings.Contains("# comment trailing http://"+user+hostport+" line proxy p1 want host:port user:pass password", secret)
+			if err != nil {
+				if hidden && strings.Contains(err.Error(), secret) {
+					t.Fatalf("ParseList(%q) error shows the password: %v", list, err)
+				}
+				continue
+			}
+			for _, p := range ps {
+				if p.URL.Hostname() == "" || p.URL.Port() == "" || !schemes[p.URL.Scheme] {
+					t.Fatalf("ParseList(%q) accepted %s", list, p.Redacted())
+				}
+			}
+			clean := !strings.ContainsAny(user+pass+host+port, ":@#[]/?%\\ \t\r\n\v\f\u0085\u00a0") && user != ""
+			if (form == 1 || form == 2) && clean && len(ps) == 1 {
+				if got, _ := ps[0].URL.User.Password(); got != pass || ps[0].URL.User.Username() != user {
+					t.Fatalf("ParseList(%q) read user %q password %q", list, ps[0].URL.User.Username(), got)
+				}
+			}
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/failure"
@@ -130,6 +131,7 @@ type health struct {
 	since       time.Time // start of the current quarantine
 	probing     bool      // a probe lease is out
 	quarantines int64
+	soft        int64     // leases that ran late (see WithSlowAttempt)
 	last        time.Time // last outcome recorded
 }
 
@@ -207,4 +209,57 @@ func (h *health) quarantine(now time.Time, hc *HealthConfig, cd cooldown, draw f
 	h.until = now.Add(max(d, time.Nanosecond))
 	h.win.reset()
 	h.consecFail, h.consecOK = 0, 0
+}
+
+// dkey identifies a proxy on a domain.
+type dkey struct {
+	idx    int
+	domain string
+}
+
+type domainHealth struct {
+	health
+}
+
+// domainHealthLocked returns the (proxy, domain) entry, creating it and
+// evicting old healthy entries when the table is full.
+func (p *Pool) domainHealthLocked(e *entry, dom string, now time.Time) *domainHealth {
+	k := dkey{e.idx, dom}
+	if dh := p.dhealth[k]; dh != nil {
+		return dh
+	}
+	if len(p.dhealth) >= p.cfg.health.MaxDomainEntries {
+		p.evictDomainHealthLocked(now)
+	}
+	dh := &domainHealth{health: newHealth(p.cfg.health.Window)}
+	dh.last = now
+	p.dhealth[k] = dh
+	return dh
+}
+
+// evictDomainHealthLocked forgets the older half of the healthy entries
+// with no probe out (all entries, oldest first, if none is healthy), so
+// the scan is paid once per many insertions.
+func (p *Pool) evictDomainHealthLocked(now time.Time) {
+	type aged struct {
+		k    dkey
+		last time.Time
+	}
+	var cands []aged
+	for k, dh := range p.dhealth {
+		if dh.state(now) == Healthy && !dh.probing {
+			cands = append(cands, aged{k, dh.last})
+		}
+	}
+	if len(cands) == 0 {
+		for k, dh := range p.dhealth {
+			if !dh.probing {
+				cands = append(cands, aged{k, dh.last})
+			}
+		}
+	}
+	slices.SortFunc(cands, func(a, b aged) int { return a.last.Compare(b.last) })
+	for _, c := range cands[:max(len(cands)/2, 1)] {
+		delete(p.dhealth, c.k)
+	}
 }

@@ -233,7 +233,7 @@ func TestAcquireGivesUp(t *testing.T) {
 }
 
 func TestSharedLeasesOverlapUpToMaxInFlight(t *testing.T) {
-	p := newPool(t, 2, WithMaxInFlight(3), WithMaxWait(time.Millisecond), seeded(25))
+	p := newPool(t, 2, WithMaxInFlight(3), WithSlowStart(-1), WithMaxWait(time.Millisecond), seeded(25))
 	var held []*Lease
 	for range 6 {
 		held = append(held, take(t, p, Request{Domain: "d"}))
@@ -242,8 +242,8 @@ func TestSharedLeasesOverlapUpToMaxInFlight(t *testing.T) {
 		t.Fatalf("7th lease on 2 proxies × 3: %v", err)
 	}
 	for _, s := range p.Stats().Proxies {
-		if s.InFlight != 3 {
-			t.Errorf("%s in flight %d", s.ID, s.InFlight)
+		if s.InFlight != 3 || s.Cap != 3 || s.SlowStart {
+			t.Errorf("%s in flight %d, cap %d, slow start %v", s.ID, s.InFlight, s.Cap, s.SlowStart)
 		}
 	}
 	for _, l := range held {

@@ -188,20 +188,26 @@ func (h *HealthConfig) validate() error {
 
 // config is what the options fill in.
 type config struct {
-	model        Model
-	strategy     Strategy
-	domainStrat  map[string]Strategy
-	stickyTTL    time.Duration
-	maxSessions  int
-	partitions   map[string][]string
-	evenDomains  []string
-	health       HealthConfig
-	maxInFlight  int
-	maxWait      time.Duration
-	now          func() time.Time
-	rng          *rand.Rand
-	errs         []error
-	partitionSet bool
+	model          Model
+	strategy       Strategy
+	domainStrat    map[string]Strategy
+	stickyTTL      time.Duration
+	maxSessions    int
+	partitions     map[string][]string
+	evenDomains    []string
+	health         HealthConfig
+	maxInFlight    int
+	concurrency    int
+	capMargin      float64
+	slowStart      int
+	slowFactor     float64
+	slowMin        time.Duration
+	noProxyTimeout time.Duration
+	maxWait        time.Duration
+	now            func() time.Time
+	rng            *rand.Rand
+	errs           []error
+	partitionSet   bool
 }
 
 // Option configures a Pool.
@@ -306,8 +312,9 @@ func WithEvenPartitions(domains ...string) Option {
 // WithHealth tunes health tracking and quarantine; see HealthConfig.
 func WithHealth(h HealthConfig) Option { return func(c *config) { c.health = h } }
 
-// WithMaxInFlight caps the leases one proxy may hold at once under the
-// Shared and Rotating models. 0 means no cap.
+// WithMaxInFlight fixes the cap on the leases one proxy may hold at once
+// under the Shared and Rotating models, instead of deriving it from the
+// concurrency (see WithConcurrency). 0 means derived.
 func WithMaxInFlight(n int) Option {
 	return func(c *config) {
 		if n < 0 {
@@ -316,6 +323,61 @@ func WithMaxInFlight(n int) Option {
 		c.maxInFlight = n
 	}
 }
+
+// WithConcurrency says how many requests run at once over the pool: each
+// proxy then holds at most its share of them (concurrency / the proxies
+// of its partition, rounded up) plus a margin (WithCapMargin), and a proxy
+// at its cap is not chosen. So a proxy that swallows requests without
+// answering holds no more than its share. 0 (the default) means no cap
+// until SetConcurrency is called; the fetch stage calls it.
+func WithConcurrency(n int) Option {
+	return func(c *config) {
+		if n < 0 {
+			c.errs = append(c.errs, fmt.Errorf("concurrency %d is negative", n))
+		}
+		c.concurrency = n
+	}
+}
+
+// WithCapMargin sets the margin of a proxy's cap over its share of the
+// concurrency, as a fraction. 0 means 0.2 (the share plus 20%); negative
+// means no margin.
+func WithCapMargin(f float64) Option {
+	return func(c *config) {
+		if f > 10 {
+			c.errs = append(c.errs, fmt.Errorf("cap margin %v above 10", f))
+		}
+		c.capMargin = f
+	}
+}
+
+// WithSlowStart sets the cap a new or just-recovered proxy starts with:
+// each success raises it by one up to the full cap, and any failure
+// (including a timeout or a late lease) sets it back, so one bad proxy
+// costs only a few requests. 0 means 2; negative disables slow start.
+func WithSlowStart(n int) Option { return func(c *config) { c.slowStart = n } }
+
+// WithSlowAttempt sets when a lease counts as late: once it has been out
+// factor times the typical latency of its (proxy, domain) pair (else of
+// its proxy, else of the pool), and at least floor. A late lease is a soft
+// failure of its proxy (its cap falls back to the slow start) and
+// Lease.Late fires so the holder may hedge. 0 means factor 4 and floor
+// 500 ms; a negative factor disables the check.
+func WithSlowAttempt(factor float64, floor time.Duration) Option {
+	return func(c *config) {
+		if floor < 0 {
+			c.errs = append(c.errs, fmt.Errorf("slow attempt floor %v is negative", floor))
+		}
+		c.slowFactor, c.slowMin = factor, floor
+	}
+}
+
+// WithNoProxyTimeout sets how long requests wait while no proxy serving
+// them is usable (every one quarantined): past it, every Acquire for them
+// fails at once with ErrNoneUsable until a proxy works again. 0 means
+// 2 min; negative means wait for ever (a streaming source, where waiting
+// is right: nothing is lost while nothing is fetched).
+func WithNoProxyTimeout(d time.Duration) Option { return func(c *config) { c.noProxyTimeout = d } }
 
 // WithMaxWait bounds how long Acquire waits for a usable proxy before it
 // gives up with ErrNoProxy. 0 means it waits until its context ends.
@@ -355,6 +417,22 @@ func newConfig(opts []Option) (config, error) {
 	}
 	if c.rng == nil {
 		c.rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	if c.capMargin == 0 {
+		c.capMargin = 0.2
+	}
+	c.capMargin = max(c.capMargin, 0)
+	if c.slowStart == 0 {
+		c.slowStart = 2
+	}
+	if c.slowFactor == 0 {
+		c.slowFactor = 4
+	}
+	if c.slowMin == 0 {
+		c.slowMin = 500 * time.Millisecond
+	}
+	if c.noProxyTimeout == 0 {
+		c.noProxyTimeout = 2 * time.Minute
 	}
 	c.health.setDefaults()
 	if err := c.health.validate(); err != nil {

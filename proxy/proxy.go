@@ -8,11 +8,8 @@
 package proxy
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"net/url"
-	"os"
 	"strings"
 )
 
@@ -68,57 +65,4 @@ func Parse(id, raw string) (*Proxy, error) {
 	}
 	u.Path = ""
 	return &Proxy{ID: id, URL: u}, nil
-}
-
-// ParseList reads one proxy per line: a proxy URL, optionally followed by
-// the word "rotating" to declare a provider's rotating endpoint:
-//
-//	http://user:pass@10.0.0.1:3128
-//	socks5h://10.0.0.2:1080
-//	http://user:pass@gw.provider.example:7000 rotating
-//
-// Blank lines and lines starting with # are skipped. Proxies get the ids
-// p1, p2, … in file order.
-func ParseList(r io.Reader) ([]*Proxy, error) {
-	var out []*Proxy
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), 64<<10)
-	line := 0
-	for sc.Scan() {
-		line++
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		id := fmt.Sprintf("p%d", len(out)+1)
-		words := strings.Fields(text)
-		p, err := Parse(id, words[0])
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
-		}
-		for _, w := range words[1:] {
-			switch strings.ToLower(w) {
-			case "rotating":
-				p.Rotating = true
-			default:
-				// Not quoted: a stray word could be a pasted secret.
-				return nil, fmt.Errorf("line %d: proxy %s: unknown option after the URL (want \"rotating\")", line, id)
-			}
-		}
-		out = append(out, p)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read proxy list: %w", err)
-	}
-	return out, nil
-}
-
-// LoadFile reads a proxy list file (see ParseList).
-func LoadFile(path string) ([]*Proxy, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("open proxy list: %w", err)
-	}
-	defer f.Close()
-	return ParseList(f)
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -58,10 +59,25 @@ type ProxyStats struct {
 	Samples     int           `json:"samples"`
 	Latency     time.Duration `json:"latency"`
 
-	InFlight int       `json:"in_flight"`
-	Leases   int64     `json:"leases"`
-	LastUsed time.Time `json:"last_used"`
-	Sessions int       `json:"sessions"`
+	InFlight int `json:"in_flight"`
+	// Cap is the most leases the proxy may hold now (0: no cap); CapMax
+	// the cap it earns back with successes. SlowStart says Cap is still
+	// below CapMax: the proxy is new, recovering or failing.
+	Cap       int  `json:"cap"`
+	CapMax    int  `json:"cap_max"`
+	SlowStart bool `json:"slow_start,omitempty"`
+	// Late counts leases that ran far past their expected time (soft
+	// failures, see WithSlowAttempt).
+	Late int64 `json:"late"`
+	// CatchCost is how many attempts the proxy was given between its last
+	// success (or the start) and its last quarantine: what a failing
+	// proxy cost before it was caught.
+	CatchCost int64 `json:"catch_cost"`
+	// AuthFailed says the proxy refused our credentials at least once.
+	AuthFailed bool      `json:"auth_failed,omitempty"`
+	Leases     int64     `json:"leases"`
+	LastUsed   time.Time `json:"last_used"`
+	Sessions   int       `json:"sessions"`
 	// Outcomes counts released leases by failure class, "ok" for success.
 	Outcomes map[string]int64 `json:"outcomes"`
 	// LeaseWait is the total time requests waited for this proxy;
@@ -80,10 +96,21 @@ type Stats struct {
 	Leased int `json:"leased"`
 	// Acquired counts leases granted; WaitTimeouts Acquire calls that gave
 	// up after the max wait.
-	Acquired     int64        `json:"acquired"`
-	WaitTimeouts int64        `json:"wait_timeouts"`
-	Sessions     int          `json:"sessions"`
-	Proxies      []ProxyStats `json:"proxies"`
+	Acquired     int64 `json:"acquired"`
+	WaitTimeouts int64 `json:"wait_timeouts"`
+	Sessions     int   `json:"sessions"`
+	// NoProxy counts Acquire calls failed because no proxy was usable for
+	// the no-proxy timeout, or every proxy refused our credentials.
+	NoProxy int64 `json:"no_proxy"`
+	// Usable counts proxies not quarantined now.
+	Usable int `json:"usable"`
+	// AuthFailed says every proxy refused our credentials and none has
+	// ever worked.
+	AuthFailed bool `json:"auth_failed,omitempty"`
+	// StuckSince is when requests first found no usable proxy since one
+	// last worked (the earliest over partitions); zero if none.
+	StuckSince time.Time    `json:"stuck_since,omitzero"`
+	Proxies    []ProxyStats `json:"proxies"`
 }
 
 // Stats returns a snapshot of every proxy's counters, in pool order.
@@ -94,7 +121,11 @@ func (p *Pool) Stats() Stats {
 	s := Stats{
 		Model: p.cfg.model.String(), Strategy: p.cfg.strategy.String(),
 		Waiting: p.waiters.Len(), Leased: len(p.leases), Acquired: p.acquired,
-		WaitTimeouts: p.timeouts, Sessions: len(p.sessions),
+		WaitTimeouts: p.timeouts, Sessions: p.sess.len(), NoProxy: p.noProxy,
+		AuthFailed: p.authFailedLocked(),
+	}
+	for _, g := range p.allGroupsLocked() {
+		s.StuckSince = earliestAfter(time.Time{}, s.StuckSince, g.stuckSince)
 	}
 	partOf := map[*entry]string{}
 	for d, g := range p.groups {
@@ -107,12 +138,17 @@ func (p *Pool) Stats() Stats {
 			ID: e.p.ID, Endpoint: e.p.Endpoint(), Rotating: e.rotating, Partition: partOf[e],
 			State: e.h.state(now), Quarantines: e.h.quarantines,
 			SuccessRate: e.h.win.rate(), Samples: e.h.win.n, Latency: e.h.win.latency(),
-			InFlight: e.inFlight, Leases: e.leases, LastUsed: e.lastUse, Sessions: e.bound,
+			InFlight: e.inFlight, Cap: e.cap.cur, CapMax: e.cap.max, SlowStart: e.cap.onProbation(),
+			Late: e.h.soft, CatchCost: e.catchCost, AuthFailed: e.authFailed,
+			Leases: e.leases, LastUsed: e.lastUse, Sessions: e.bound,
 			Outcomes:  make(map[string]int64, len(e.outcomes)),
 			LeaseWait: e.waitSum, LeaseWaitMax: e.waitMax,
 		}
 		if ps.State != Healthy {
 			ps.QuarantinedUntil = e.h.until
+		}
+		if ps.State != Quarantined {
+			s.Usable++
 		}
 		for c, n := range e.outcomes {
 			ps.Outcomes[string(c)] = n
@@ -183,11 +219,10 @@ type SessionInfo struct {
 func (p *Pool) Sessions() []SessionInfo {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]SessionInfo, 0, len(p.sessions))
-	for el := p.sessOrder.Front(); el != nil; el = el.Next() {
-		b := el.Value.(*binding)
+	out := make([]SessionInfo, 0, p.sess.len())
+	p.sess.each(func(b *binding) {
 		out = append(out, SessionInfo{Session: b.session, Partition: b.group, Proxy: b.e.p.ID, Since: b.since, Expires: b.expires})
-	}
+	})
 	return out
 }
 
@@ -200,4 +235,51 @@ func (p *Pool) Uses() map[string]int64 {
 		out[e.p.ID] = e.leases
 	}
 	return maps.Clone(out)
+}
+
+// allGroupsLocked returns every group: the partitions, the rest and all.
+func (p *Pool) allGroupsLocked() []*group {
+	out := []*group{p.all}
+	if p.rest != nil {
+		out = append(out, p.rest)
+	}
+	for _, d := range sortedKeys(p.groups) {
+		out = append(out, p.groups[d])
+	}
+	return out
+}
+
+// Describe returns one line naming every proxy (by id and endpoint,
+// never credentials) and its state, for the message of a run that ends
+// for want of a working proxy: "p1 http://10.0.0.1:3128 quarantined
+// (proxy_connect ×3), p2 … auth refused".
+func (p *Pool) Describe() string {
+	st := p.Stats()
+	banned := map[string]int{}
+	for _, d := range p.DomainHealth() {
+		if d.State == Quarantined {
+			banned[d.Proxy]++
+		}
+	}
+	parts := make([]string, 0, len(st.Proxies))
+	for _, ps := range st.Proxies {
+		state := string(ps.State)
+		if n := banned[ps.ID]; n > 0 {
+			state += fmt.Sprintf(", quarantined on %d domain(s)", n)
+		}
+		if ps.AuthFailed {
+			state += ", refused our credentials"
+		}
+		var fails []string
+		for _, c := range sortedKeys(ps.Outcomes) {
+			if c != "ok" && c != "canceled" {
+				fails = append(fails, fmt.Sprintf("%s ×%d", c, ps.Outcomes[c]))
+			}
+		}
+		if len(fails) > 0 {
+			state += " (" + strings.Join(fails, ", ") + ")"
+		}
+		parts = append(parts, ps.ID+" "+ps.Endpoint+" "+state)
+	}
+	return strings.Join(parts, "; ")
 }

@@ -34,7 +34,7 @@ func TestExitCodes(t *testing.T) {
 	trace := filepath.Join(dir, "trace.jsonl")
 	missing := filepath.Join(dir, "missing")
 	out := func(name string) string { return filepath.Join(dir, name) }
-	run := []string{"run", "--urls", urls, "--out", out("run.jsonl"), "--progress", "off", "--log-level", "error", "--stagger-max", "0"}
+	run := []string{"run", "--urls", urls, "--out", out("run.jsonl"), "--progress", "off", "--log-level", "error", "--stagger-max", "0", "--direct"}
 	demo := []string{"demo", "-n", "5", "-farm-proxies", "1", "--out", out("demo.jsonl"), "--trace", out("demo-trace.jsonl"),
 		"-waterfall", out("w.html"), "--progress", "off", "--metrics-addr", ""}
 	bench := []string{"bench", "-n", "5", "-farm-proxies", "1", "-per-ip", "100", "-window", "1s", "--progress", "off"}
@@ -50,6 +50,7 @@ func TestExitCodes(t *testing.T) {
 		// run first: it writes the pages and the trace the others read.
 		{"run ok", with(run, "--allow-loopback", "--pages", pages, "--trace", trace), exitOK},
 		{"run failed: every input refused", run, exitFailure},
+		{"run without --proxies or --direct", run[:len(run)-1], exitUsage},
 		{"run unknown flag", with(run, "--bogus"), exitUsage},
 		{"run bad value", with(run, "--concurrency", "abc"), exitUsage},
 		{"run zero refused", with(run, "--rate", "0"), exitUsage},

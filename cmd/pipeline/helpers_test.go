@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/sluicehq/sluice/testbed"
 )
 
 func TestMain(m *testing.M) {
@@ -63,4 +65,44 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// world is a catalog site and, when asked for, a proxy farm for one test.
+type world struct {
+	site *testbed.Site
+	farm *testbed.Farm
+}
+
+func startWorld(t *testing.T, site testbed.SiteConfig, nproxies int) *world {
+	t.Helper()
+	w := &world{}
+	var err error
+	if w.site, err = testbed.StartSite(site); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.site.Close() })
+	if nproxies == 0 {
+		return w
+	}
+	if w.farm, err = testbed.StartFarm(testbed.FarmConfig{N: nproxies}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.farm.Close() })
+	return w
+}
+
+// urls lists product pages 1..n of the site, one per line.
+func (w *world) urls(n int) string {
+	var b strings.Builder
+	for id := 1; id <= n; id++ {
+		b.WriteString(w.site.ProductURL(id))
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// readLines returns the lines of a file.
+func readLines(t *testing.T, path string) []string {
+	t.Helper()
+	return strings.Split(strings.TrimRight(string(read(t, path)), "\n"), "\n")
 }

@@ -87,12 +87,15 @@ type Config struct {
 	// an empty slice disables the check.
 	CaptchaMarkers []string
 
-	// ConnectTimeout bounds the TCP connect (to the proxy or target). 0 means 10 s.
+	// ConnectTimeout bounds the TCP connect (to the proxy or target). 0 means 5 s.
 	ConnectTimeout time.Duration
 	// TLSTimeout bounds a TLS handshake. 0 means 10 s.
 	TLSTimeout time.Duration
-	// HeaderTimeout bounds the wait for response headers once the request
-	// is written. 0 means 30 s.
+	// HeaderTimeout bounds the time to first byte: the wait for response
+	// headers once the request is written, and the wait for a proxy's
+	// first byte on a new connection (its answer to CONNECT, its SOCKS or
+	// TLS handshake), so a proxy that accepts and never answers is caught
+	// well before AttemptTimeout. 0 means 15 s.
 	HeaderTimeout time.Duration
 	// AttemptTimeout bounds one whole attempt, body included. 0 means 60 s.
 	AttemptTimeout time.Duration
@@ -136,6 +139,13 @@ type Config struct {
 	// not started while it is used up, and a body that would overdraw it
 	// spools to disk instead. 0 means 256 MiB.
 	BodyBudget int64
+
+	// NoHedge turns hedging off. By default an attempt whose proxy lease
+	// runs late (see proxy.WithSlowAttempt) on a domain without a rate
+	// limit is sent once more through another proxy and the first good
+	// answer wins; at most a tenth of Concurrency hedges run at once (see
+	// hedge.go).
+	NoHedge bool
 
 	// MaxAttempts bounds attempts per input, the first included. 0 means 4.
 	MaxAttempts int
@@ -215,9 +225,9 @@ func (c *Config) setDefaults() {
 	if c.BodyBudget == 0 {
 		c.BodyBudget = 256 << 20
 	}
-	def(&c.ConnectTimeout, 10*time.Second)
+	def(&c.ConnectTimeout, 5*time.Second)
 	def(&c.TLSTimeout, 10*time.Second)
-	def(&c.HeaderTimeout, 30*time.Second)
+	def(&c.HeaderTimeout, 15*time.Second)
 	def(&c.AttemptTimeout, 60*time.Second)
 	def(&c.BodyTimeout, 30*time.Second)
 	if c.MaxRedirects == 0 {

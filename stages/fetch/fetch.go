@@ -13,6 +13,7 @@ import (
 	"net/http/httptrace"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -40,6 +41,9 @@ type Stage struct {
 	gov     *governor.Governor[*item]
 	execFn  execFunc // s.exec; tests replace it
 	flow    *flow.Stage[record.Task, record.Fetched]
+
+	hedges chan struct{}  // hedged attempts in flight; nil: no hedging
+	bg     sync.WaitGroup // attempts a hedge overtook, running on (hedge.go)
 
 	act   activity    // what inputs are doing now (Activity)
 	conns connTracker // connections per transport (Conns)
@@ -84,6 +88,7 @@ func New(cfg Config) (*Stage, error) {
 		if cfg.Pool.Model() == proxy.Exclusive {
 			share = 1
 		}
+		cfg.Pool.SetConcurrency(cfg.Concurrency) // the per-proxy in-flight caps
 		for _, p := range cfg.Pool.Proxies() {
 			c, err := s.newClient(p, share)
 			if err != nil {
@@ -102,6 +107,9 @@ func New(cfg Config) (*Stage, error) {
 	}
 	s.spool = &spooler{parent: cfg.SpoolDir, threshold: cfg.SpoolThreshold, budget: s.gov.Budget()}
 	s.execFn = s.exec
+	if cfg.Pool != nil && cfg.Pool.Len() > 1 && !cfg.NoHedge {
+		s.hedges = make(chan struct{}, max(1, cfg.Concurrency/10))
+	}
 	s.flow = flow.NewStage("fetch", cfg.QueueSize, s.run)
 	return s, nil
 }
@@ -151,7 +159,7 @@ func (s *Stage) refuse(t record.Task) error {
 // exec makes one attempt of j for the governor. The attempt's wait began
 // when j joined its domain's queue.
 func (s *Stage) exec(ctx context.Context, j *job, allow func(string) bool) (attemptResult, error) {
-	return s.attempt(ctx, j.Item.task, j.Attempt, j.Item.tried, j.Queued, allow)
+	return s.hedged(ctx, j.Item.task, j.Attempt, j.Item.tried, j.Queued, allow) // see hedge.go
 }
 
 // attemptResult is what one attempt learned, successful or not.
@@ -195,15 +203,12 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 		leave := s.act.enter(stateLease, "", "")
 		lease, err = s.cfg.Pool.Acquire(ctx, proxy.Request{Domain: t.URL.Hostname(), URL: t.URL.Redacted(), Session: t.Msg.Session, Avoid: avoid, Allow: allow})
 		leave()
-		switch {
-		case err == nil:
-		case ctx.Err() != nil:
-			return res, failure.New(failure.Canceled, failure.ErrPermanent, err)
-		default: // no proxy usable within the pool's max wait
-			return res, failure.New(failure.ProxyConnect, failure.ErrProxy, err)
+		if err != nil {
+			return res, leaseError(ctx, err) // see nopool.go
 		}
 		res.proxy = lease.Proxy.ID
 		client = s.clients[lease.Proxy.ID]
+		noteLease(ctx, lease)
 	}
 	defer s.act.enter(stateRequest, t.URL.Hostname(), res.proxy)()
 	tm := newTimer(s.cfg.Now)
@@ -313,7 +318,7 @@ func statusError(status int, viaProxy bool) error {
 // classifyTransport classifies an error from http.Client.Do.
 func classifyTransport(err error, viaProxy bool, parent context.Context) error {
 	if parent.Err() != nil {
-		return failure.New(failure.Canceled, failure.ErrPermanent, parent.Err())
+		return endedEarly(parent) // see hedge.go
 	}
 	var fe *failure.Error
 	if errors.As(err, &fe) {
@@ -407,7 +412,7 @@ func isMalformedResponse(err error) bool { return strings.Contains(err.Error(), 
 // a body cut short counts against the proxy.
 func classifyBody(err error, parent context.Context, viaProxy bool) error {
 	if parent.Err() != nil {
-		return failure.New(failure.Canceled, failure.ErrPermanent, parent.Err())
+		return endedEarly(parent) // see hedge.go
 	}
 	var netErr net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout() {

@@ -90,7 +90,7 @@ func (s *Stage) newClient(p *proxy.Proxy, share int) (*http.Client, error) {
 		if err != nil {
 			return nil, failure.New(failure.ProxyConnect, failure.ErrProxy, fmt.Errorf("dial proxy %s: %w", p.ID, err))
 		}
-		return c, nil
+		return withFirstByteDeadline(c, s.cfg.HeaderTimeout), nil // see timeouts.go
 	}
 	switch p.URL.Scheme {
 	case "http", "https":

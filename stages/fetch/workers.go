@@ -36,6 +36,9 @@ type execFunc func(ctx context.Context, j *job, allow func(id string) bool) (att
 // run runs the stage body. It returns when everything taken was passed
 // on, or after ctx ended.
 func (s *Stage) run(ctx context.Context, in flow.Inbox[record.Task], out flow.Outbox[record.Fetched]) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer s.bg.Wait() // attempts a hedge overtook (hedge.go), canceled just before
+	defer cancel(errOvertaken)
 	st := s.flow.Stats()
 	send := func(f record.Fetched) {
 		if f.Err != nil {

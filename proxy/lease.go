@@ -1,0 +1,183 @@
+package proxy
+
+import (
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/failure"
+)
+
+// Lease is the right to use one proxy for one attempt. The holder must
+// call Release exactly once (defer it); later calls do nothing. A lease is
+// valid while the context given to Acquire lives: when it ends the pool
+// takes the lease back (as if released with class canceled), so a holder
+// that panics or is abandoned never keeps a proxy.
+type Lease struct {
+	// Proxy is the leased proxy. Use it for this attempt only: the next
+	// attempt asks the pool again, which checks health at that moment.
+	Proxy *Proxy
+
+	id      uint64
+	pool    *Pool
+	e       *entry
+	req     Request
+	dom     string
+	granted time.Time
+	probeP  bool // a probation probe for the proxy
+	probeD  bool // a probation probe for the proxy on this domain
+	bound   *binding
+	stop    func() bool // ends the context watch; guarded by the pool's lock
+	late    chan struct{}
+	timer   *time.Timer // marks the lease late; guarded by the pool's lock
+	isLate  bool        // guarded by the pool's lock
+	done    bool        // released; guarded by the pool's lock
+	once    sync.Once
+}
+
+// Late returns a channel closed when the lease has run far longer than
+// attempts through its proxy on its domain usually take (see
+// WithSlowAttempt): the pool has counted it as a soft failure of the
+// proxy, and the holder may hedge the attempt on another proxy. It is
+// never closed when the check is disabled.
+func (l *Lease) Late() <-chan struct{} { return l.late }
+
+// Release returns the lease with the attempt's outcome. Safe to call from
+// any goroutine; only the first call counts.
+func (l *Lease) Release(o Outcome) {
+	l.once.Do(func() {
+		l.pool.mu.Lock()
+		stop, timer := l.stop, l.timer
+		l.pool.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		l.pool.release(l, o)
+	})
+}
+
+func (p *Pool) newLeaseLocked(e *entry, req Request, dom string, probeP, probeD bool, b *binding, now time.Time) *Lease {
+	p.nextID++
+	l := &Lease{Proxy: e.p, id: p.nextID, pool: p, e: e, req: req, dom: dom, granted: now,
+		probeP: probeP, probeD: probeD, bound: b, late: make(chan struct{})}
+	l.req.Avoid = nil // not kept: the registry shows no more than it needs
+	l.req.Allow = nil
+	e.inFlight++
+	e.leases++
+	e.sinceOK++
+	e.lastUse = now
+	e.fixHeaps()
+	if probeP {
+		e.h.probing = true
+	}
+	if probeD {
+		p.dhealth[dkey{e.idx, dom}].probing = true
+	}
+	if d := p.lateAfterLocked(e, dom); d > 0 {
+		l.timer = time.AfterFunc(d, func() { p.markLate(l) })
+	}
+	p.leases[l.id] = l
+	p.acquired++
+	return l
+}
+
+// markLate counts a lease that outlived its expected time as a soft
+// failure of its proxy: the proxy's cap falls back to the first one, so a
+// proxy that swallows requests gets few more until it answers.
+func (p *Pool) markLate(l *Lease) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l.done || l.isLate {
+		return
+	}
+	l.isLate = true
+	l.e.cap.restart(p.capCfg)
+	l.e.h.soft++
+	close(l.late)
+}
+
+// grantedLocked accounts for the wait of a lease just granted.
+func (p *Pool) grantedLocked(l *Lease, wait time.Duration) {
+	l.e.waitSum += wait
+	l.e.waitMax = max(l.e.waitMax, wait)
+}
+
+// release applies an outcome and serves waiters.
+func (p *Pool) release(l *Lease, o Outcome) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.cfg.now()
+	e := l.e
+	l.done = true
+	delete(p.leases, l.id)
+	e.inFlight--
+	cls := o.Class
+	if cls == "" {
+		cls = "ok"
+	}
+	if len(e.outcomes) < 64 || e.outcomes[cls] > 0 {
+		e.outcomes[cls]++
+	}
+	pe, de := effects(o)
+	p.recordProxyLocked(l, o, pe, now)
+	if de != none || l.probeD {
+		p.recordDomainLocked(l, o, de, now)
+	}
+	if b := l.bound; b != nil && (pe == bad || pe == severe || de == bad) {
+		p.sess.unbindIf(b) // the session moves on its next request
+	}
+	e.lastUse = now
+	e.fixHeaps()
+	p.dispatchLocked(now)
+}
+
+// recordProxyLocked applies an outcome to the proxy's health and cap.
+func (p *Pool) recordProxyLocked(l *Lease, o Outcome, pe effect, now time.Time) {
+	e, hc := l.e, &p.cfg.health
+	if l.probeP {
+		e.h.probing = false
+	}
+	before := e.h.quarantines
+	e.h.record(pe, o.Latency, l.probeP, l.granted, now, hc, cooldown{hc.CooldownBase, hc.CooldownMax}, p.cfg.rng.Float64())
+	switch {
+	case pe == good:
+		e.everOK = true
+		e.sinceOK = 0
+		e.cap.grow()
+		p.noteLatencyLocked(o.Latency)
+		p.clearStuckLocked(e)
+	case pe == bad || pe == severe || o.Class == failure.Timeout && !l.isLate:
+		// A timeout says nothing sure about the proxy (the target may be
+		// slow) but is reason enough not to send it more yet.
+		e.cap.restart(p.capCfg)
+	}
+	if o.Class == failure.ProxyAuth {
+		e.authFailed = true
+	}
+	if e.h.quarantines > before {
+		e.catchCost = e.sinceOK
+		e.cap.restart(p.capCfg)
+	}
+}
+
+// recordDomainLocked applies an outcome to the proxy's health on the
+// lease's domain.
+func (p *Pool) recordDomainLocked(l *Lease, o Outcome, de effect, now time.Time) {
+	e, hc := l.e, &p.cfg.health
+	dh := p.domainHealthLocked(e, l.dom, now)
+	if l.probeD {
+		dh.probing = false
+	}
+	if e.rotating {
+		// A ban hits one exit IP of a rotating endpoint, not the
+		// endpoint: count it, never quarantine on it.
+		if de != none {
+			dh.win.add(de == good, o.Latency)
+			dh.last = now
+		}
+		return
+	}
+	dh.record(de, o.Latency, l.probeD, l.granted, now, hc, cooldown{hc.DomainCooldownBase, hc.DomainCooldownMax}, p.cfg.rng.Float64())
+}

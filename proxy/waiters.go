@@ -1,0 +1,248 @@
+package proxy
+
+import (
+	"container/list"
+	"context"
+	"time"
+
+	"github.com/sluicehq/sluice/failure"
+)
+
+// waiter is one Acquire waiting for a proxy.
+type waiter struct {
+	req   Request
+	dom   string
+	g     *group
+	start time.Time
+	ch    chan grant // buffered 1: dispatch never blocks
+	elem  *list.Element
+}
+
+// grant is what a waiter gets: a lease, or the error that ends its wait.
+type grant struct {
+	l   *Lease
+	err error
+}
+
+// enqueueLocked queues a request that found no usable proxy.
+func (p *Pool) enqueueLocked(req Request, dom string, g *group, now time.Time) *waiter {
+	w := &waiter{req: req, dom: dom, g: g, start: now, ch: make(chan grant, 1)}
+	w.elem = p.waiters.PushBack(w)
+	p.armLocked(now)
+	return w
+}
+
+// await waits for w's grant, ctx's end or the max wait.
+func (p *Pool) await(ctx context.Context, w *waiter) (*Lease, error) {
+	var deadline <-chan time.Time
+	if p.cfg.maxWait > 0 {
+		t := time.NewTimer(p.cfg.maxWait)
+		defer t.Stop()
+		deadline = t.C
+	}
+	var err error
+	select {
+	case g := <-w.ch:
+		if g.err != nil {
+			return nil, g.err
+		}
+		return p.watch(ctx, g.l)
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-deadline:
+		err = ErrNoProxy
+	}
+	p.mu.Lock()
+	if w.elem != nil {
+		p.waiters.Remove(w.elem)
+		w.elem = nil
+		if err == ErrNoProxy {
+			p.timeouts++
+		}
+		p.armLocked(p.cfg.now())
+		p.mu.Unlock()
+		return nil, err
+	}
+	p.mu.Unlock()
+	// A grant came as we gave up: hand a lease back unused.
+	if g := <-w.ch; g.l != nil {
+		g.l.Release(Outcome{Class: failure.Canceled})
+	}
+	return nil, err
+}
+
+// dispatchLocked serves waiting requests in arrival order, and fails
+// those for which no proxy has been usable too long.
+func (p *Pool) dispatchLocked(now time.Time) {
+	if p.waiters.Len() == 0 {
+		p.stopTimerLocked()
+		return
+	}
+	// A plain request (no session, nothing to avoid) that cannot be served
+	// means no later plain request for the same group and domain can be.
+	var blocked map[groupDomain]bool
+	for el := p.waiters.Front(); el != nil; {
+		next := el.Next()
+		w := el.Value.(*waiter)
+		plain := w.req.Session == "" && len(w.req.Avoid) == 0 && w.req.Allow == nil
+		gd := groupDomain{w.g, w.dom}
+		switch {
+		case plain && blocked[gd]:
+		case p.serveLocked(w, now):
+		case plain:
+			if blocked == nil {
+				blocked = map[groupDomain]bool{}
+			}
+			blocked[gd] = true
+		}
+		el = next
+	}
+	p.armLocked(now)
+}
+
+// serveLocked grants w a lease, or ends its wait with an error, and
+// reports whether it did either.
+func (p *Pool) serveLocked(w *waiter, now time.Time) bool {
+	var g grant
+	if l, _ := p.tryLocked(w.req, w.dom, w.g, now); l != nil {
+		p.grantedLocked(l, now.Sub(w.start))
+		g.l = l
+	} else if g.err = p.stuckLocked(w.g, w.dom, now); g.err == nil {
+		return false
+	} else {
+		p.noProxy++
+	}
+	p.waiters.Remove(w.elem)
+	w.elem = nil
+	w.ch <- g
+	return true
+}
+
+type groupDomain struct {
+	g   *group
+	dom string
+}
+
+// armLocked sets the timer to dispatch again when the first quarantine
+// that blocks a waiter ends, or when a group's no-proxy timeout passes.
+func (p *Pool) armLocked(now time.Time) {
+	var at time.Time
+	seen := map[groupDomain]bool{}
+	for el := p.waiters.Front(); el != nil; el = el.Next() {
+		w := el.Value.(*waiter)
+		gd := groupDomain{w.g, w.dom}
+		if seen[gd] {
+			continue
+		}
+		seen[gd] = true
+		at = earliestAfter(now, at, p.quarantineEndLocked(w.g, w.dom, now))
+		if !w.g.stuckSince.IsZero() && p.cfg.noProxyTimeout > 0 {
+			at = earliestAfter(now, at, w.g.stuckSince.Add(p.cfg.noProxyTimeout))
+		}
+	}
+	if at.IsZero() {
+		p.stopTimerLocked()
+		return
+	}
+	if p.timer != nil && p.timerAt.Equal(at) {
+		return
+	}
+	p.stopTimerLocked()
+	p.timerAt = at
+	p.timer = time.AfterFunc(max(at.Sub(now), 0), p.onTimer)
+}
+
+// earliestAfter returns the earlier of at and t, ignoring a zero t; a t
+// not after now counts as now.
+func earliestAfter(now, at, t time.Time) time.Time {
+	if t.IsZero() {
+		return at
+	}
+	if t.Before(now) {
+		t = now
+	}
+	if at.IsZero() || t.Before(at) {
+		return t
+	}
+	return at
+}
+
+// quarantineEndLocked returns the first future end of a quarantine of a
+// proxy of g, or of one on dom; zero if none.
+func (p *Pool) quarantineEndLocked(g *group, dom string, now time.Time) time.Time {
+	var at time.Time
+	for _, m := range g.members {
+		e := m.e
+		for _, t := range [2]time.Time{e.h.until, p.untilDomainLocked(e, dom)} {
+			if t.After(now) && (at.IsZero() || t.Before(at)) {
+				at = t
+			}
+		}
+	}
+	return at
+}
+
+func (p *Pool) untilDomainLocked(e *entry, dom string) time.Time {
+	if dh := p.dhealth[dkey{e.idx, dom}]; dh != nil && !e.rotating {
+		return dh.until
+	}
+	return time.Time{}
+}
+
+func (p *Pool) stopTimerLocked() {
+	if p.timer != nil {
+		p.timer.Stop()
+		p.timer = nil
+		p.timerAt = time.Time{}
+	}
+}
+
+func (p *Pool) onTimer() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.timer = nil
+	p.timerAt = time.Time{}
+	p.dispatchLocked(p.cfg.now())
+}
+
+// stuckLocked says whether a request for dom on g that found no proxy
+// must fail rather than wait: ErrAuth when every proxy of the pool refused
+// our credentials before any worked; ErrNoneUsable when no proxy of g has
+// been usable on dom (each quarantined, or on probation with its probe
+// out) for the no-proxy timeout. It starts g's no-proxy clock.
+func (p *Pool) stuckLocked(g *group, dom string, now time.Time) error {
+	if p.authFailedLocked() {
+		return ErrAuth
+	}
+	for _, m := range g.members {
+		if ok, _, _ := p.healthUsableLocked(m.e, dom, now); ok {
+			return nil // only busy or at its cap: wait
+		}
+	}
+	if g.stuckSince.IsZero() {
+		g.stuckSince = now
+	}
+	if p.cfg.noProxyTimeout > 0 && now.Sub(g.stuckSince) >= p.cfg.noProxyTimeout {
+		return ErrNoneUsable
+	}
+	return nil
+}
+
+// clearStuckLocked stops the no-proxy clock of every group of e, after e
+// worked.
+func (p *Pool) clearStuckLocked(e *entry) {
+	for _, m := range e.members {
+		m.g.stuckSince = time.Time{}
+	}
+}
+
+// authFailedLocked reports whether every proxy refused our credentials
+// and none has ever worked.
+func (p *Pool) authFailedLocked() bool {
+	for _, e := range p.entries {
+		if !e.authFailed || e.everOK {
+			return false
+		}
+	}
+	return len(p.entries) > 0
+}
