@@ -100,9 +100,13 @@ func (s *Stage) Process(f record.Fetched) (out record.Output) {
 		return out
 	}
 	if s.cfg.KeepPages {
+		method := f.Method
+		if method == "" {
+			method = "GET"
+		}
 		out.Page = &record.Page{
 			Schema: record.SchemaVersion, URL: res.URL, Key: res.Key, FinalURL: f.FinalURL,
-			Method: "GET", Status: f.Status, Header: f.Header, Body: f.Body, Truncated: f.Truncated,
+			Method: method, Status: f.Status, Header: f.Header, Body: f.Body, Truncated: f.Truncated,
 			FetchedAt: res.FetchedAt, Attempts: f.Attempts, Proxy: f.Proxy, Timings: f.Timings, Meta: t.Msg.Meta,
 		}
 	}
