@@ -378,9 +378,15 @@ func notRetried(err error, snd *sending) error {
 		failure.ClassOf(err) == failure.ProxyAuth {
 		return err
 	}
-	class := failure.ClassOf(err)
-	return &failure.Error{Class: class, Kind: failure.ErrPermanent,
-		Err: fmt.Errorf("%w (not retried: a %s may have reached the server)", err, snd.method)}
+	cause := err
+	if fe := (*failure.Error)(nil); errors.As(err, &fe) {
+		cause = fe.Err
+	}
+	wrapped := fmt.Errorf("%w (not retried: a %s may have reached the server)", cause, snd.method)
+	if failure.Retryable(wrapped) { // a classified error inside: keep its text only
+		wrapped = fmt.Errorf("%v (not retried: a %s may have reached the server)", cause, snd.method)
+	}
+	return &failure.Error{Class: failure.ClassOf(err), Kind: failure.ErrPermanent, Err: wrapped}
 }
 
 // The headers a browser sends on a navigation (typing a URL, following a
