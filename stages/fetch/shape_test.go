@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -518,4 +519,32 @@ func TestShapingValidate(t *testing.T) {
 	if err := (Shaping{}).Validate(); err != nil {
 		t.Errorf("zero Shaping: %v", err)
 	}
+}
+
+// BenchmarkShapeRequest measures building one shaped request: a rule
+// matched, headers merged, a User-Agent picked, static cookies added.
+func BenchmarkShapeRequest(b *testing.B) {
+	sh, err := newShaper(Shaping{
+		UserAgents: testUAs, Headers: map[string]string{"X-A": "1"}, Cookies: map[string]string{"consent": "yes"},
+		Rules: []RequestRule{{Domain: "*.other.example"}, {Domain: "*.shop.example", Headers: map[string]string{"X-Shop": "1"}}},
+	}, time.Now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	u := mustParse(b, "https://www.shop.example/p/42")
+	tk := record.Task{Msg: record.Message{URL: u.String(), Headers: map[string]string{"Referer": "https://www.shop.example/"}}, URL: u}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := sh.request(b.Context(), tk, u, "p3"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func mustParse(b *testing.B, raw string) *url.URL {
+	u, err := url.Parse(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return u
 }

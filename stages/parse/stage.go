@@ -121,7 +121,7 @@ func (s *Stage) Reparse(p *record.Page) *record.Result {
 	f := record.Fetched{
 		Task:     record.Task{Msg: record.Message{URL: p.URL, Key: p.Key, Meta: p.Meta}, URL: u},
 		FinalURL: p.FinalURL, Status: p.Status, Header: p.Header, Body: p.Body, Truncated: p.Truncated,
-		Attempts: p.Attempts, Proxy: p.Proxy, Started: p.FetchedAt,
+		Attempts: p.Attempts, Proxy: p.Proxy, Method: p.Method, Started: p.FetchedAt,
 		Elapsed: time.Duration(p.Timings.TotalMS) * time.Millisecond,
 	}
 	if err != nil {
