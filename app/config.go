@@ -45,7 +45,9 @@ type Config struct {
 	Proxy   PoolConfig        `yaml:"proxy"`
 	Observe ObserveConfig     `yaml:"observe" flag:"flat"`
 	Domains []governor.Domain `yaml:"domains" flag:"-"` // YAML only: a list of entries
-	Kafka   KafkaConfig       `yaml:"kafka"`
+	// Requests shapes requests per site (docs/requests.md); YAML only.
+	Requests []fetch.RequestRule `yaml:"requests" flag:"-"`
+	Kafka    KafkaConfig         `yaml:"kafka"`
 }
 
 // FetchConfig is the `fetch:` section.
@@ -73,6 +75,14 @@ type FetchConfig struct {
 	CaptchaMarkers   []string          `yaml:"captcha_markers" flag:",repeat,alias=captcha-marker" help:"text that marks a challenge page in a 2xx body (repeatable; replaces the default markers; one empty value: no check)"`
 	Adaptive         governor.Adaptive `yaml:"adaptive"`
 	DNS              dnscache.Config   `yaml:"dns"`
+	// Request shaping (docs/requests.md). headers and cookies are maps:
+	// YAML only.
+	UserAgent      fetch.UserAgents  `yaml:"user_agent" flag:",repeat" help:"User-Agent header (repeatable: a list, one chosen per proxy or sticky session by a stable hash; one empty value: none)"`
+	Headers        map[string]string `yaml:"headers" flag:"-"`
+	Cookies        map[string]string `yaml:"cookies" flag:"-"`
+	MaxRequestBody int64             `yaml:"max_request_body" help:"largest request body in bytes, from a requests: entry or a URL message (larger: a bad_input result)"`
+	MaxJars        int               `yaml:"max_jars" help:"sticky sessions that keep a cookie jar at most, the oldest dropped first (0: no jars)"`
+	MaxJarBytes    int64             `yaml:"max_jar_bytes" help:"bytes of cookies one session's jar keeps at most"`
 }
 
 // PoolConfig is the `proxy:` section: the proxy pool.
@@ -127,6 +137,7 @@ func Defaults() Config {
 			SpoolThreshold: 1 << 20, BodyBudget: 256 << 20, BodyTimeout: 30 * time.Second, MaxHeaderBytes: 1 << 20,
 			ConnectTimeout: 5 * time.Second, FirstByteTimeout: 15 * time.Second, NoProxyTimeout: 2 * time.Minute,
 			MaxRedirects: 10, CaptchaMarkers: append([]string(nil), fetch.DefaultCaptchaMarkers...),
+			UserAgent: fetch.UserAgents{fetch.DefaultUserAgent}, MaxRequestBody: 64 << 10, MaxJars: 4096, MaxJarBytes: 16 << 10,
 			Adaptive: governor.Adaptive{Start: 0.5, Min: 0.05, Window: 50, MinSamples: 10, RaiseAfter: 250 * time.Millisecond, LatencyWindow: 100, LatencyFloor: 25 * time.Millisecond},
 			DNS: dnscache.Config{ResolvConf: "/etc/resolv.conf", Timeout: 2 * time.Second, MinTTL: time.Second, MaxTTL: time.Hour,
 				FallbackTTL: 30 * time.Second, NegativeTTL: 5 * time.Second, MaxEntries: 10000},
@@ -146,6 +157,7 @@ func (c *Config) positives() map[string]float64 {
 		"fetch.timeout": float64(f.Timeout), "fetch.max_body": float64(f.MaxBody), "fetch.body_budget": float64(f.BodyBudget),
 		"fetch.body_timeout": float64(f.BodyTimeout), "fetch.connect_timeout": float64(f.ConnectTimeout),
 		"fetch.first_byte_timeout": float64(f.FirstByteTimeout), "fetch.no_proxy_timeout": float64(f.NoProxyTimeout), "fetch.ramp": float64(f.Ramp), "fetch.max_header_bytes": float64(f.MaxHeaderBytes),
+		"fetch.max_request_body": float64(f.MaxRequestBody), "fetch.max_jar_bytes": float64(f.MaxJarBytes),
 		"drain_timeout": float64(c.DrainTimeout), "observe.trace_max": float64(c.Observe.TraceMax), "observe.stats_interval": float64(c.Observe.StatsInterval),
 		"fetch.adaptive.start": a.Start, "fetch.adaptive.min": a.Min, "fetch.adaptive.window": float64(a.Window),
 		"fetch.adaptive.min_samples": float64(a.MinSamples), "fetch.adaptive.raise_after": float64(a.RaiseAfter), "fetch.adaptive.latency_window": float64(a.LatencyWindow),
@@ -190,7 +202,7 @@ func (c *Config) validate(given map[string]bool) error {
 		bad("fetch.max_redirects", "must not be negative (0: none followed)")
 	}
 	for key, v := range map[string]int64{"fetch.stagger_min": int64(c.Fetch.StaggerMin), "fetch.spool_threshold": c.Fetch.SpoolThreshold,
-		"pool_size": int64(c.PoolSize), "proxy.wait": int64(c.Proxy.Wait), "observe.stall_after": int64(c.Observe.StallAfter)} {
+		"pool_size": int64(c.PoolSize), "fetch.max_jars": int64(c.Fetch.MaxJars), "proxy.wait": int64(c.Proxy.Wait), "observe.stall_after": int64(c.Observe.StallAfter)} {
 		if v < 0 {
 			bad(key, "must not be negative (0: off)")
 		}
@@ -208,6 +220,9 @@ func (c *Config) validate(given map[string]bool) error {
 	}
 	if _, err := guard.New(c.Policy); err != nil {
 		bad("policy", "%v", err)
+	}
+	if err := c.FetchStage().Shaping.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("request shaping: %w", err))
 	}
 	if _, err := c.poolOptions(); err != nil {
 		errs = append(errs, err)
@@ -278,7 +293,15 @@ func (c *Config) FetchStage() fetch.Config {
 		TruncateLarge: f.Truncate, MaxHeaderBytes: f.MaxHeaderBytes, MaxRedirects: f.MaxRedirects,
 		SpoolThreshold: f.SpoolThreshold, SpoolDir: f.SpoolDir, BodyBudget: f.BodyBudget, MaxAttempts: f.MaxAttempts, DNS: f.DNS,
 	}
+	fc.Shaping = fetch.Shaping{UserAgents: f.UserAgent, Headers: f.Headers, Cookies: f.Cookies, Rules: c.Requests,
+		MaxBody: f.MaxRequestBody, MaxJars: f.MaxJars, MaxJarBytes: f.MaxJarBytes, JarTTL: c.Proxy.StickyTTL}
 	// The stage reads 0 as its default; the tree's zeros mean "off".
+	if len(fc.Shaping.UserAgents) == 0 {
+		fc.Shaping.UserAgents = []string{""}
+	}
+	if fc.Shaping.MaxJars == 0 {
+		fc.Shaping.MaxJars = -1
+	}
 	if fc.StaggerMin == 0 {
 		fc.StaggerMin = time.Nanosecond
 	}

@@ -45,6 +45,7 @@ type Fetched struct {
 	Truncated bool
 	Attempts  int
 	Proxy     string // proxy id of the last attempt
+	Method    string // request method of the last attempt ("" before one)
 	Started   time.Time
 	Elapsed   time.Duration
 	Timings   Timings

@@ -15,11 +15,20 @@ const SchemaVersion = 1
 
 // Message is one URL message: a line of an input file or the value of an
 // input topic record. A bare URL line is a Message with only URL set.
+// Method, Body and Headers shape the request (see request.go and
+// docs/requests.md); empty means the job config's (GET, no body).
 type Message struct {
 	URL     string          `json:"url"`
 	Key     string          `json:"key,omitempty"`
 	Session string          `json:"session,omitempty"`
 	Meta    json.RawMessage `json:"meta,omitempty"`
+	Method  string          `json:"method,omitempty"`
+	// Body is the request body. A message may give it as text (body) or
+	// as standard base64 (body_base64); the decoder leaves it here either
+	// way and clears BodyBase64.
+	Body       string            `json:"body,omitempty"`
+	BodyBase64 string            `json:"body_base64,omitempty"`
+	Headers    map[string]string `json:"headers,omitempty"`
 }
 
 // Error is the classified error of a failed input, as written in a Result

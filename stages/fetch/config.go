@@ -161,8 +161,11 @@ type Config struct {
 	// wait before its next attempt. 0 means 2 min.
 	MaxRetryAfter time.Duration
 
-	// UserAgent is sent with every request. "" means "github.com/sluicehq/sluice/1".
-	UserAgent string
+	// Shaping says what requests look like: User-Agent, headers, cookies,
+	// method and body, per site and per URL message, and the cookie jars
+	// of sticky sessions. The zero value looks like a desktop Chrome
+	// (see shape.go and docs/requests.md).
+	Shaping Shaping
 
 	// DNS configures the resolver cache used for direct connections and for
 	// dialling proxy endpoints (see package dnscache).
@@ -248,9 +251,7 @@ func (c *Config) setDefaults() {
 	if c.Jitter == 0 {
 		c.Jitter = 0.5
 	}
-	if c.UserAgent == "" {
-		c.UserAgent = "github.com/sluicehq/sluice/1"
-	}
+	c.Shaping.setDefaults()
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -276,6 +277,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRedirects > 100 {
 		errs = append(errs, fmt.Errorf("max redirects %d out of range ..100", c.MaxRedirects))
+	}
+	if err := c.Shaping.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Governor().Validate(); err != nil {
 		errs = append(errs, err)

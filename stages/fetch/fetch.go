@@ -38,6 +38,7 @@ type Stage struct {
 	toProxy map[string]proxyDial    // by proxy id, HTTP(S) proxies only: see proxyRefuses
 	dns     *dnscache.Cache         // nil when DNS.Off
 	spool   *spooler
+	shape   *shaper // request shaping and session cookie jars (shape.go, jar.go)
 	gov     *governor.Governor[*item]
 	execFn  execFunc // s.exec; tests replace it
 	flow    *flow.Stage[record.Task, record.Fetched]
@@ -57,6 +58,10 @@ func New(cfg Config) (*Stage, error) {
 		return nil, fmt.Errorf("fetch config: %w", err)
 	}
 	s := &Stage{cfg: cfg, clients: map[string]*http.Client{}}
+	var err error
+	if s.shape, err = newShaper(cfg.Shaping, cfg.Now); err != nil {
+		return nil, fmt.Errorf("fetch config: %w", err)
+	}
 	if !cfg.DNS.Off {
 		s.dns = dnscache.New(cfg.DNS, cfg.Now)
 		if s.cfg.Resolver == nil {
@@ -149,7 +154,10 @@ func (s *Stage) Close() error {
 // network access; the addresses a name resolves to are checked at dial
 // time.
 func (s *Stage) refuse(t record.Task) error {
-	_, err := s.policy.CheckURL(t.URL)
+	_, err := s.shape.plan(t) // a method without a body, a body over the cap
+	if err == nil {
+		_, err = s.policy.CheckURL(t.URL)
+	}
 	if fe := (*failure.Error)(nil); errors.As(err, &fe) {
 		return &failure.Error{Class: fe.Class, Kind: fe.Kind, Err: fe.Err, URL: t.URL.Redacted()}
 	}
@@ -212,6 +220,7 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 	}
 	defer s.act.enter(stateRequest, t.URL.Hostname(), res.proxy)()
 	tm := newTimer(s.cfg.Now)
+	var snd *sending // what the request was and whether it was written
 	defer func() {
 		tm.finish()
 		res.timings = tm.timings()
@@ -226,6 +235,7 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 			tm.fill(&sp)
 			s.cfg.Trace(sp)
 		}
+		err = notRetried(err, snd) // the retry rule of POST and PATCH
 		if fe := (*failure.Error)(nil); errors.As(err, &fe) {
 			err = &failure.Error{Class: fe.Class, Kind: fe.Kind, Err: fe.Err, URL: t.URL.Redacted(), Status: res.status, Proxy: res.proxy}
 		}
@@ -236,13 +246,15 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 	bctx, bcancel := context.WithCancelCause(actx) // ended by BodyTimeout too
 	defer bcancel(nil)
 	bctx = httptrace.WithClientTrace(bctx, tm.trace())
-	req, err := http.NewRequestWithContext(bctx, http.MethodGet, target.String(), nil)
+	req, snd, err := s.shape.request(bctx, t, target, res.proxy) // method, body, headers, cookies: shape.go
 	if err != nil {
-		return res, failure.New(failure.BadInput, failure.ErrPermanent, err)
+		return res, err
 	}
-	req.Header.Set("User-Agent", s.cfg.UserAgent)
-	req.Header.Set("Accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8")
-	req.Header.Set("Accept-Encoding", acceptEncoding)
+	if jar := s.shape.jar(t.Msg.Session); jar != nil {
+		c := *client // the proxy's transport, with the session's cookies
+		c.Jar = jar
+		client = &c
+	}
 
 	resp, err := client.Do(req)
 	if err != nil {

@@ -19,11 +19,13 @@ import (
 // canceled. A blackholed proxy then costs a request its late margin, not
 // the first-byte timeout.
 //
-// It is on by default, within bounds that make it cheap: only for domains
-// without a rate limit (a duplicate there spends no politeness budget; a
-// rate-limited domain's tokens belong to the governor, which is not asked
-// for a second one), at most one hedge per attempt, and at most a tenth of
-// the concurrency in hedges at once. Config.NoHedge turns it off.
+// It is on by default, within bounds that make it cheap: only for
+// idempotent requests (never a POST or PATCH without an idempotency key);
+// only for domains without a rate limit (a duplicate there spends no
+// politeness budget; a rate-limited domain's tokens belong to the
+// governor, which is not asked for a second one); at most one hedge per
+// attempt; and at most a tenth of the concurrency in hedges at once.
+// Config.NoHedge turns it off.
 
 // hedgeKey is the context key under which an attempt reports its lease.
 type hedgeKey struct{}
@@ -46,7 +48,9 @@ func (s *Stage) hedgeOK(t record.Task) bool {
 	if s.cfg.NoHedge || s.cfg.Pool == nil || s.cfg.Pool.Len() < 2 || s.hedges == nil {
 		return false
 	}
-	return math.IsInf(s.Limits(t.URL.Hostname()).MaxRate, 1)
+	// A hedge sends the request twice: never for a POST or PATCH without
+	// an idempotency key (see shape.go's retry rule).
+	return math.IsInf(s.Limits(t.URL.Hostname()).MaxRate, 1) && s.shape.idempotent(t)
 }
 
 type attemptOut struct {

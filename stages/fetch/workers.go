@@ -87,7 +87,7 @@ func (s *Stage) intake(ctx context.Context, in flow.Inbox[record.Task], intake c
 			continue
 		}
 		select {
-		case intake <- &job{Key: t.URL.Hostname(), Item: &item{task: t, f: record.Fetched{Task: t}}}:
+		case intake <- &job{Key: t.URL.Hostname(), Item: &item{task: t, f: record.Fetched{Task: t, Method: s.shape.method(t)}}}:
 		case <-ctx.Done():
 			send(canceled(record.Fetched{Task: t}, ctx))
 			return

@@ -100,9 +100,13 @@ func (s *Stage) Process(f record.Fetched) (out record.Output) {
 		return out
 	}
 	if s.cfg.KeepPages {
+		method := f.Method
+		if method == "" {
+			method = "GET"
+		}
 		out.Page = &record.Page{
 			Schema: record.SchemaVersion, URL: res.URL, Key: res.Key, FinalURL: f.FinalURL,
-			Method: "GET", Status: f.Status, Header: f.Header, Body: f.Body, Truncated: f.Truncated,
+			Method: method, Status: f.Status, Header: f.Header, Body: f.Body, Truncated: f.Truncated,
 			FetchedAt: res.FetchedAt, Attempts: f.Attempts, Proxy: f.Proxy, Timings: f.Timings, Meta: t.Msg.Meta,
 		}
 	}
@@ -117,7 +121,7 @@ func (s *Stage) Reparse(p *record.Page) *record.Result {
 	f := record.Fetched{
 		Task:     record.Task{Msg: record.Message{URL: p.URL, Key: p.Key, Meta: p.Meta}, URL: u},
 		FinalURL: p.FinalURL, Status: p.Status, Header: p.Header, Body: p.Body, Truncated: p.Truncated,
-		Attempts: p.Attempts, Proxy: p.Proxy, Started: p.FetchedAt,
+		Attempts: p.Attempts, Proxy: p.Proxy, Method: p.Method, Started: p.FetchedAt,
 		Elapsed: time.Duration(p.Timings.TotalMS) * time.Millisecond,
 	}
 	if err != nil {

@@ -8,12 +8,15 @@ import (
 	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/record"
 )
 
 // FuzzDecode feeds URL messages (bare URLs and JSON objects) to Decode:
 // it never panics, fails only with class bad_input, and what it accepts is
 // an absolute http(s) URL with a host, no credentials and no fragment,
-// which decodes again to the same URL.
+// which decodes again to the same URL, with a method sluice sends, a body
+// only where a method takes one (base64 decoded), and headers that pass
+// record.CheckHeaders.
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		"https://shop.example/p/42",
@@ -37,6 +40,17 @@ func FuzzDecode(f *testing.F) {
 		"{",
 		strings.Repeat("a", 70000),
 		"http://example.com/" + strings.Repeat("%41", 100),
+		`{"url": "https://shop.example/search", "method": "post", "body": "q=shoes&page=2", "headers": {"Content-Type": "application/x-www-form-urlencoded", "X-Requested-With": "XMLHttpRequest"}}`,
+		`{"url": "https://api.example/v1", "method": "PUT", "body_base64": "AAH/eyJhIjoxfQ=="}`,
+		`{"url": "https://x/", "method": "GET", "body": "x"}`,
+		`{"url": "https://x/", "method": "BREW"}`,
+		`{"url": "https://x/", "method": "POST", "body": "a", "body_base64": "YQ=="}`,
+		`{"url": "https://x/", "body_base64": "%%%"}`,
+		`{"url": "https://x/", "headers": {"Host": "y"}}`,
+		`{"url": "https://x/", "headers": {"X-A": "1\r\nX-B: 2"}}`,
+		`{"url": "https://x/", "headers": {"X A": "1", "x-a": ""}}`,
+		`{"url": "https://x/", "headers": {"Cookie": "a=b", "cookie": "c=d"}}`,
+		`{"url": "https://x/", "headers": [1]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -59,6 +73,19 @@ func FuzzDecode(f *testing.F) {
 		}
 		if len(msg.Meta) > 0 && !json.Valid(msg.Meta) {
 			t.Fatalf("meta %q is not JSON", msg.Meta)
+		}
+		// The request fields are what the fetch stage can send as they are.
+		if m, err := record.CheckMethod(msg.Method); err != nil || m != msg.Method {
+			t.Fatalf("accepted method %q (%v)", msg.Method, err)
+		}
+		if msg.BodyBase64 != "" || msg.Body != "" && msg.Method != "" && !record.BodyAllowed(msg.Method) {
+			t.Fatalf("accepted body %q (base64 %q) with method %q", msg.Body, msg.BodyBase64, msg.Method)
+		}
+		if err := record.CheckHeaders(msg.Headers); err != nil || len(msg.Headers) > record.MaxHeaders {
+			t.Fatalf("accepted headers %v: %v", msg.Headers, err)
+		}
+		if len(msg.Body) > len(raw) {
+			t.Fatalf("body of %d bytes from a message of %d", len(msg.Body), len(raw))
 		}
 		// The URL as the pipeline passes it on decodes to itself.
 		_, u2, err := Decode([]byte(u.String()), 0)

@@ -6,6 +6,7 @@ package source
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -20,9 +21,12 @@ import (
 const MaxMessageBytes = 64 << 10
 
 // Decode parses one URL message: a bare URL, or a JSON object
-// {"url": ..., "key": ..., "session": ..., "meta": {...}}. The URL must be
-// an absolute http or https URL with a host. Errors are of class
-// failure.BadInput. Decode is safe for concurrent use.
+// {"url": ..., "key": ..., "session": ..., "meta": {...}, "method": ...,
+// "body": ... or "body_base64": ..., "headers": {...}}. The URL must be
+// an absolute http or https URL with a host; the request fields are
+// checked as checkRequest says (the fetch stage applies the body's size
+// cap). Errors are of class failure.BadInput. Decode is safe for
+// concurrent use.
 func Decode(raw []byte, maxBytes int) (record.Message, *url.URL, error) {
 	var msg record.Message
 	if maxBytes <= 0 {
@@ -46,6 +50,9 @@ func Decode(raw []byte, maxBytes int) (record.Message, *url.URL, error) {
 		}
 		if len(msg.Meta) > 0 && msg.Meta[0] != '{' {
 			return msg, nil, failure.Errorf(failure.BadInput, "meta must be a JSON object")
+		}
+		if err := checkRequest(&msg); err != nil {
+			return msg, nil, err
 		}
 	} else {
 		msg.URL = string(trimmed)
@@ -93,4 +100,36 @@ func clip(s string) string {
 		return s
 	}
 	return fmt.Sprintf("%s…", strings.ToValidUTF8(s[:max], ""))
+}
+
+// checkRequest checks and normalises a message's request fields: the
+// method is one sluice sends (upper-cased), a body goes with a method
+// that takes one (when the message names one) and is given once (body or body_base64, the latter
+// decoded into Body), headers pass record.CheckHeaders. The message's own
+// size cap bounds them all.
+func checkRequest(msg *record.Message) error {
+	m, err := record.CheckMethod(msg.Method)
+	if err != nil {
+		return failure.Errorf(failure.BadInput, "%v", err)
+	}
+	msg.Method = m
+	if msg.BodyBase64 != "" {
+		if msg.Body != "" {
+			return failure.Errorf(failure.BadInput, "message has both body and body_base64")
+		}
+		b, err := base64.StdEncoding.DecodeString(msg.BodyBase64)
+		if err != nil {
+			return failure.Errorf(failure.BadInput, "body_base64 is not standard base64: %v", err)
+		}
+		msg.Body, msg.BodyBase64 = string(b), ""
+	}
+	if msg.Body != "" && msg.Method != "" && !record.BodyAllowed(msg.Method) {
+		// Without a method, the job config's applies: the fetch stage
+		// checks the pair then.
+		return failure.Errorf(failure.BadInput, "a body needs a method that takes one (POST, PUT, PATCH, DELETE), not %s", msg.Method)
+	}
+	if err := record.CheckHeaders(msg.Headers); err != nil {
+		return failure.Errorf(failure.BadInput, "headers: %v", err)
+	}
+	return nil
 }
