@@ -80,7 +80,7 @@ func TestProductPage(t *testing.T) {
 	}
 	want := map[string]string{"name": "Blue Widget 3000", "price": "$19.99", "sku": "BW-3000"}
 	for k, v := range want {
-		if e.Fields[k] == nil || *e.Fields[k] != v {
+		if e.Fields[k] == nil || e.Fields[k] != v {
 			t.Errorf("%s = %s, want %q", k, fieldsString(e.Fields), v)
 		}
 	}

@@ -108,14 +108,18 @@ func FuzzExtract(f *testing.F) {
 			if v == nil {
 				continue
 			}
-			if !utf8.ValidString(*v) {
-				t.Fatalf("field %s = %q not valid UTF-8", k, *v)
+			sv, ok := v.(string)
+			if !ok {
+				t.Fatalf("field %s = %#v, want a string", k, v)
 			}
-			if len(*v) > lim.MaxFieldBytes {
-				t.Fatalf("field %s is %d bytes", k, len(*v))
+			if !utf8.ValidString(sv) {
+				t.Fatalf("field %s = %q not valid UTF-8", k, sv)
 			}
-			if strings.TrimSpace(*v) != *v {
-				t.Fatalf("field %s = %q not trimmed", k, *v)
+			if len(sv) > lim.MaxFieldBytes {
+				t.Fatalf("field %s is %d bytes", k, len(sv))
+			}
+			if strings.TrimSpace(sv) != sv {
+				t.Fatalf("field %s = %q not trimmed", k, sv)
 			}
 		}
 		if len(e.Links) > lim.MaxLinks {
