@@ -190,13 +190,13 @@ func compileField(name string, spec fieldYAML, depth int) (field, error) {
 }
 
 // isXPath reports whether a selector written without an explicit kind is
-// XPath: it starts with "xpath:", "/", "./" or "(".
+// XPath: it starts with "xpath:", "/", "./" or "(", or is "." or "..".
 func isXPath(s string) (expr string, ok bool) {
 	s = strings.TrimSpace(s)
 	if rest, ok := strings.CutPrefix(s, "xpath:"); ok {
 		return strings.TrimSpace(rest), true
 	}
-	if strings.HasPrefix(s, "/") || strings.HasPrefix(s, "./") || strings.HasPrefix(s, "(") {
+	if strings.HasPrefix(s, "/") || strings.HasPrefix(s, "./") || strings.HasPrefix(s, "(") || s == "." || s == ".." {
 		return s, true
 	}
 	return s, false
