@@ -38,6 +38,7 @@ type replayConfig struct {
 	Out        string
 	OutWriter  io.Writer
 	Rules      *parse.Rules
+	Diff       *parse.Diff // compare with old results; nil: no comparison
 	Drain      time.Duration
 	Log        zerolog.Logger
 }
@@ -47,6 +48,9 @@ type ReplayOptions struct {
 	PagesFile  string // a pages JSONL file instead of the pages topic
 	FromOffset int64  // -1: the beginning
 	FromTime   string // RFC 3339; "": use FromOffset
+	// Diff names an old results JSONL file: replay then reports, per
+	// field, how many records the re-parse changed, with examples.
+	Diff string
 }
 
 // Replay is `pipeline replay`: it parses stored pages again, from the
@@ -81,7 +85,15 @@ func Replay(ctx context.Context, c Config, o ReplayOptions, stdout, stderr io.Wr
 			return usageError{err}
 		}
 	}
+	if o.Diff != "" {
+		if cfg.Diff, err = loadDiff(o.Diff); err != nil {
+			return usagef("--diff: %v", err)
+		}
+	}
 	sum, err := runReplay(ctx, cfg)
+	if cfg.Diff != nil {
+		_, _ = cfg.Diff.Report().WriteTo(stderr)
+	}
 	fmt.Fprintf(stderr, "replay: %d pages read, %d results, %d not pages, %d errors\n", sum.Read, sum.OK+sum.errorCount(), sum.Errors["dead_letter"], sum.errorCount()-sum.Errors["dead_letter"])
 	return err
 }
@@ -94,6 +106,9 @@ func runReplay(ctx context.Context, cfg replayConfig) (summary, error) {
 	count := func(o record.Output) {
 		mu.Lock()
 		defer mu.Unlock()
+		if cfg.Diff != nil {
+			cfg.Diff.Add(o.Result)
+		}
 		sum.Written++
 		switch {
 		case o.Dead != nil:
@@ -122,6 +137,16 @@ func runReplay(ctx context.Context, cfg replayConfig) (summary, error) {
 	sum.Elapsed = time.Since(start)
 	sum.Read = rp.src.Stats().Processed()
 	return sum, err
+}
+
+// loadDiff reads the old results a replay is compared with.
+func loadDiff(path string) (*parse.Diff, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parse.NewDiff(path, f)
 }
 
 // pagesFromFile reads Page records, one JSON object per line.
