@@ -45,6 +45,9 @@ type jobConfig struct {
 	// PoolOptions configure the proxy pool (model, strategies, sessions,
 	// partitions, health); see proxyFlags.
 	PoolOptions []proxy.Option
+	// OnOutput, when set, is called with every output once it is written
+	// (RunEmbedded).
+	OnOutput func(record.Output)
 }
 
 // summary is what a finished run reports.
