@@ -106,7 +106,7 @@ func TestRunExtractError(t *testing.T) {
 		URLs:    []string{s.URL + "/x"},
 		Options: loopback(),
 		Name:    "mine", Version: "v2",
-		Extract: func(p *sluice.Page) (map[string]any, error) { return nil, errors.New("no product here") },
+		Extract:  func(p *sluice.Page) (map[string]any, error) { return nil, errors.New("no product here") },
 		OnResult: func(r *sluice.Result) { got.Store(r) },
 	})
 	if err != nil || sum.Errors["parse"] != 1 {
