@@ -74,8 +74,7 @@ func TestReplayDiff(t *testing.T) {
 		"diff: field price: 3 of 4 changed\n",
 		`  https://shop.example.com/p/1: "$1.50" -> {"amount":1.5,"currency":"USD"}` + "\n",
 		"diff: field sku: 4 of 4 changed\n",
-		`: (absent) -> "W-1"`,
-		`: (absent) -> null`,
+		"diff: field sku: 4 of 4 changed\n  https://shop.example.com/p/1: (absent) -> \"W-1\"\n  https://shop.example.com/p/2: (absent) -> \"W-2\"\n  https://shop.example.com/p/3: (absent) -> \"W-3\"\n",
 		"replay: 4 pages read, 4 results",
 	} {
 		if !strings.Contains(got, want) {

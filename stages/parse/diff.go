@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -44,7 +45,7 @@ type oldResult struct {
 type FieldDiff struct {
 	Field    string
 	Changed  int
-	Examples []DiffExample // at most DiffExamples
+	Examples []DiffExample // at most DiffExamples: those with the smallest URLs
 }
 
 // DiffExample is one record whose field changed; Old or New is "(absent)"
@@ -154,8 +155,12 @@ func (d *Diff) Add(r *record.Result) {
 			continue
 		}
 		f.Changed++
-		if len(f.Examples) < DiffExamples {
-			f.Examples = append(f.Examples, DiffExample{URL: r.URL, Old: shorten(ov), New: shorten(nv)})
+		// Keep the examples with the smallest URLs, so that a report does
+		// not depend on the order the parse workers finish in.
+		i := sort.Search(len(f.Examples), func(i int) bool { return f.Examples[i].URL > r.URL })
+		if i < DiffExamples {
+			f.Examples = slices.Insert(f.Examples, i, DiffExample{URL: r.URL, Old: shorten(ov), New: shorten(nv)})
+			f.Examples = f.Examples[:min(len(f.Examples), DiffExamples)]
 		}
 	}
 }
