@@ -26,6 +26,7 @@ const (
 	DefaultMaxFieldBytes = 64 << 10
 	DefaultMaxNodes      = 500000
 	DefaultMaxItems      = 1000
+	DefaultMaxValues     = 20000
 	// DefaultMaxStructuredBytes bounds the JSON-LD decoded per page.
 	DefaultMaxStructuredBytes = 1 << 20
 )
@@ -72,6 +73,10 @@ type Limits struct {
 	// MaxStructuredBytes bounds the JSON-LD text decoded per page; 0 =
 	// DefaultMaxStructuredBytes. Blocks past it are left out.
 	MaxStructuredBytes int
+	// MaxValues bounds the values (strings, numbers, objects) all the
+	// fields of one page produce together, nested items included; 0 =
+	// DefaultMaxValues. Past it, lists end and further fields are null.
+	MaxValues int
 }
 
 func (l Limits) normalized() Limits {
@@ -86,6 +91,9 @@ func (l Limits) normalized() Limits {
 	}
 	if l.MaxItems <= 0 {
 		l.MaxItems = DefaultMaxItems
+	}
+	if l.MaxValues <= 0 {
+		l.MaxValues = DefaultMaxValues
 	}
 	if l.MaxStructuredBytes <= 0 {
 		l.MaxStructuredBytes = DefaultMaxStructuredBytes
@@ -191,7 +199,9 @@ func (r *Rules) ExtractPage(in Input, lim Limits) (Extraction, error) {
 	switch {
 	case r != nil && r.fn != nil:
 		out.Rule = "*"
-		fields, err := r.fn(&Page{URL: pageURL, Status: in.Status, Header: in.Header, Doc: goquery.NewDocumentFromNode(doc)})
+		gd := goquery.NewDocumentFromNode(doc)
+		gd.Url = pageURL
+		fields, err := r.fn(&Page{URL: pageURL, Status: in.Status, Header: in.Header, Doc: gd})
 		if err != nil {
 			return Extraction{}, parseError(fmt.Errorf("extraction function: %w", err))
 		}
@@ -200,7 +210,7 @@ func (r *Rules) ExtractPage(in Input, lim Limits) (Extraction, error) {
 		}
 	case ru != nil:
 		out.Rule = ru.domain.String()
-		out.Fields = evalFields(ru.fields, doc, &evalCtx{lim: lim, base: base})
+		out.Fields = evalFields(ru.fields, doc, &evalCtx{lim: lim, base: base, left: lim.MaxValues})
 	}
 	if wantStructured {
 		out.Structured = sn.build(base, lim.MaxStructuredBytes)

@@ -359,6 +359,7 @@ func (s *selector) valueOf(m match, maxBytes int) any {
 type evalCtx struct {
 	lim  Limits
 	base *pageBase
+	left int // values still allowed on this page (Limits.MaxValues)
 }
 
 // evalFields evaluates fields under node into a map with one key per field.
@@ -377,6 +378,9 @@ func (f *field) eval(node *html.Node, ec *evalCtx) any {
 	if f.all {
 		list := []any{}
 		for i := range f.sels {
+			if ec.left <= 0 {
+				break
+			}
 			ms := f.sels[i].find(node, true, ec.lim.MaxItems)
 			for _, m := range ms {
 				if x := f.item(&f.sels[i], m, ec); x != nil {
@@ -390,6 +394,9 @@ func (f *field) eval(node *html.Node, ec *evalCtx) any {
 		v = list
 	} else {
 		for i := range f.sels {
+			if ec.left <= 0 {
+				break
+			}
 			ms := f.sels[i].find(node, false, 1)
 			if len(ms) == 0 {
 				continue
@@ -408,6 +415,10 @@ func (f *field) eval(node *html.Node, ec *evalCtx) any {
 // item is the value of one match: an object for a field with nested
 // fields, else the match's value.
 func (f *field) item(s *selector, m match, ec *evalCtx) any {
+	if ec.left <= 0 {
+		return nil // the page's budget is spent: nested items cannot multiply without bound
+	}
+	ec.left--
 	if f.fields == nil {
 		return s.valueOf(m, ec.lim.MaxFieldBytes)
 	}

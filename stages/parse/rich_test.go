@@ -474,3 +474,37 @@ func TestXPathConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// Nested items over deeply nested elements would multiply: the page's
+// value budget ends them.
+func TestNestedItemsBounded(t *testing.T) {
+	page := strings.Repeat("<div>", 300) + "x" + strings.Repeat("</div>", 300)
+	r := mustParse(t, "- domain: '*'\n  fields:\n    a: {items: div, fields: {b: {items: div, fields: {c: {items: div, fields: {t: '.'}}}}}}\n")
+	e, err := r.Extract(nil, "", []byte(page), Limits{MaxValues: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var count func(v any) int
+	count = func(v any) int {
+		switch x := v.(type) {
+		case []any:
+			n := 0
+			for _, e := range x {
+				n += count(e)
+			}
+			return n
+		case map[string]any:
+			n := 1
+			for _, e := range x {
+				n += count(e)
+			}
+			return n
+		case nil:
+			return 0
+		}
+		return 1
+	}
+	if n := count(e.Fields["a"]); n > 5000 || n < 1000 {
+		t.Errorf("%d values, want at most the budget of 5000 (and not far below)", n)
+	}
+}
