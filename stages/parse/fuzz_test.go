@@ -142,6 +142,9 @@ var fuzzRules = func() *Rules {
     text: "body"
     href: "a @href"
     first_p: "p:first-of-type"
+    x_title: "//title"
+    x_href: "(//a/@href)[last()]"
+    x_text: "xpath: normalize-space(//h1)"
 `))
 	if err != nil {
 		panic(err)
