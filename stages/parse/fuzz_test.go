@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/failure"
@@ -88,11 +89,29 @@ func FuzzProcessors(f *testing.F) {
 	ec := &evalCtx{lim: Limits{}.normalized(), base: &pageBase{u: base}}
 	f.Fuzz(func(t *testing.T, which uint8, in string) {
 		chain := procs[int(which)%len(procs)]
-		for _, v := range []any{clean(in, ec.lim.MaxFieldBytes), []any{clean(in, 64), "x"}} {
+		for i, v := range []any{clean(in, ec.lim.MaxFieldBytes), []any{clean(in, 64), "x"}} {
 			for _, p := range chain {
 				v = p.apply(v, ec)
 			}
 			checkValue(t, v, ec.lim.MaxFieldBytes)
+			if i > 0 {
+				continue // a list: its elements were checked above
+			}
+			s, isString := v.(string)
+			switch last := chain[len(chain)-1].kind; {
+			case last == "date" && isString:
+				if _, err := time.Parse(time.RFC3339, s); err != nil {
+					t.Fatalf("date %q is not RFC 3339: %v", s, err)
+				}
+			case last == "abs_url" && isString:
+				if u, err := url.Parse(s); err != nil || !isHTTP(u) {
+					t.Fatalf("abs_url %q: %v", s, err)
+				}
+			case last == "number" && v != nil:
+				if _, ok := v.(float64); !ok {
+					t.Fatalf("number gave %#v", v)
+				}
+			}
 		}
 	})
 }
