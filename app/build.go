@@ -1,8 +1,13 @@
 package app
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"runtime"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -51,7 +56,11 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 			}
 		}()
 	}
-	if p.io, err = buildIO(cfg, p.count, cfg.Log); err != nil {
+	onDone := p.count
+	if cfg.OnOutput != nil {
+		onDone = func(o record.Output) { p.count(o); cfg.OnOutput(o) }
+	}
+	if p.io, err = buildIO(cfg, onDone, cfg.Log); err != nil {
 		return nil, err
 	}
 	p.src, p.out = p.io.src, p.io.out
@@ -212,4 +221,103 @@ func buildReplay(cfg replayConfig, count func(record.Output)) (*replayPipeline, 
 	}
 	rp.out = sp.out
 	return rp, nil
+}
+
+// Embedded is what a Go program that runs the pipeline itself (package
+// sluice) gives besides the config tree: its inputs, proxies, rules and
+// outputs as values instead of files.
+type Embedded struct {
+	URLs     io.Reader    // URL lines: bare URLs or JSON URL messages
+	Proxies  []string     // proxy URLs, as lines of a proxy file; empty: direct
+	Rules    *parse.Rules // nil: the config tree's rules file, else the default rules
+	Out      io.Writer    // results as JSON lines; nil: discarded
+	Log      io.Writer    // log lines; nil: discarded
+	OnOutput func(record.Output)
+}
+
+// Totals are the counts of a finished embedded run.
+type Totals struct {
+	Read    uint64
+	Written int
+	OK      int
+	Errors  map[string]int // by error class; "dead_letter" for input that was not understood
+}
+
+// RunEmbedded runs one batch job, as Run does, with the inputs and outputs
+// of e: the same builder, stages and validation. It installs no signal
+// handler: when ctx ends, the run stops reading and drains for c's
+// drain_timeout, then aborts what is still in flight.
+func RunEmbedded(ctx context.Context, c Config, e Embedded) (Totals, error) {
+	if err := c.validate(map[string]bool{}); err != nil {
+		return Totals{}, usageError{err}
+	}
+	logw := e.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	out := e.Out
+	if out == nil {
+		out = io.Discard
+	}
+	c.URLs, c.Out, c.Proxies = "-", "-", ""
+	rulesFile := c.Rules
+	if e.Rules != nil {
+		c.Rules = ""
+	}
+	cfg, err := newJob(c, out, logw)
+	if err != nil {
+		return Totals{}, err
+	}
+	if e.Rules != nil {
+		cfg.Rules, cfg.RulesFile = e.Rules, rulesFile
+	}
+	cfg.URLReader = e.URLs
+	if cfg.URLReader == nil {
+		cfg.URLReader = strings.NewReader("")
+	}
+	cfg.OnOutput = e.OnOutput
+	if len(e.Proxies) > 0 {
+		if cfg.Proxies, err = cfg.ProxyList.Parse(strings.NewReader(strings.Join(e.Proxies, "\n"))); err != nil {
+			return Totals{}, usageError{err}
+		}
+	}
+	if err := checkDirect(cfg); err != nil {
+		return Totals{}, err
+	}
+	ops, err := startOps(&cfg)
+	if err != nil {
+		return Totals{}, err
+	}
+	defer ops.close()
+	if err := checkFDs(cfg); err != nil {
+		return Totals{}, err
+	}
+	p, err := build(cfg)
+	if err != nil {
+		return Totals{}, err
+	}
+	hard, stop := drainContext(ctx, cfg.Drain)
+	defer stop()
+	sum, err := p.run(hard, ctx)
+	t := Totals{Read: sum.Read, Written: sum.Written, OK: sum.OK, Errors: sum.Errors}
+	if err != nil {
+		return t, fmt.Errorf("pipeline: %w", err)
+	}
+	return t, nil
+}
+
+// drainContext returns the hard context of a run whose soft context is
+// soft: it ends drain after soft does. stop releases it.
+func drainContext(soft context.Context, drain time.Duration) (hard context.Context, stop func()) {
+	hard, cancel := context.WithCancel(context.WithoutCancel(soft))
+	release := context.AfterFunc(soft, func() {
+		t := time.NewTimer(drain)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-hard.Done():
+		}
+	})
+	return hard, func() { release(); cancel() }
 }

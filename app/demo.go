@@ -211,18 +211,11 @@ func checkResult(res record.Result, want testbed.Product) string {
 	}
 	for field, exp := range map[string]string{"name": want.Name, "price": want.Price, "sku": want.SKU} {
 		got := res.Fields[field]
-		if got == nil || *got != exp {
-			return fmt.Sprintf("field %s = %v, want %q", field, deref(got), exp)
+		if got != exp {
+			return fmt.Sprintf("field %s = %v, want %q", field, got, exp)
 		}
 	}
 	return ""
-}
-
-func deref(s *string) any {
-	if s == nil {
-		return nil
-	}
-	return *s
 }
 
 // farmProxies returns the farm's proxies as pool entries p1, p2, ….

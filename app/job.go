@@ -47,6 +47,9 @@ type jobConfig struct {
 	PoolOptions []proxy.Option
 	ProxyList   proxy.ListOptions // how the proxies file is read (noproxy.go)
 	Direct      bool              // --direct: no proxies, on purpose
+	// OnOutput, when set, is called with every output once it is written
+	// (RunEmbedded).
+	OnOutput func(record.Output)
 }
 
 // summary is what a finished run reports.

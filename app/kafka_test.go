@@ -411,7 +411,7 @@ func TestKafkaStalledURLIsRedelivered(t *testing.T) {
 	if n := stallHits.Load(); n != 2 {
 		t.Fatalf("stalled URL fetched %d times, want 2 (once per process)", n)
 	}
-	if r := results[stallURL][0]; r.Error != nil || *r.Fields["name"] != "Stalled product" {
+	if r := results[stallURL][0]; r.Error != nil || r.Fields["name"] != "Stalled product" {
 		t.Fatalf("stalled URL result %+v", r)
 	}
 	checkProducts(t, results, productURLs(site, 60))

@@ -39,6 +39,7 @@ type replayConfig struct {
 	Out        string
 	OutWriter  io.Writer
 	Rules      *parse.Rules
+	Diff       *parse.Diff // compare with old results; nil: no comparison
 	Drain      time.Duration
 	Log        zerolog.Logger
 }
@@ -48,6 +49,9 @@ type ReplayOptions struct {
 	PagesFile  string // a pages JSONL file instead of the pages topic
 	FromOffset int64  // -1: the beginning
 	FromTime   string // RFC 3339; "": use FromOffset
+	// Diff names an old results JSONL file: replay then reports, per
+	// field, how many records the re-parse changed, with examples.
+	Diff string
 }
 
 // Replay is `pipeline replay`: it parses stored pages again, from the
@@ -82,7 +86,15 @@ func Replay(ctx context.Context, c Config, o ReplayOptions, stdout, stderr io.Wr
 			return usageError{err}
 		}
 	}
+	if o.Diff != "" {
+		if cfg.Diff, err = loadDiff(o.Diff); err != nil {
+			return usagef("--diff: %v", err)
+		}
+	}
 	sum, err := runReplay(ctx, cfg)
+	if cfg.Diff != nil {
+		_, _ = cfg.Diff.Report().WriteTo(stderr)
+	}
 	fmt.Fprintf(stderr, "replay: %d pages read, %d results, %d not pages, %d errors\n", sum.Read, sum.OK+sum.errorCount(), sum.Errors["dead_letter"], sum.errorCount()-sum.Errors["dead_letter"])
 	return err
 }
@@ -95,6 +107,9 @@ func runReplay(ctx context.Context, cfg replayConfig) (summary, error) {
 	count := func(o record.Output) {
 		mu.Lock()
 		defer mu.Unlock()
+		if cfg.Diff != nil {
+			cfg.Diff.Add(o.Result)
+		}
 		sum.Written++
 		switch {
 		case o.Dead != nil:
@@ -123,6 +138,16 @@ func runReplay(ctx context.Context, cfg replayConfig) (summary, error) {
 	sum.Elapsed = time.Since(start)
 	sum.Read = rp.src.Stats().Processed()
 	return sum, err
+}
+
+// loadDiff reads the old results a replay is compared with.
+func loadDiff(path string) (*parse.Diff, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parse.NewDiff(path, f)
 }
 
 // pagesFromFile reads Page records, one JSON object per line.

@@ -33,7 +33,7 @@ func edgeValues() (record.Task, record.Fetched, record.Output) {
 		Started: time.Now(), Elapsed: 40 * time.Millisecond}
 	name := "Blue widget"
 	out := record.Output{Result: &record.Result{Schema: record.SchemaVersion, URL: u.String(), Status: 200,
-		Fields: map[string]*string{"name": &name}}}
+		Fields: map[string]any{"name": name}}}
 	return task, f, out
 }
 

@@ -47,21 +47,37 @@ type Parser struct {
 // Result is the outcome of one input: key = URL. A permanent failure is a
 // Result with Error set, never a silence.
 type Result struct {
-	Schema    int                `json:"schema"`
-	URL       string             `json:"url"`
-	Key       string             `json:"key,omitempty"`
-	FinalURL  string             `json:"final_url,omitempty"`
-	Status    int                `json:"status"`
-	FetchedAt time.Time          `json:"fetched_at"`
-	ElapsedMS int64              `json:"elapsed_ms"`
-	Attempts  int                `json:"attempts"`
-	Proxy     string             `json:"proxy,omitempty"`
-	Fields    map[string]*string `json:"fields"`
-	Links     []string           `json:"links"`
-	Truncated bool               `json:"truncated,omitempty"`
-	Parser    *Parser            `json:"parser,omitempty"`
-	Meta      json.RawMessage    `json:"meta,omitempty"`
-	Error     *Error             `json:"error"`
+	Schema    int       `json:"schema"`
+	URL       string    `json:"url"`
+	Key       string    `json:"key,omitempty"`
+	FinalURL  string    `json:"final_url,omitempty"`
+	Status    int       `json:"status"`
+	FetchedAt time.Time `json:"fetched_at"`
+	ElapsedMS int64     `json:"elapsed_ms"`
+	Attempts  int       `json:"attempts"`
+	Proxy     string    `json:"proxy,omitempty"`
+	// Fields holds one key per field of the matching rule. A value is
+	// any JSON: a string, a number, a boolean, a list or an object; nil
+	// (JSON null) means the field matched nothing.
+	Fields map[string]any `json:"fields"`
+	// Structured is the page's structured data; nil (left out) when the
+	// page has none.
+	Structured *Structured     `json:"structured,omitempty"`
+	Links      []string        `json:"links"`
+	Truncated  bool            `json:"truncated,omitempty"`
+	Parser     *Parser         `json:"parser,omitempty"`
+	Meta       json.RawMessage `json:"meta,omitempty"`
+	Error      *Error          `json:"error"`
+}
+
+// Structured is the structured data of a page (docs/extraction.md): its
+// JSON-LD blocks (a top-level array is flattened into the list), its
+// microdata items in the JSON form of the HTML microdata spec, and its
+// OpenGraph properties (the first of each). Empty parts are left out.
+type Structured struct {
+	JSONLD    []any             `json:"json_ld,omitempty"`
+	Microdata []any             `json:"microdata,omitempty"`
+	OpenGraph map[string]string `json:"opengraph,omitempty"`
 }
 
 // Timings are the phases of the last fetch attempt, as offsets from its start.

@@ -22,6 +22,7 @@ func setupReplay(fs *flag.FlagSet, stdout, stderr io.Writer) func() error {
 	fs.StringVar(&o.PagesFile, "pages-file", "", "replay the pages of this JSONL file (written by run --pages) instead of a topic")
 	fs.Int64Var(&o.FromOffset, "from-offset", -1, "start at this offset in every partition of the pages topic (-1: the beginning)")
 	fs.StringVar(&o.FromTime, "from-time", "", "start at the first page stored at or after this time (RFC 3339)")
+	fs.StringVar(&o.Diff, "diff", "", "compare the re-parsed fields with this old results JSONL file: per field, how many records changed, with examples (on stderr)")
 	return func() error {
 		c, err := load(f, "replay", stderr)
 		if err != nil {

@@ -115,7 +115,7 @@ func TestREADMEQuickstartExamples(t *testing.T) {
 			t.Fatalf("extract %s: %v", u, err)
 		}
 		for field, want := range map[string]string{"name": "Desk lamp", "price": "$11.00", "sku": "SKU-1"} {
-			if got := ex.Fields[field]; got == nil || *got != want {
+			if got := ex.Fields[field]; got != want {
 				t.Errorf("the README's rules on %s: field %s = %v, want %q (rule %q matched)", u, field, got, want, ex.Rule)
 			}
 		}

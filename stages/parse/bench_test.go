@@ -80,7 +80,7 @@ func TestProductPage(t *testing.T) {
 	}
 	want := map[string]string{"name": "Blue Widget 3000", "price": "$19.99", "sku": "BW-3000"}
 	for k, v := range want {
-		if e.Fields[k] == nil || *e.Fields[k] != v {
+		if e.Fields[k] == nil || e.Fields[k] != v {
 			t.Errorf("%s = %s, want %q", k, fieldsString(e.Fields), v)
 		}
 	}
@@ -90,3 +90,77 @@ func TestProductPage(t *testing.T) {
 		t.Errorf("got %d links: %q", got, e.Links)
 	}
 }
+
+// tenFieldsCSS and tenFieldsXPath extract the same ten fields from
+// productPage, by CSS and by XPath.
+const tenFieldsCSS = `
+- domain: "*"
+  fields:
+    name: "h1"
+    price: ".price"
+    sku: "meta[itemprop=sku] @content"
+    title: "title"
+    image: "img.main @src"
+    canonical: "link[rel=canonical] @href"
+    breadcrumb: ".breadcrumbs span"
+    spec: "table.specs td"
+    first_related: ".related .card h3 a"
+    rating: ".rating @data-score"
+`
+
+const tenFieldsXPath = `
+- domain: "*"
+  fields:
+    name: "//h1"
+    price: "//p[@class='price']"
+    sku: "//meta[@itemprop='sku']/@content"
+    title: "//title"
+    image: "//img[@class='main']/@src"
+    canonical: "//link[@rel='canonical']/@href"
+    breadcrumb: "//div[@class='breadcrumbs']/span"
+    spec: "//table[@class='specs']//td"
+    first_related: "//section[@class='related']//div[@class='card']//h3/a"
+    rating: "//div[@class='rating']/@data-score"
+`
+
+var tenFieldsWant = map[string]any{
+	"name": "Blue Widget 3000", "price": "$19.99", "sku": "BW-3000", "title": "Blue Widget 3000 – Example Shop",
+	"image": "/img/bw3000.jpg", "canonical": "https://shop.example.com/p/blue-widget-3000", "breadcrumb": "Blue Widget 3000",
+	"spec": "Value 0", "first_related": "Widget 0", "rating": "4.0",
+}
+
+func TestTenFields(t *testing.T) {
+	page := mustURL(t, "https://shop.example.com/p/blue-widget-3000")
+	for name, yml := range map[string]string{"css": tenFieldsCSS, "xpath": tenFieldsXPath} {
+		e, err := mustParse(t, yml).Extract(page, "text/html; charset=utf-8", []byte(productPage(40)), Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := canon(t, e.Fields), canon(t, tenFieldsWant); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", name, got, want)
+		}
+	}
+}
+
+func benchmarkFields(b *testing.B, yml string) {
+	rules, err := ParseRules("bench", []byte(yml))
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := []byte(productPage(40))
+	page, _ := url.Parse("https://shop.example.com/p/blue-widget-3000")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		e, err := rules.Extract(page, "text/html; charset=utf-8", body, Limits{})
+		if err != nil || e.Fields["rating"] == nil {
+			b.Fatalf("extract: %v %+v", err, e.Fields)
+		}
+	}
+}
+
+// BenchmarkExtract10CSS is a 20 KB product page with ten CSS fields.
+func BenchmarkExtract10CSS(b *testing.B) { benchmarkFields(b, tenFieldsCSS) }
+
+// BenchmarkExtract10XPath is the same page and fields by XPath.
+func BenchmarkExtract10XPath(b *testing.B) { benchmarkFields(b, tenFieldsXPath) }

@@ -1,12 +1,10 @@
 package parse
 
 import (
-	"github.com/PuerkitoBio/goquery"
-	"github.com/sluicehq/sluice/failure"
-
 	"bytes"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"unicode"
@@ -15,6 +13,11 @@ import (
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
 	"golang.org/x/net/html/charset"
+
+	"github.com/PuerkitoBio/goquery"
+
+	"github.com/sluicehq/sluice/failure"
+	"github.com/sluicehq/sluice/record"
 )
 
 // Defaults applied by Extract for zero (or negative) Limits fields.
@@ -22,6 +25,10 @@ const (
 	DefaultMaxLinks      = 1000
 	DefaultMaxFieldBytes = 64 << 10
 	DefaultMaxNodes      = 500000
+	DefaultMaxItems      = 1000
+	DefaultMaxValues     = 20000
+	// DefaultMaxStructuredBytes bounds the JSON-LD decoded per page.
+	DefaultMaxStructuredBytes = 1 << 20
 )
 
 // ErrTooManyNodes is wrapped (inside a *failure.Error of class
@@ -35,11 +42,17 @@ func parseError(err error) error { return failure.New(failure.Parse, failure.Err
 
 // Extraction is the result of applying a rule set to one page.
 type Extraction struct {
-	// Fields has every field of the matching rule as a key. A nil value
-	// means the selector matched nothing (or the first match lacks the
-	// requested attribute) and marshals to JSON null. Values are trimmed,
-	// valid UTF-8 and at most Limits.MaxFieldBytes long.
-	Fields map[string]*string
+	// Fields has every field of the matching rule as a key. A value is a
+	// string (trimmed, valid UTF-8, at most Limits.MaxFieldBytes long), a
+	// number or boolean (from an XPath expression or a processor), a list
+	// (all, items: possibly empty, at most Limits.MaxItems long) or an
+	// object (nested fields); nil means the field matched nothing (or
+	// the first match lacks the requested attribute) and marshals to JSON
+	// null.
+	Fields map[string]any
+	// Structured is the page's JSON-LD, microdata and OpenGraph data; nil
+	// when it has none, or the matching rule says structured: false.
+	Structured *record.Structured
 	// Links are the absolute http(s) URLs of the page's <a href> elements,
 	// resolved against the page URL (honouring <base href>), without
 	// fragment, de-duplicated in page order, at most Limits.MaxLinks.
@@ -56,6 +69,14 @@ type Limits struct {
 	MaxLinks      int // 0 = DefaultMaxLinks
 	MaxFieldBytes int // 0 = DefaultMaxFieldBytes; longer values are truncated at a UTF-8 boundary
 	MaxNodes      int // 0 = DefaultMaxNodes; a document with more element nodes fails with ErrTooManyNodes
+	MaxItems      int // 0 = DefaultMaxItems; the longest list one field (all, items) yields
+	// MaxStructuredBytes bounds the JSON-LD text decoded per page; 0 =
+	// DefaultMaxStructuredBytes. Blocks past it are left out.
+	MaxStructuredBytes int
+	// MaxValues bounds the values (strings, numbers, objects) all the
+	// fields of one page produce together, nested items included; 0 =
+	// DefaultMaxValues. Past it, lists end and further fields are null.
+	MaxValues int
 }
 
 func (l Limits) normalized() Limits {
@@ -68,38 +89,84 @@ func (l Limits) normalized() Limits {
 	if l.MaxNodes <= 0 {
 		l.MaxNodes = DefaultMaxNodes
 	}
+	if l.MaxItems <= 0 {
+		l.MaxItems = DefaultMaxItems
+	}
+	if l.MaxValues <= 0 {
+		l.MaxValues = DefaultMaxValues
+	}
+	if l.MaxStructuredBytes <= 0 {
+		l.MaxStructuredBytes = DefaultMaxStructuredBytes
+	}
 	return l
+}
+
+// Input is one fetched page to extract from.
+type Input struct {
+	// URL is the page's (final) URL; nil: no rule but "*" matches and only
+	// absolute links are kept.
+	URL         *url.URL
+	Status      int
+	Header      http.Header
+	ContentType string // "" means Header's Content-Type
+	Body        []byte
 }
 
 // Extract parses body as HTML (decoding it to UTF-8 according to
 // contentType, a BOM or a <meta> charset declaration), applies the first
 // rule whose domain glob matches pageURL's hostname and collects the page's
-// links. pageURL may be nil (then no rule but "*" matches and only absolute
-// links are kept). Errors are *Error values.
+// structured data and links. It is ExtractPage with only a URL, a
+// content type and a body.
 //
 // Extract is safe for concurrent use.
 func (r *Rules) Extract(pageURL *url.URL, contentType string, body []byte, lim Limits) (Extraction, error) {
-	lim = lim.normalized()
+	return r.ExtractPage(Input{URL: pageURL, ContentType: contentType, Body: body}, lim)
+}
 
-	text, err := decode(body, contentType)
+// ExtractPage parses in.Body once and evaluates everything on that one
+// tree: the matching rule's CSS and XPath fields (or the rule set's Go
+// function, see FuncRules), the structured data and the links. Errors are
+// *failure.Error values of class failure.Parse.
+//
+// ExtractPage is safe for concurrent use.
+func (r *Rules) ExtractPage(in Input, lim Limits) (Extraction, error) {
+	lim = lim.normalized()
+	pageURL, contentType := in.URL, in.ContentType
+	if contentType == "" && in.Header != nil {
+		contentType = in.Header.Get("Content-Type")
+	}
+
+	text, err := decode(in.Body, contentType)
 	if err != nil {
 		return Extraction{}, parseError(err)
 	}
 	if err := precheckNodes(text, lim.MaxNodes); err != nil {
 		return Extraction{}, parseError(err)
 	}
+	if r != nil && r.onParse != nil {
+		r.onParse()
+	}
 	doc, err := html.Parse(bytes.NewReader(text))
 	if err != nil {
 		return Extraction{}, parseError(err)
 	}
 
+	var host string
+	if pageURL != nil {
+		host = strings.TrimSuffix(strings.ToLower(pageURL.Hostname()), ".")
+	}
+	ru := r.match(host)
+	wantStructured := ru == nil || ru.structured
+
 	// One pass over the tree: count elements, find the first <base href>,
-	// collect raw <a href> values in document order.
+	// collect raw <a href> values in document order and the elements
+	// holding structured data.
 	var (
 		nodes   int
 		baseRef string
 		hasBase bool
 		hrefs   []string
+		sn      structuredNodes
 	)
 	for n := doc; n != nil; n = nextNode(n, doc) {
 		if n.Type != html.ElementNode {
@@ -122,23 +189,48 @@ func (r *Rules) Extract(pageURL *url.URL, contentType string, body []byte, lim L
 				baseRef, hasBase = htmlAttr(n, "href")
 			}
 		}
-	}
-
-	var host string
-	if pageURL != nil {
-		host = strings.TrimSuffix(strings.ToLower(pageURL.Hostname()), ".")
-	}
-	out := Extraction{Fields: map[string]*string{}}
-	if ru := r.match(host); ru != nil {
-		out.Rule = ru.domain.String()
-		out.Fields = make(map[string]*string, len(ru.fields))
-		gdoc := goquery.NewDocumentFromNode(doc)
-		for i := range ru.fields {
-			out.Fields[ru.fields[i].name] = ru.fields[i].extract(gdoc, lim.MaxFieldBytes)
+		if wantStructured && len(n.Attr) > 0 {
+			sn.see(n)
 		}
 	}
-	out.Links = resolveLinks(pageURL, baseRef, hasBase, hrefs, lim.MaxLinks)
+
+	base := &pageBase{u: pageBaseURL(pageURL, baseRef, hasBase)}
+	out := Extraction{Fields: map[string]any{}}
+	switch {
+	case r != nil && r.fn != nil:
+		out.Rule = "*"
+		gd := goquery.NewDocumentFromNode(doc)
+		gd.Url = pageURL
+		fields, err := r.fn(&Page{URL: pageURL, Status: in.Status, Header: in.Header, Doc: gd})
+		if err != nil {
+			return Extraction{}, parseError(fmt.Errorf("extraction function: %w", err))
+		}
+		if fields != nil {
+			out.Fields = fields
+		}
+	case ru != nil:
+		out.Rule = ru.domain.String()
+		out.Fields = evalFields(ru.fields, doc, &evalCtx{lim: lim, base: base, left: lim.MaxValues})
+	}
+	if wantStructured {
+		out.Structured = sn.build(base, lim.MaxStructuredBytes)
+	}
+	out.Links = resolveLinks(base.u, hrefs, lim.MaxLinks)
 	return out, nil
+}
+
+// pageBaseURL is what references on the page resolve against: its <base
+// href> (itself resolved against the page URL) when usable, else the page
+// URL.
+func pageBaseURL(pageURL *url.URL, baseRef string, hasBase bool) *url.URL {
+	if hasBase {
+		// Per HTML, a <base href> is resolved against the document URL; one
+		// that is unparsable or not http(s) is ignored.
+		if u, err := parseRef(pageURL, baseRef); err == nil && isHTTP(u) {
+			return u
+		}
+	}
+	return pageURL
 }
 
 // decode converts body to UTF-8 (per contentType, a BOM or a <meta>
@@ -285,36 +377,6 @@ func htmlAttr(n *html.Node, key string) (string, bool) {
 	return "", false
 }
 
-// extract evaluates the field on doc: nil when there is no match (or the
-// first match lacks the attribute), else the trimmed, bounded value.
-func (f *field) extract(doc *goquery.Document, maxBytes int) *string {
-	first := doc.FindMatcher(f.sel).First()
-	if first.Length() == 0 {
-		return nil
-	}
-	m := first.Get(0)
-	var v string
-	if f.attr != "" {
-		found := false
-		for _, a := range m.Attr {
-			// Foreign (SVG/MathML) attributes such as xlink:href are
-			// split by the parser; match them by their qualified name.
-			if a.Namespace == "" && a.Key == f.attr ||
-				a.Namespace != "" && a.Namespace+":"+a.Key == f.attr {
-				v, found = a.Val, true
-				break
-			}
-		}
-		if !found {
-			return nil
-		}
-	} else {
-		v = nodeText(m, maxBytes)
-	}
-	v = clean(v, maxBytes)
-	return &v
-}
-
 // nodeText concatenates the text under n, dropping leading white space and
 // stopping once it has clearly more than maxBytes (the rest would be
 // truncated anyway).
@@ -356,15 +418,7 @@ func clean(s string, maxBytes int) string {
 
 // resolveLinks turns raw href values into absolute, fragment-less,
 // de-duplicated http(s) URLs.
-func resolveLinks(pageURL *url.URL, baseRef string, hasBase bool, hrefs []string, maxLinks int) []string {
-	base := pageURL
-	if hasBase {
-		// Per HTML, a <base href> is resolved against the document URL; one
-		// that is unparsable or not http(s) is ignored.
-		if u, err := parseRef(pageURL, baseRef); err == nil && isHTTP(u) {
-			base = u
-		}
-	}
+func resolveLinks(base *url.URL, hrefs []string, maxLinks int) []string {
 	links := make([]string, 0, min(len(hrefs), maxLinks))
 	seen := make(map[string]struct{}, min(len(hrefs), maxLinks))
 	for _, h := range hrefs {

@@ -22,10 +22,10 @@ func mustURL(t testing.TB, s string) *url.URL {
 	return u
 }
 
-func sp(s string) *string { return &s }
+func sp(s string) any { return s }
 
 // fieldsString renders Fields deterministically for comparison messages.
-func fieldsString(m map[string]*string) string {
+func fieldsString(m map[string]any) string {
 	var b strings.Builder
 	b.WriteString("{")
 	keys := make([]string, 0, len(m))
@@ -40,7 +40,7 @@ func fieldsString(m map[string]*string) string {
 		if m[k] == nil {
 			fmt.Fprintf(&b, "%s: null", k)
 		} else {
-			fmt.Fprintf(&b, "%s: %q", k, *m[k])
+			fmt.Fprintf(&b, "%s: %#v", k, m[k])
 		}
 	}
 	b.WriteString("}")
@@ -72,7 +72,7 @@ func TestExtractFields(t *testing.T) {
 	tests := []struct {
 		name string
 		html string
-		want map[string]*string
+		want map[string]any
 	}{
 		{
 			name: "all present",
@@ -82,7 +82,7 @@ func TestExtractFields(t *testing.T) {
 				  $9.99 </span><img class="main" src="/w.png">
 				<div class="desc"> Very <b>good</b> widget</div><h2>sub</h2><h3>third</h3>
 				<svg><a xlink:href="/svg-target"><text>x</text></a></svg></body></html>`,
-			want: map[string]*string{
+			want: map[string]any{
 				"name": sp("Blue\n\t\t\t\tWidget"), "price": sp("$9.99"), "sku": sp("SKU-1"),
 				"image": sp("/w.png"), "missing_attr": nil, "nested": sp("Very good widget"),
 				"group": sp("sub"), "svglink": sp("/svg-target"),
@@ -92,7 +92,7 @@ func TestExtractFields(t *testing.T) {
 			name: "first match wins",
 			html: `<h1>first</h1><h1>second</h1><p class="price">1</p><p class="price">2</p>
 				<meta itemprop=sku><meta itemprop=sku content=later>`,
-			want: map[string]*string{
+			want: map[string]any{
 				"name": sp("first"), "price": sp("1"), "sku": nil, // first match lacks the attribute
 				"image": nil, "missing_attr": nil, "nested": nil, "group": nil, "svglink": nil,
 			},
@@ -100,7 +100,7 @@ func TestExtractFields(t *testing.T) {
 		{
 			name: "absent is null, empty is empty string",
 			html: `<h1>   </h1><div class="desc"></div><img class=main src="">`,
-			want: map[string]*string{
+			want: map[string]any{
 				"name": sp(""), "price": nil, "sku": nil, "image": sp(""),
 				"missing_attr": nil, "nested": sp(""), "group": nil, "svglink": nil,
 			},
@@ -108,7 +108,7 @@ func TestExtractFields(t *testing.T) {
 		{
 			name: "entities and nbsp trimmed",
 			html: `<h1>&nbsp; Caf&eacute; &amp; co&#x20;&nbsp;</h1>`,
-			want: map[string]*string{
+			want: map[string]any{
 				"name": sp("Café & co"), "price": nil, "sku": nil, "image": nil,
 				"missing_attr": nil, "nested": nil, "group": nil, "svglink": nil,
 			},
@@ -116,7 +116,7 @@ func TestExtractFields(t *testing.T) {
 		{
 			name: "empty body",
 			html: ``,
-			want: map[string]*string{
+			want: map[string]any{
 				"name": nil, "price": nil, "sku": nil, "image": nil,
 				"missing_attr": nil, "nested": nil, "group": nil, "svglink": nil,
 			},
@@ -144,7 +144,7 @@ func TestExtractDefaultRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]*string{"name": sp("Name"), "price": sp("3"), "sku": sp("A1")}
+	want := map[string]any{"name": sp("Name"), "price": sp("3"), "sku": sp("A1")}
 	if !reflect.DeepEqual(got.Fields, want) || got.Rule != "*" {
 		t.Errorf("got %s rule %q", fieldsString(got.Fields), got.Rule)
 	}
@@ -193,7 +193,7 @@ func TestExtractDomainMatching(t *testing.T) {
 				}
 				return
 			}
-			if v := got.Fields["which"]; v == nil || *v != tc.which {
+			if v := got.Fields["which"]; v == nil || v != tc.which {
 				t.Errorf("which = %s, want %q", fieldsString(got.Fields), tc.which)
 			}
 		})
@@ -365,7 +365,7 @@ func TestExtractCharset(t *testing.T) {
 				t.Fatal(err)
 			}
 			name := got.Fields["name"]
-			if name == nil || *name != tc.wantName {
+			if name == nil || name != tc.wantName {
 				t.Errorf("name = %s, want %q", fieldsString(got.Fields), tc.wantName)
 			}
 			if tc.wantLink != "" && (len(got.Links) != 1 || got.Links[0] != tc.wantLink) {
@@ -382,8 +382,8 @@ func assertValidUTF8(t testing.TB, e Extraction) {
 		if !utf8.ValidString(k) {
 			t.Errorf("field name %q is not valid UTF-8", k)
 		}
-		if v != nil && !utf8.ValidString(*v) {
-			t.Errorf("field %s = %q is not valid UTF-8", k, *v)
+		if s, ok := v.(string); ok && !utf8.ValidString(s) {
+			t.Errorf("field %s = %q is not valid UTF-8", k, s)
 		}
 	}
 	for _, l := range e.Links {
@@ -438,11 +438,11 @@ func TestExtractFieldTruncation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if v := got.Fields["t"]; v == nil || *v != tc.want {
+			if v := got.Fields["t"]; v == nil || v != tc.want {
 				t.Errorf("text = %s, want %q", fieldsString(got.Fields), tc.want)
 			}
 			if !strings.Contains(tc.text, "<") {
-				if v := got.Fields["a"]; v == nil || *v != tc.want {
+				if v := got.Fields["a"]; v == nil || v != tc.want {
 					t.Errorf("attr = %s, want %q", fieldsString(got.Fields), tc.want)
 				}
 			}
@@ -454,8 +454,8 @@ func TestExtractFieldTruncation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v := got.Fields["t"]; v == nil || len(*v) != DefaultMaxFieldBytes {
-			t.Errorf("len = %d, want %d", len(*got.Fields["t"]), DefaultMaxFieldBytes)
+		if v := got.Fields["t"]; v == nil || len(v.(string)) != DefaultMaxFieldBytes {
+			t.Errorf("len = %d, want %d", len(got.Fields["t"].(string)), DefaultMaxFieldBytes)
 		}
 	})
 }

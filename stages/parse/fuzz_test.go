@@ -1,9 +1,12 @@
 package parse
 
 import (
+	"encoding/json"
+	"math"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/failure"
@@ -23,6 +26,13 @@ func FuzzParseRules(f *testing.F) {
 		"0: [:!00 \xef",
 		"- domain: \"*\"\n  fields:\n    \"\": h1\n",
 		"\xff\xfe- domain: x",
+		// The rich form.
+		"- domain: '*'\n  fields:\n    a: [h1, '//h2', 'xpath: count(//p)']\n    b: {css: p, all: true, process: [trim, {join: ', '}]}\n",
+		"- domain: '*'\n  structured: false\n  fields:\n    c: {items: '.card', fields: {n: h3, u: {css: 'a @href', process: [abs_url]}, s: './@data-sku'}}\n",
+		"- domain: '*'\n  fields:\n    p: {xpath: ['//p/@x', '(//a)[1]'], process: [{regex: '(\\d+)'}, number, price, date, {date: '2006'}, {replace: [a, b]}]}\n",
+		"- domain: '*'\n  fields:\n    x: {css: h1, fields: {y: {css: h2, fields: {z: {items: h3, fields: {w: h4}}}}}}\n",
+		"- domain: '*'\n  fields:\n    x: {css: h1, bogus: 1}\n",
+		"- domain: '*'\n  fields:\n    x: {xpath: '//h1[', process: [shout]}\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -42,11 +52,102 @@ func FuzzParseRules(f *testing.F) {
 		if len(r1.rules) == 0 {
 			t.Fatalf("successful parse without rules")
 		}
-		// A loaded rule set must be usable.
-		if _, err := r1.Extract(nil, "", []byte("<h1>x</h1>"), Limits{}); err != nil {
+		// A loaded rule set must be usable, and its values encodable.
+		e, err := r1.Extract(nil, "", []byte(fuzzRulesPage), Limits{MaxItems: 8})
+		if err != nil {
 			t.Fatalf("extract with fuzzed rules: %v", err)
 		}
+		if _, err := json.Marshal(e.Fields); err != nil {
+			t.Fatalf("fields do not encode: %v", err)
+		}
 	})
+}
+
+// fuzzRulesPage is what fuzzed rule sets are applied to.
+const fuzzRulesPage = `<html><head><script type="application/ld+json">{"@type":"X"}</script></head><body>` +
+	`<h1 a="1">x</h1><div class="card" data-sku="S"><h3>n</h3><a href="/p">p</a></div><p x="12">$1,50 2024-01-02</p></body></html>`
+
+// FuzzProcessors runs every processor, alone and chained, on arbitrary
+// text (as a field value: cleaned first) and checks what comes out.
+func FuzzProcessors(f *testing.F) {
+	for _, s := range []string{"$19.99", "1.234,56 EUR", "-3", "1,234,567.89", "£ 5", "CHF1'299.50", "2024-05-06T07:08:09Z",
+		"May 6, 2024", "06.05.2024", "../a/b?c#d", "javascript:x", "  a \n b ", "SKU: AB-1", "1e308", "9" + strings.Repeat("9", 400),
+		"0000-00-00", "\u2212 7", "99999999999999999999/12/31", ""} {
+		f.Add(uint8(0), s)
+	}
+	chains := []string{"[trim]", "[number]", "[price]", "[abs_url]", "[date]", `[{date: "02.01.2006"}]`,
+		`[{regex: '(\d+)'}]`, `[{replace: ['\s+', '-']}]`, `[{join: ","}]`, `[{regex: '(.*)'}, trim, number]`, `[trim, price]`}
+	procs := make([][]processor, len(chains))
+	for i, c := range chains {
+		r, err := ParseRules("fuzz", []byte("- domain: '*'\n  fields:\n    v: {css: p, process: "+c+"}\n"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		procs[i] = r.rules[0].fields[0].procs
+	}
+	base, _ := url.Parse("https://fuzz.example.com/a/b")
+	ec := &evalCtx{lim: Limits{}.normalized(), base: &pageBase{u: base}}
+	f.Fuzz(func(t *testing.T, which uint8, in string) {
+		chain := procs[int(which)%len(procs)]
+		for i, v := range []any{clean(in, ec.lim.MaxFieldBytes), []any{clean(in, 64), "x"}} {
+			for _, p := range chain {
+				v = p.apply(v, ec)
+			}
+			checkValue(t, v, ec.lim.MaxFieldBytes)
+			if i > 0 {
+				continue // a list: its elements were checked above
+			}
+			s, isString := v.(string)
+			switch last := chain[len(chain)-1].kind; {
+			case last == "date" && isString:
+				if _, err := time.Parse(time.RFC3339, s); err != nil {
+					t.Fatalf("date %q is not RFC 3339: %v", s, err)
+				}
+			case last == "abs_url" && isString:
+				if u, err := url.Parse(s); err != nil || !isHTTP(u) {
+					t.Fatalf("abs_url %q: %v", s, err)
+				}
+			case last == "number" && v != nil:
+				if _, ok := v.(float64); !ok {
+					t.Fatalf("number gave %#v", v)
+				}
+			}
+		}
+	})
+}
+
+// checkValue checks a processed value: valid UTF-8, finite numbers, dates
+// in RFC 3339, URLs absolute http(s).
+func checkValue(t *testing.T, v any, maxBytes int) {
+	t.Helper()
+	switch x := v.(type) {
+	case nil, bool:
+	case string:
+		if !utf8.ValidString(x) || len(x) > maxBytes+utf8.UTFMax {
+			t.Fatalf("string %q", x)
+		}
+	case float64:
+		if math.IsInf(x, 0) || math.IsNaN(x) {
+			t.Fatalf("number %v", x)
+		}
+	case []any:
+		for _, e := range x {
+			if e == nil {
+				t.Fatal("nil in a processed list")
+			}
+			checkValue(t, e, maxBytes)
+		}
+	case map[string]any:
+		checkValue(t, x["amount"], maxBytes)
+		if c, ok := x["currency"].(string); ok && len(c) != 3 {
+			t.Fatalf("currency %q", c)
+		}
+	default:
+		t.Fatalf("value of type %T", v)
+	}
+	if _, err := json.Marshal(v); err != nil {
+		t.Fatalf("value does not encode: %v", err)
+	}
 }
 
 var fuzzRules = func() *Rules {
@@ -60,6 +161,9 @@ var fuzzRules = func() *Rules {
     text: "body"
     href: "a @href"
     first_p: "p:first-of-type"
+    x_title: "//title"
+    x_href: "(//a/@href)[last()]"
+    x_text: "xpath: normalize-space(//h1)"
 `))
 	if err != nil {
 		panic(err)
@@ -108,14 +212,18 @@ func FuzzExtract(f *testing.F) {
 			if v == nil {
 				continue
 			}
-			if !utf8.ValidString(*v) {
-				t.Fatalf("field %s = %q not valid UTF-8", k, *v)
+			sv, ok := v.(string)
+			if !ok {
+				t.Fatalf("field %s = %#v, want a string", k, v)
 			}
-			if len(*v) > lim.MaxFieldBytes {
-				t.Fatalf("field %s is %d bytes", k, len(*v))
+			if !utf8.ValidString(sv) {
+				t.Fatalf("field %s = %q not valid UTF-8", k, sv)
 			}
-			if strings.TrimSpace(*v) != *v {
-				t.Fatalf("field %s = %q not trimmed", k, *v)
+			if len(sv) > lim.MaxFieldBytes {
+				t.Fatalf("field %s is %d bytes", k, len(sv))
+			}
+			if strings.TrimSpace(sv) != sv {
+				t.Fatalf("field %s = %q not trimmed", k, sv)
 			}
 		}
 		if len(e.Links) > lim.MaxLinks {

@@ -1,6 +1,9 @@
 // Package parse is the extraction library of sluice's parse stage: it loads
-// per-domain CSS extraction rules from YAML and applies them to fetched HTML
-// pages, producing field values and the page's outgoing links.
+// per-domain extraction rules from YAML (CSS and XPath selectors with
+// fallbacks, lists, nested items and processors; see docs/extraction.md)
+// and applies them to fetched HTML pages, producing field values, the
+// page's structured data (JSON-LD, microdata, OpenGraph) and its outgoing
+// links, from one parse of each page.
 //
 // A *Rules value is immutable once loaded and safe for concurrent use by any
 // number of goroutines.
@@ -19,7 +22,6 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/andybalholm/cascadia"
 	"github.com/sluicehq/sluice/hostmatch"
 	"gopkg.in/yaml.v3"
 )
@@ -45,23 +47,21 @@ type Rules struct {
 	name    string
 	version string
 	rules   []rule
+	fn      Func   // FuncRules: fields come from Go code, not rules
+	onParse func() // tests: called once per HTML parse
 }
 
 type rule struct {
-	domain hostmatch.Pattern
-	fields []field // sorted by name
-}
-
-type field struct {
-	name string
-	sel  cascadia.Selector
-	attr string // "" means the element's text
+	domain     hostmatch.Pattern
+	fields     []field // sorted by name
+	structured bool    // collect JSON-LD, microdata and OpenGraph
 }
 
 // ruleYAML is the on-disk shape of one rule.
 type ruleYAML struct {
-	Domain string            `yaml:"domain"`
-	Fields map[string]string `yaml:"fields"`
+	Domain     string               `yaml:"domain"`
+	Fields     map[string]fieldYAML `yaml:"fields"`
+	Structured *bool                `yaml:"structured"` // nil: true
 }
 
 // LoadRules reads and compiles the rules file at path. Files larger than
@@ -145,47 +145,32 @@ func compileRule(ry ruleYAML) (rule, error) {
 	if err != nil {
 		return rule{}, fmt.Errorf("domain %q: invalid glob: %w", ry.Domain, err)
 	}
-	if len(ry.Fields) > MaxFieldsPerRule {
-		return rule{}, fmt.Errorf("domain %q: %d fields, at most %d allowed", ry.Domain, len(ry.Fields), MaxFieldsPerRule)
+	if n := countFields(ry.Fields); n > MaxFieldsPerRule {
+		return rule{}, fmt.Errorf("domain %q: %d fields, at most %d allowed", ry.Domain, n, MaxFieldsPerRule)
 	}
-	r := rule{domain: pat, fields: make([]field, 0, len(ry.Fields))}
-	for fname, spec := range ry.Fields {
-		if strings.TrimSpace(fname) == "" {
-			return rule{}, fmt.Errorf("domain %q: empty field name", ry.Domain)
-		}
-		f, err := compileField(fname, spec)
-		if err != nil {
-			return rule{}, fmt.Errorf("domain %q: field %q: %w", ry.Domain, fname, err)
-		}
-		r.fields = append(r.fields, f)
+	fields, err := compileFields(ry.Fields, 0)
+	if err != nil {
+		return rule{}, fmt.Errorf("domain %q: %w", ry.Domain, err)
 	}
-	sort.Slice(r.fields, func(i, j int) bool { return r.fields[i].name < r.fields[j].name })
-	return r, nil
+	return rule{domain: pat, fields: fields, structured: ry.Structured == nil || *ry.Structured}, nil
 }
 
-// compileField splits "selector @attr" and compiles the selector.
-func compileField(name, spec string) (field, error) {
-	sel := strings.TrimSpace(spec)
-	attr := ""
-	last := sel
-	if i := strings.LastIndexFunc(sel, unicode.IsSpace); i >= 0 {
-		last = sel[i+1:]
-	}
-	if strings.HasPrefix(last, "@") {
-		attr = asciiLower(last[1:])
-		sel = strings.TrimSpace(sel[:len(sel)-len(last)])
-		if !validAttrName(attr) {
-			return field{}, fmt.Errorf("invalid attribute name %q", last)
+// compileFields compiles a fields map (of a rule, or of nested items at
+// the given depth), sorted by name.
+func compileFields(m map[string]fieldYAML, depth int) ([]field, error) {
+	out := make([]field, 0, len(m))
+	for fname, spec := range m {
+		if strings.TrimSpace(fname) == "" {
+			return nil, errors.New("empty field name")
 		}
+		f, err := compileField(fname, spec, depth)
+		if err != nil {
+			return nil, fmt.Errorf("field %q: %w", fname, err)
+		}
+		out = append(out, f)
 	}
-	if sel == "" {
-		return field{}, fmt.Errorf("empty selector in %q", spec)
-	}
-	compiled, err := cascadia.Compile(sel)
-	if err != nil {
-		return field{}, fmt.Errorf("bad selector %q: %w", sel, err)
-	}
-	return field{name: name, sel: compiled, attr: attr}, nil
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out, nil
 }
 
 // validAttrName accepts what the HTML tokenizer can produce as an attribute

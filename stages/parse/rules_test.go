@@ -216,12 +216,12 @@ func TestCompileField(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.spec, func(t *testing.T) {
-			f, err := compileField("x", tc.spec)
+			f, err := compileField("x", fieldYAML{sels: []string{tc.spec}}, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if f.attr != tc.attr {
-				t.Errorf("attr = %q, want %q", f.attr, tc.attr)
+			if len(f.sels) != 1 || f.sels[0].attr != tc.attr {
+				t.Errorf("attr = %q, want %q", f.sels[0].attr, tc.attr)
 			}
 		})
 	}

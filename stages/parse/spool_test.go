@@ -28,7 +28,7 @@ func TestProcessReadsASpooledBody(t *testing.T) {
 	if out.Result.Error != nil {
 		t.Fatalf("error %+v", out.Result.Error)
 	}
-	if got := out.Result.Fields["name"]; got == nil || *got != "Big Widget" {
+	if got := out.Result.Fields["name"]; got == nil || got != "Big Widget" {
 		t.Errorf("name = %v, want the spooled page's h1", got)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {

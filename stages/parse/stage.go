@@ -80,7 +80,7 @@ func (s *Stage) Process(f record.Fetched) (out record.Output) {
 		ElapsedMS: f.Elapsed.Milliseconds(),
 		Attempts:  f.Attempts,
 		Proxy:     f.Proxy,
-		Fields:    map[string]*string{},
+		Fields:    map[string]any{},
 		Links:     []string{},
 		Truncated: f.Truncated,
 		Meta:      t.Msg.Meta,
@@ -141,13 +141,13 @@ func (s *Stage) extractInto(res *record.Result, f record.Fetched) {
 		res.Error = errorOf(err)
 		return
 	}
-	ex, err := s.cfg.Rules.Extract(pageURL, f.Header.Get("Content-Type"), f.Body, s.cfg.Limits)
+	ex, err := s.cfg.Rules.ExtractPage(Input{URL: pageURL, Status: f.Status, Header: f.Header, Body: f.Body}, s.cfg.Limits)
 	res.Parser = &record.Parser{Rules: s.cfg.Rules.Name(), Version: s.cfg.Rules.Version()}
 	if err != nil {
 		res.Error = errorOf(err)
 		return
 	}
-	res.Fields = ex.Fields
+	res.Fields, res.Structured = ex.Fields, ex.Structured
 	if ex.Links != nil {
 		res.Links = ex.Links
 	}

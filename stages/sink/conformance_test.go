@@ -88,14 +88,14 @@ func outputs(n int, acks *ackLog) []record.Output {
 		switch i % 4 {
 		case 0, 1:
 			o.Result = &record.Result{Schema: record.SchemaVersion, URL: u, FinalURL: u, Status: 200, FetchedAt: at,
-				Attempts: 1, Proxy: "p1", Fields: map[string]*string{"name": &name}, Links: []string{u + "/next"}}
+				Attempts: 1, Proxy: "p1", Fields: map[string]any{"name": name}, Links: []string{u + "/next"}}
 			if i%4 == 1 {
 				o.Page = &record.Page{Schema: record.SchemaVersion, URL: u, FinalURL: u, Method: "GET", Status: 200,
 					Header: map[string][]string{"Content-Type": {"text/html"}}, Body: []byte("<h1>" + name + "</h1>"), FetchedAt: at}
 			}
 		case 2:
 			o.Result = &record.Result{Schema: record.SchemaVersion, URL: u, Status: 503, FetchedAt: at, Attempts: 4,
-				Fields: map[string]*string{}, Links: []string{}, Error: &record.Error{Class: "server_error", Message: "503"}}
+				Fields: map[string]any{}, Links: []string{}, Error: &record.Error{Class: "server_error", Message: "503"}}
 		case 3:
 			o.Dead = &record.DeadLetter{Schema: record.SchemaVersion, Value: []byte(fmt.Sprintf("\xff%d", i)), Key: []byte(fmt.Sprintf("k%d", i)),
 				Topic: "urls", Partition: i % 3, Offset: int64(i), Error: record.Error{Class: "bad_input", Message: "not UTF-8"}, At: at}

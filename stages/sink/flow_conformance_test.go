@@ -57,7 +57,7 @@ func TestJSONLFlowConforms(t *testing.T) {
 func flowInput(i int, ack func()) record.Output {
 	u := fmt.Sprintf("http://shop.test/product/%d", i)
 	return record.Output{Ack: ack, Result: &record.Result{Schema: record.SchemaVersion, URL: u, Status: 200,
-		Fields: map[string]*string{}, Links: []string{}}}
+		Fields: map[string]any{}, Links: []string{}}}
 }
 
 // stallConn is a connection to a broker whose writes block until stall

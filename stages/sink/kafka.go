@@ -433,12 +433,12 @@ func (k *Kafka) resultMessage(r *record.Result) (kafka.Message, error) {
 		return kafka.Message{}, fmt.Errorf("encode result: %w", err)
 	}
 	if len(b) > k.limit(r.URL) {
-		// Too large for the topic: keep the fields, drop the links; failing
-		// that, say so in the result itself.
+		// Too large for the topic: keep the fields, drop the links and
+		// the structured data; failing that, say so in the result itself.
 		cp := *r
-		cp.Links = []string{}
+		cp.Links, cp.Structured = []string{}, nil
 		if b, err = json.Marshal(&cp); err == nil && len(b) > k.limit(r.URL) {
-			cp.Fields, cp.Meta = map[string]*string{}, nil
+			cp.Fields, cp.Meta = map[string]any{}, nil
 			cp.Error = &record.Error{Class: string(failure.TooLarge), Message: fmt.Sprintf("result exceeds the record cap of %d bytes", k.cfg.MaxRecordBytes)}
 			b, err = json.Marshal(&cp)
 		}

@@ -122,7 +122,7 @@ func TestKafkaSinkLargeRecords(t *testing.T) {
 	u := "http://shop.test/big"
 	acks := &ackLog{}
 	out := record.Output{
-		Result: &record.Result{Schema: 1, URL: u, Status: 200, Fields: map[string]*string{}, Links: links},
+		Result: &record.Result{Schema: 1, URL: u, Status: 200, Fields: map[string]any{}, Links: links},
 		Page:   &record.Page{Schema: 1, URL: u, Status: 200, Body: body},
 		Ack:    acks.ack(0),
 	}
@@ -206,7 +206,7 @@ func BenchmarkKafkaSink(b *testing.B) {
 		u := "http://shop.test/p/" + strconv.Itoa(i)
 		name := "Product " + strconv.Itoa(i)
 		outs[i] = record.Output{
-			Result: &record.Result{Schema: 1, URL: u, Status: 200, Fields: map[string]*string{"name": &name}, Links: []string{}},
+			Result: &record.Result{Schema: 1, URL: u, Status: 200, Fields: map[string]any{"name": name}, Links: []string{}},
 			Page:   &record.Page{Schema: 1, URL: u, Status: 200, Body: page},
 		}
 	}
