@@ -75,11 +75,35 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 	}
 	flow.Connect(p.src, p.fetch.Flow())
 	flow.Connect(p.fetch.Flow(), p.parse.Flow())
-	flow.Connect(p.parse.Flow(), p.out)
+	if w := p.io.warc; w != nil {
+		flow.Connect(p.parse.Flow(), w.Flow())
+		flow.Connect(w.Flow(), p.out)
+	} else {
+		flow.Connect(p.parse.Flow(), p.out)
+	}
 	if err := p.obs.setup(cfg, p); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// components lists the stages of the pipeline in order: source, fetch,
+// parse, the web archive when there is one, sink.
+func (p *pipeline) components() []flow.Component {
+	c := []flow.Component{p.src, p.fetch.Flow(), p.parse.Flow()}
+	if p.io.warc != nil {
+		c = append(c, p.io.warc.Flow())
+	}
+	return append(c, p.out)
+}
+
+// warcBound is the most inputs the web archive holds: its queue, its
+// batch and the hand-off after it.
+func (p *pipeline) warcBound() int {
+	if p.io.warc == nil {
+		return 0
+	}
+	return p.io.warc.Flow().Stats().Capacity + p.io.warc.BatchSize() + 1
 }
 
 // kafkaClient builds the Kafka client of a run from the one client config,
@@ -168,6 +192,16 @@ func buildIO(cfg jobConfig, onDone func(record.Output), log zerolog.Logger) (pip
 		return pio, err
 	}
 	pio.out, pio.keepPage, pio.batchSize, pio.sinkKafka, pio.sinkJSONL = sp.out, sp.keepPage, sp.batchSize, sp.kafka, sp.jsonl
+	if cfg.WARC.Dir != "" {
+		// The archive sits between parse and sink: it passes an output on
+		// once its WARC records are fsync'd, and the sink acknowledges it
+		// after its own durable write.
+		wc := cfg.WARC
+		if pio.warc, err = sink.NewWARC(wc); err != nil {
+			return pio, usageError{err}
+		}
+		pio.keepPage = true
+	}
 	return pio, nil
 }
 
@@ -193,9 +227,12 @@ func buildReplay(cfg replayConfig, count func(record.Output)) (*replayPipeline, 
 		rp.client = client
 		rp.closers = append(rp.closers, client.Close)
 	}
-	if cfg.PagesFile != "" {
+	switch {
+	case len(cfg.WARCFiles) > 0:
+		rp.src = pagesFromWARC(cfg.WARCFiles)
+	case cfg.PagesFile != "":
 		rp.src = pagesFromFile(cfg.PagesFile)
-	} else {
+	default:
 		rp.src = pagesFromTopic(cfg, client)
 	}
 	st, err := parse.NewStage(parse.Config{Rules: cfg.Rules})

@@ -1,0 +1,157 @@
+package app
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/record"
+	"github.com/sluicehq/sluice/stages/source"
+	"github.com/sluicehq/sluice/testbed"
+)
+
+// readResults reads a results JSONL file, by URL.
+func readResults(t *testing.T, path string) map[string]record.Result {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]record.Result{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var r record.Result
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if _, dup := out[r.URL]; dup {
+			t.Fatalf("%s: %s twice", path, r.URL)
+		}
+		out[r.URL] = r
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// withoutTimings is r without the fields that describe when and how long
+// the fetch took.
+func withoutTimings(r record.Result) string {
+	r.FetchedAt, r.ElapsedMS = time.Time{}, 0
+	b, _ := json.Marshal(r)
+	return string(b)
+}
+
+// TestRunWARCThenReplay: a run against the local site writes results and
+// a WARC archive; a replay of the archive gives the same results (timing
+// fields aside) without one request to the site.
+func TestRunWARCThenReplay(t *testing.T) {
+	const n = 30
+	site, err := testbed.StartSite(testbed.SiteConfig{Products: n, PageBytes: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer site.Close()
+	dir := t.TempDir()
+	var urls []string
+	for id := 1; id <= n; id++ {
+		urls = append(urls, site.ProductURL(id))
+	}
+	urls = append(urls, site.ProductURL(n+1)) // 404: an error result, no page
+	urlsFile := filepath.Join(dir, "urls.txt")
+	writeLines(t, urlsFile, urls)
+	archive := filepath.Join(dir, "archive")
+
+	c, err := load(t, Defaults(), "--urls", urlsFile, "--out", filepath.Join(dir, "results.jsonl"), "--warc", archive,
+		"--warc-max-size", "32768", "--allow-loopback", "--rate", "-1", "--concurrency", "4", "--log-level", "error", "--progress", "off")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	if err := Run(context.Background(), c, &bytes.Buffer{}, &stderr); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	fetched := site.Stats().Requests
+	if fetched < n+1 {
+		t.Fatalf("the site saw %d requests, want at least %d", fetched, n+1)
+	}
+	files, err := filepath.Glob(filepath.Join(archive, "*.warc.gz"))
+	if err != nil || len(files) < 2 {
+		t.Fatalf("archive files %v (%v): want rotation at 32 KiB into several", files, err)
+	}
+	// The archive holds a page for every result without an error, and every result.
+	pages, results := 0, 0
+	for _, f := range files {
+		if err := source.ReadWARCFile(context.Background(), f, 0, func(it source.WARCItem) error {
+			switch {
+			case it.Page != nil:
+				pages++
+			case it.Result != nil:
+				results++
+			case it.Bad != nil:
+				t.Errorf("%s: %s", f, it.Bad.Error.Message)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pages != n || results != n+1 {
+		t.Fatalf("archive holds %d pages and %d results, want %d and %d", pages, results, n, n+1)
+	}
+
+	rc, err := load(t, Defaults(), "--out", filepath.Join(dir, "replayed.jsonl"), "--log-level", "error")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr.Reset()
+	if err := Replay(context.Background(), rc, ReplayOptions{WARC: []string{archive}, FromOffset: -1}, &bytes.Buffer{}, &stderr); err != nil {
+		t.Fatalf("replay: %v\n%s", err, stderr.String())
+	}
+	if got := site.Stats().Requests; got != fetched {
+		t.Fatalf("the site saw %d requests during the replay", got-fetched)
+	}
+	if !strings.Contains(stderr.String(), "replay: 30 pages read, 30 results, 0 not pages, 0 errors") {
+		t.Fatalf("replay summary: %s", stderr.String())
+	}
+	orig := readResults(t, filepath.Join(dir, "results.jsonl"))
+	again := readResults(t, filepath.Join(dir, "replayed.jsonl"))
+	if len(orig) != n+1 || len(again) != n {
+		t.Fatalf("%d results, %d replayed", len(orig), len(again))
+	}
+	var keys []string
+	for u := range orig {
+		keys = append(keys, u)
+	}
+	sort.Strings(keys)
+	for _, u := range keys {
+		o := orig[u]
+		r, ok := again[u]
+		if o.Error != nil {
+			if ok {
+				t.Errorf("%s: an error result (%s) was replayed", u, o.Error.Class)
+			}
+			continue
+		}
+		if !ok {
+			t.Errorf("%s: not replayed", u)
+			continue
+		}
+		if a, b := withoutTimings(o), withoutTimings(r); a != b {
+			t.Errorf("%s differs:\nrun    %s\nreplay %s", u, a, b)
+		}
+		if o.Fields["name"] == nil || *o.Fields["name"] == "" {
+			t.Errorf("%s: no name extracted: %v", u, o.Fields)
+		}
+	}
+}
