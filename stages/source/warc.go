@@ -80,7 +80,7 @@ func ReadWARC(ctx context.Context, r io.Reader, name string, maxBody int64, emit
 	}
 	defer wr.Close()
 	for ctx.Err() == nil {
-		rec, off, _, err := wr.Next()
+		rec, off, err := next(wr)
 		if errors.Is(err, io.EOF) && rec == nil {
 			return nil
 		}
@@ -100,6 +100,22 @@ func ReadWARC(ctx context.Context, r io.Reader, name string, maxBody int64, emit
 		}
 	}
 	return nil
+}
+
+// next reads the next record. gowarc v2.2.4 panics on some malformed
+// input (an index out of range on a version line without CR, say): that
+// becomes an error like any other unreadable record.
+func next(wr *gowarc.WarcFileReader) (rec gowarc.WarcRecord, off int64, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if rec != nil {
+				_ = rec.Close()
+			}
+			rec, err = nil, fmt.Errorf("malformed record (the WARC parser panicked: %v)", r)
+		}
+	}()
+	rec, off, _, err = wr.Next()
+	return rec, off, err
 }
 
 // item turns one record into an item; nil for a record replay does not use.
