@@ -21,7 +21,6 @@ const (
 	Key          = "WARC-Sluice-Key"           // the URL message's key, when it had one
 	Rules        = "WARC-Sluice-Rules"         // the rule set that parsed the page
 	RulesVersion = "WARC-Sluice-Rules-Version" // its version
-	FetchedAt    = "WARC-Sluice-Fetched-At"    // RFC 3339 with nanoseconds
 	Attempts     = "WARC-Sluice-Attempts"
 	Proxy        = "WARC-Sluice-Proxy" // proxy id, never credentials
 	Timings      = "WARC-Sluice-Timings"

@@ -176,7 +176,6 @@ func pageRecords(p *record.Page, res *record.Result) (req, resp gowarc.WarcRecor
 	if p.Key != "" {
 		h.AddWarcHeader(warc.Key, headerValue(p.Key))
 	}
-	h.AddWarcHeader(warc.FetchedAt, p.FetchedAt.UTC().Format(time.RFC3339Nano))
 	h.AddWarcHeader(warc.Attempts, strconv.Itoa(p.Attempts))
 	if p.Proxy != "" {
 		h.AddWarcHeader(warc.Proxy, headerValue(p.Proxy))

@@ -187,11 +187,7 @@ func page(rec gowarc.WarcRecord, maxBody int64) (*record.Page, error) {
 		p.URL = u
 	}
 	var err error
-	if s := h.Get(warc.FetchedAt); s != "" {
-		if p.FetchedAt, err = time.Parse(time.RFC3339Nano, s); err != nil {
-			return nil, fmt.Errorf("%s: %w", warc.FetchedAt, err)
-		}
-	} else if p.FetchedAt, err = rec.Date(); err != nil {
+	if p.FetchedAt, err = rec.Date(); err != nil {
 		return nil, fmt.Errorf("WARC-Date: %w", err)
 	}
 	if s := h.Get(warc.Attempts); s != "" {

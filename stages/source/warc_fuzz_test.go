@@ -29,8 +29,8 @@ func gzipped(s string) []byte {
 }
 
 const seedResponse = "WARC-Type: response\r\nWARC-Record-ID: <urn:uuid:3c1fa6a4-2b8e-4d1c-9a7f-0d6b1e2f3a4b>\r\n" +
-	"WARC-Date: 2026-01-02T03:04:05Z\r\nWARC-Target-URI: http://shop.test/b\r\nContent-Type: application/http;msgtype=response\r\n" +
-	"WARC-Sluice-Schema: 1\r\nWARC-Sluice-URL: http://shop.test/a\r\nWARC-Sluice-Key: k1\r\nWARC-Sluice-Fetched-At: 2026-01-02T03:04:05.5Z\r\n" +
+	"WARC-Date: 2026-01-02T03:04:05.5Z\r\nWARC-Target-URI: http://shop.test/b\r\nContent-Type: application/http;msgtype=response\r\n" +
+	"WARC-Sluice-Schema: 1\r\nWARC-Sluice-URL: http://shop.test/a\r\nWARC-Sluice-Key: k1\r\n" +
 	"WARC-Sluice-Attempts: 2\r\nWARC-Sluice-Proxy: p1\r\nWARC-Sluice-Timings: {\"total_ms\":7}\r\nWARC-Sluice-Meta: {\"a\":1}\r\n"
 
 const seedHTTP = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<h1>Product 1</h1>"
