@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -327,4 +328,32 @@ func TestWARCReadByWarcio(t *testing.T) {
 	if types["warcinfo"] != len(files) || types["request"] != 15 || types["response"] != 15 || types["metadata"] != 45+15 {
 		t.Fatalf("records by type %v over %d files", types, len(files))
 	}
+}
+
+// BenchmarkWARC writes outputs with an 8 KiB page each through the WARC
+// sink (gzip per record, fsync per batch of 256).
+func BenchmarkWARC(b *testing.B) {
+	body := bytes.Repeat([]byte("<p>lorem ipsum dolor sit amet</p>\n"), 8<<10/34)
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	outs := make([]record.Output, b.N)
+	for i := range outs {
+		u := "http://shop.test/product/" + strconv.Itoa(i)
+		outs[i] = record.Output{
+			Result: &record.Result{Schema: record.SchemaVersion, URL: u, Status: 200, FetchedAt: at, Fields: map[string]*string{}, Links: []string{}},
+			Page: &record.Page{Schema: record.SchemaVersion, URL: u, FinalURL: u, Method: "GET", Status: 200,
+				Header: map[string][]string{"Content-Type": {"text/html"}}, Body: body, FetchedAt: at},
+		}
+	}
+	w, err := NewWARC(WARCConfig{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	if err := runSink(context.Background(), w.Sink(), outs); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(w.Records())/float64(b.N), "records/op")
 }
