@@ -170,26 +170,25 @@ func pageRecords(p *record.Page, res *record.Result) (req, resp gowarc.WarcRecor
 	sb.AddWarcHeaderTime(gowarc.WarcDate, date)
 	sb.AddWarcHeader(gowarc.ContentType, "application/http;msgtype=response")
 	sb.AddWarcHeader(gowarc.WarcConcurrentTo, "<"+req.WarcHeader().GetId(gowarc.WarcRecordID)+">")
-	h := sb
-	h.AddWarcHeader(warc.Schema, strconv.Itoa(p.Schema))
-	h.AddWarcHeader(warc.URL, headerValue(p.URL))
+	sb.AddWarcHeader(warc.Schema, strconv.Itoa(p.Schema))
+	sb.AddWarcHeader(warc.URL, headerValue(p.URL))
 	if p.Key != "" {
-		h.AddWarcHeader(warc.Key, headerValue(p.Key))
+		sb.AddWarcHeader(warc.Key, headerValue(p.Key))
 	}
-	h.AddWarcHeader(warc.Attempts, strconv.Itoa(p.Attempts))
+	sb.AddWarcHeader(warc.Attempts, strconv.Itoa(p.Attempts))
 	if p.Proxy != "" {
-		h.AddWarcHeader(warc.Proxy, headerValue(p.Proxy))
+		sb.AddWarcHeader(warc.Proxy, headerValue(p.Proxy))
 	}
 	tj, _ := json.Marshal(p.Timings)
-	h.AddWarcHeader(warc.Timings, string(tj))
+	sb.AddWarcHeader(warc.Timings, string(tj))
 	if p.Truncated {
-		h.AddWarcHeader(warc.Truncated, "true")
-		h.AddWarcHeader(gowarc.WarcTruncated, "length")
+		sb.AddWarcHeader(warc.Truncated, "true")
+		sb.AddWarcHeader(gowarc.WarcTruncated, "length")
 	}
 	if len(p.Meta) > 0 {
 		var c bytes.Buffer
 		if json.Compact(&c, p.Meta) == nil {
-			h.AddWarcHeader(warc.Meta, c.String())
+			sb.AddWarcHeader(warc.Meta, c.String())
 		}
 	}
 	if res != nil && res.Parser != nil {
