@@ -2,6 +2,7 @@ package source
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -210,6 +211,18 @@ func page(rec gowarc.WarcRecord, maxBody int64) (*record.Page, error) {
 	pr, err := block.PayloadBytes()
 	if err != nil {
 		return nil, fmt.Errorf("response body: %w", err)
+	}
+	if !h.Has(warc.Schema) {
+		// Another tool's record holds the message as it came over the
+		// wire: net/http undoes a chunked framing and honours
+		// Content-Length. (sluice's records hold the body as kept.)
+		msg := bufio.NewReader(io.MultiReader(bytes.NewReader(block.ProtocolHeaderBytes()), pr))
+		resp, err := http.ReadResponse(msg, nil)
+		if err != nil {
+			return nil, fmt.Errorf("HTTP response: %w", err)
+		}
+		defer resp.Body.Close()
+		pr = resp.Body
 	}
 	body, err := io.ReadAll(io.LimitReader(pr, maxBody+1))
 	if err != nil {

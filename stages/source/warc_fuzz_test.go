@@ -35,6 +35,10 @@ const seedResponse = "WARC-Type: response\r\nWARC-Record-ID: <urn:uuid:3c1fa6a4-
 
 const seedHTTP = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<h1>Product 1</h1>"
 
+// seedChunked is a response as another tool archives it: chunked, as it
+// came over the wire.
+const seedChunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/html\r\n\r\n5\r\n<h1>a\r\n6\r\nb</h1>\r\n0\r\n\r\n"
+
 // FuzzReadWARC feeds arbitrary bytes to the WARC reader replay uses: it
 // never panics and never fails, every item it gives is one thing (a page
 // with a URL and a body within the cap, an archived result or dead letter,
@@ -48,7 +52,10 @@ func FuzzReadWARC(f *testing.F) {
 		"Content-Type: application/json\r\nWARC-Sluice-Record: result\r\n", `{"schema":1,"url":"http://shop.test/a","status":200}`)
 	foreign := warcRecord("WARC-Type: response\r\nWARC-Record-ID: <urn:uuid:00000000-0000-4000-8000-000000000003>\r\nWARC-Date: 2026-01-02T03:04:05Z\r\n"+
 		"WARC-Target-URI: http://other.test/\r\nContent-Type: application/http; msgtype=response\r\n", "HTTP/1.0 404 Not Found\r\n\r\ngone")
+	chunked := warcRecord("WARC-Type: response\r\nWARC-Record-ID: <urn:uuid:00000000-0000-4000-8000-000000000004>\r\nWARC-Date: 2026-01-02T03:04:05Z\r\n"+
+		"WARC-Target-URI: http://other.test/c\r\nContent-Type: application/http;msgtype=response\r\n", seedChunked)
 	for _, seed := range [][]byte{
+		[]byte(chunked),
 		[]byte(valid),
 		gzipped(valid),
 		append(gzipped(request), gzipped(valid)...),
@@ -130,5 +137,29 @@ func TestReadWARCSeed(t *testing.T) {
 		if it.Bad == nil {
 			t.Fatalf("trailing garbage read as %+v", it)
 		}
+	}
+}
+
+// TestReadWARCForeign: a response record of another tool gives its target
+// URI as the page's URL and its body without the chunked framing.
+func TestReadWARCForeign(t *testing.T) {
+	in := warcRecord("WARC-Type: response\r\nWARC-Record-ID: <urn:uuid:00000000-0000-4000-8000-000000000004>\r\nWARC-Date: 2026-01-02T03:04:05Z\r\n"+
+		"WARC-Target-URI: http://other.test/c\r\nContent-Type: application/http;msgtype=response\r\n", seedChunked)
+	var pages []*record.Page
+	if err := ReadWARC(context.Background(), strings.NewReader(in), "foreign.warc", 0, func(it WARCItem) error {
+		if it.Page == nil {
+			t.Fatalf("item %+v", it)
+		}
+		pages = append(pages, it.Page)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(pages) != 1 {
+		t.Fatalf("%d pages", len(pages))
+	}
+	p := pages[0]
+	if p.URL != "http://other.test/c" || p.FinalURL != p.URL || p.Status != 200 || string(p.Body) != "<h1>ab</h1>" || p.Schema != record.SchemaVersion {
+		t.Fatalf("page %+v body %q", p, p.Body)
 	}
 }
