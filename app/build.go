@@ -88,6 +88,25 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 	return p, nil
 }
 
+// components lists the stages of the pipeline in order: source, fetch,
+// parse, the web archive when there is one, sink.
+func (p *pipeline) components() []flow.Component {
+	c := []flow.Component{p.src, p.fetch.Flow(), p.parse.Flow()}
+	if p.io.warc != nil {
+		c = append(c, p.io.warc.Flow())
+	}
+	return append(c, p.out)
+}
+
+// warcBound is the most inputs the web archive holds: its queue, its
+// batch and the hand-off after it.
+func (p *pipeline) warcBound() int {
+	if p.io.warc == nil {
+		return 0
+	}
+	return p.io.warc.Flow().Stats().Capacity + p.io.warc.BatchSize() + 1
+}
+
 // kafkaClient builds the Kafka client of a run from the one client config,
 // when any topic is set; nil otherwise. Run and replay both come here.
 func kafkaClient(kc KafkaConfig) (*kafka.Client, error) {
@@ -174,6 +193,16 @@ func buildIO(cfg jobConfig, onDone func(record.Output), log zerolog.Logger) (pip
 		return pio, err
 	}
 	pio.out, pio.keepPage, pio.batchSize, pio.sinkKafka, pio.sinkJSONL = sp.out, sp.keepPage, sp.batchSize, sp.kafka, sp.jsonl
+	if cfg.WARC.Dir != "" {
+		// The archive sits between parse and sink: it passes an output on
+		// once its WARC records are fsync'd, and the sink acknowledges it
+		// after its own durable write.
+		wc := cfg.WARC
+		if pio.warc, err = sink.NewWARC(wc); err != nil {
+			return pio, usageError{err}
+		}
+		pio.keepPage = true
+	}
 	return pio, nil
 }
 
@@ -199,9 +228,12 @@ func buildReplay(cfg replayConfig, count func(record.Output)) (*replayPipeline, 
 		rp.client = client
 		rp.closers = append(rp.closers, client.Close)
 	}
-	if cfg.PagesFile != "" {
+	switch {
+	case len(cfg.WARCFiles) > 0:
+		rp.src = pagesFromWARC(cfg.WARCFiles)
+	case cfg.PagesFile != "":
 		rp.src = pagesFromFile(cfg.PagesFile)
-	} else {
+	default:
 		rp.src = pagesFromTopic(cfg, client)
 	}
 	st, err := parse.NewStage(parse.Config{Rules: cfg.Rules})

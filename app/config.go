@@ -36,6 +36,9 @@ type Config struct {
 	PoolSize int    `yaml:"pool_size" help:"for plan: proxies in the pool (0: as many as the proxy file lists)"`
 	Rules    string `yaml:"rules" help:"extraction rules (YAML); empty: h1 as name, .price, meta[itemprop=sku]"`
 	Pages    string `yaml:"pages" help:"also write raw pages (for replay) as JSONL to this file"`
+	// WARC and WARCMaxSize: the web archive of every fetched page (docs/warc.md).
+	WARC        string `yaml:"warc" help:"also archive every fetched page (request and response records) with its result as WARC 1.1 .warc.gz files in this directory (empty: off)"`
+	WARCMaxSize int64  `yaml:"warc_max_size" help:"start a new WARC file once the current one holds this many bytes (compressed)"`
 	// DrainTimeout bounds the drain after SIGINT/SIGTERM.
 	DrainTimeout time.Duration `yaml:"drain_timeout" help:"on SIGINT/SIGTERM, how long to drain before aborting requests"`
 	LogLevel     string        `yaml:"log_level" help:"log level: debug, info, warn, error"`
@@ -130,7 +133,7 @@ type KafkaConfig struct {
 // from it (or from a command's variant of it).
 func Defaults() Config {
 	return Config{
-		URLs: "-", Out: "-", DrainTimeout: 30 * time.Second, LogLevel: "info",
+		URLs: "-", Out: "-", DrainTimeout: 30 * time.Second, LogLevel: "info", WARCMaxSize: 1 << 30,
 		Fetch: FetchConfig{
 			Concurrency: 32, Rate: 10, Burst: 1, MaxAttempts: 4, Timeout: 60 * time.Second, MaxBody: 10 << 20,
 			StaggerMin: 100 * time.Millisecond, StaggerMax: 200 * time.Millisecond, Ramp: time.Second,
@@ -158,7 +161,7 @@ func (c *Config) positives() map[string]float64 {
 		"fetch.body_timeout": float64(f.BodyTimeout), "fetch.connect_timeout": float64(f.ConnectTimeout),
 		"fetch.first_byte_timeout": float64(f.FirstByteTimeout), "fetch.no_proxy_timeout": float64(f.NoProxyTimeout), "fetch.ramp": float64(f.Ramp), "fetch.max_header_bytes": float64(f.MaxHeaderBytes),
 		"fetch.max_request_body": float64(f.MaxRequestBody), "fetch.max_jar_bytes": float64(f.MaxJarBytes),
-		"drain_timeout": float64(c.DrainTimeout), "observe.trace_max": float64(c.Observe.TraceMax), "observe.stats_interval": float64(c.Observe.StatsInterval),
+		"drain_timeout": float64(c.DrainTimeout), "warc_max_size": float64(c.WARCMaxSize), "observe.trace_max": float64(c.Observe.TraceMax), "observe.stats_interval": float64(c.Observe.StatsInterval),
 		"fetch.adaptive.start": a.Start, "fetch.adaptive.min": a.Min, "fetch.adaptive.window": float64(a.Window),
 		"fetch.adaptive.min_samples": float64(a.MinSamples), "fetch.adaptive.raise_after": float64(a.RaiseAfter), "fetch.adaptive.latency_window": float64(a.LatencyWindow),
 		"fetch.adaptive.latency_floor": float64(a.LatencyFloor),
@@ -254,7 +257,7 @@ func (c *Config) derive(given map[string]bool) {
 // its directory.
 func (c *Config) resolvePaths(dir string, given map[string]bool) {
 	for name, p := range map[string]*string{"urls": &c.URLs, "out": &c.Out, "proxies": &c.Proxies, "rules": &c.Rules,
-		"pages": &c.Pages, "spool-dir": &c.Fetch.SpoolDir, "trace": &c.Observe.Trace} {
+		"pages": &c.Pages, "warc": &c.WARC, "spool-dir": &c.Fetch.SpoolDir, "trace": &c.Observe.Trace} {
 		if given[name] && *p != "" && *p != "-" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}

@@ -34,7 +34,7 @@ func sampleValue(t *testing.T, s Setting, dir string) (string, any) {
 	special := map[string]string{
 		"urls": writeFile(t, dir, "urls.txt", "https://example.com/\n"), "proxies": writeFile(t, dir, "proxies.txt", "http://127.0.0.1:3128\n"),
 		"rules": writeFile(t, dir, "rules.yaml", "name: r\nfields:\n  title: {css: h1}\n"),
-		"out":   filepath.Join(dir, "out.jsonl"), "pages": filepath.Join(dir, "pages.jsonl"), "spool-dir": dir, "trace": filepath.Join(dir, "t.jsonl"),
+		"out":   filepath.Join(dir, "out.jsonl"), "pages": filepath.Join(dir, "pages.jsonl"), "warc": filepath.Join(dir, "archive"), "spool-dir": dir, "trace": filepath.Join(dir, "t.jsonl"),
 		"log-level": "debug", "progress": "log", "proxy-dns": "local", "proxy-model": "exclusive", "proxy-strategy": "random",
 		"proxy-domain-strategy": "a.example=random", "proxy-partition": "a.example=p1", "allow-nets": "10.0.0.0/8",
 		"deny-nets": "192.0.2.0/24", "allow-ports": "443", "deny-ports": "25", "allow-hosts": "a.example", "deny-hosts": "b.example",

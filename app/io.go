@@ -24,6 +24,7 @@ type pipelineIO struct {
 	srcKafka  *source.Kafka // nil for a file or stdin
 	sinkKafka *sink.Kafka   // nil for JSONL
 	sinkJSONL *sink.JSONL
+	warc      *sink.WARC // the web archive between parse and sink; nil without one
 }
 
 // sourceReady is the readiness check of the source: a file or stdin is
@@ -37,10 +38,14 @@ func (p pipelineIO) sourceReady() error {
 
 // sinkReady is the readiness check of the sink.
 func (p pipelineIO) sinkReady() error {
-	if p.sinkKafka != nil {
-		return p.sinkKafka.Ready()
+	var err error
+	if p.warc != nil {
+		err = p.warc.Ready()
 	}
-	return p.sinkJSONL.Ready()
+	if p.sinkKafka != nil {
+		return errors.Join(err, p.sinkKafka.Ready())
+	}
+	return errors.Join(err, p.sinkJSONL.Ready())
 }
 
 // kafkaState reports the Kafka source's partitions and the Kafka sink's

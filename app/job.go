@@ -38,7 +38,8 @@ type jobConfig struct {
 	Fetch       fetch.Config
 	Parse       parse.Config
 	Sink        sink.JSONLConfig
-	Kafka       KafkaConfig // Kafka input and output (io.go); zero: none
+	WARC        sink.WARCConfig // the web archive; Dir "" means none
+	Kafka       KafkaConfig     // Kafka input and output (io.go); zero: none
 	Drain       time.Duration
 	Log         zerolog.Logger
 	Observe     observeConfig
@@ -207,7 +208,11 @@ func (p *pipeline) count(o record.Output) {
 }
 
 func (p *pipeline) stats() []*flow.Stats {
-	return []*flow.Stats{p.src.Stats(), p.fetch.Flow().Stats(), p.parse.Flow().Stats(), p.out.Stats()}
+	st := []*flow.Stats{p.src.Stats(), p.fetch.Flow().Stats(), p.parse.Flow().Stats()}
+	if p.io.warc != nil {
+		st = append(st, p.io.warc.Flow().Stats())
+	}
+	return append(st, p.out.Stats())
 }
 
 // run runs the pipeline until its input ends (or soft ends and it has
@@ -215,7 +220,11 @@ func (p *pipeline) stats() []*flow.Stats {
 func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	start := time.Now()
 	stopObs := p.obs.start(p)
-	err := flow.Scrape(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.out)
+	var archive []flow.Processor[record.Output, record.Output]
+	if p.io.warc != nil {
+		archive = append(archive, p.io.warc.Flow())
+	}
+	err := flow.Scrape(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.out, archive...)
 	cerr := errors.Join(p.fetch.Close(), closeAll(p.io.close))
 	spans, oerr := stopObs()
 	err = errors.Join(err, cerr, oerr)
@@ -252,5 +261,5 @@ func (p *pipeline) inFlightBound() int {
 	const handoffs = 5
 	return p.fetch.Flow().Stats().Capacity + p.fetch.Holds() +
 		p.parse.Flow().Stats().Capacity + p.parse.Workers() +
-		p.out.Stats().Capacity + p.io.batchSize + handoffs
+		p.out.Stats().Capacity + p.io.batchSize + handoffs + p.warcBound()
 }

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -179,13 +180,17 @@ func newKafkaJob(t *testing.T, brokers []string, partitions, window int) *kafkaJ
 
 // args are the flags of a streaming run of this job, then extra.
 func (j *kafkaJob) args(extra ...string) []string {
-	return append([]string{"run",
+	args := []string{"run",
 		"--kafka-brokers", strings.Join(j.brokers, ","), "--kafka-topic", j.input, "--kafka-group", j.group,
 		"--kafka-results-topic", j.results, "--kafka-dead-topic", j.dead,
 		"--kafka-window", strconv.Itoa(j.window), "--kafka-session-timeout", "3s", "--kafka-commit-interval", "200ms",
 		"--rate", "-1", "--concurrency", "32", "--log-level", "warn", "--drain-timeout", "20s",
-		"--allow-loopback", "--direct", // the test site is on loopback; no proxies
-	}, extra...)
+		"--allow-loopback", // the test site is on loopback
+	}
+	if !slices.Contains(extra, "--proxies") {
+		args = append(args, "--direct")
+	}
+	return append(args, extra...)
 }
 
 // outputs reads the results and dead-letter topics: per URL how many

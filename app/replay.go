@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/kafka"
 	"github.com/sluicehq/sluice/record"
 	"github.com/sluicehq/sluice/stages/parse"
+	"github.com/sluicehq/sluice/stages/source"
 )
 
 // replayItem is one stored page on its way to being parsed again, or a
@@ -34,6 +37,7 @@ type replayItem struct {
 type replayConfig struct {
 	Kafka      KafkaConfig
 	PagesFile  string
+	WARCFiles  []string  // WARC files to read pages from, in order
 	FromOffset int64     // -1: the beginning
 	FromTime   time.Time // zero: use FromOffset
 	Out        string
@@ -46,7 +50,10 @@ type replayConfig struct {
 
 // ReplayOptions are replay's own flags, besides the config tree.
 type ReplayOptions struct {
-	PagesFile  string // a pages JSONL file instead of the pages topic
+	PagesFile string // a pages JSONL file instead of the pages topic
+	// WARC lists WARC files (.warc or .warc.gz) or directories of them to
+	// read the pages from instead of the pages topic (docs/warc.md).
+	WARC       []string
 	FromOffset int64  // -1: the beginning
 	FromTime   string // RFC 3339; "": use FromOffset
 	// Diff names an old results JSONL file: replay then reports, per
@@ -71,14 +78,26 @@ func Replay(ctx context.Context, c Config, o ReplayOptions, stdout, stderr io.Wr
 			return usagef("--from-time: %v", err)
 		}
 	}
-	if (cfg.PagesFile == "") == (c.Kafka.PagesTopic == "") {
-		return usagef("give exactly one of --kafka-pages-topic and --pages-file")
+	given := 0
+	for _, set := range []bool{cfg.PagesFile != "", c.Kafka.PagesTopic != "", len(o.WARC) > 0} {
+		if set {
+			given++
+		}
+	}
+	if given != 1 {
+		return usagef("give exactly one of --kafka-pages-topic, --pages-file and --warc")
 	}
 	if cfg.PagesFile != "" {
 		if _, err := os.Stat(cfg.PagesFile); err != nil {
 			return usagef("pages-file: %v", err)
 		}
 		cfg.Kafka.PagesTopic = "" // read from the file only
+	}
+	if len(o.WARC) > 0 {
+		if cfg.WARCFiles, err = warcFiles(o.WARC); err != nil {
+			return usageError{err}
+		}
+		cfg.Kafka.PagesTopic = ""
 	}
 	cfg.Rules = parse.DefaultRules()
 	if c.Rules != "" {
@@ -168,6 +187,67 @@ func pagesFromFile(path string) *flow.Source[replayItem] {
 			}
 		}
 		return sc.Err()
+	})
+}
+
+// warcFiles expands the --warc arguments: a file is itself, a directory
+// stands for its .warc and .warc.gz files in name order (which is the
+// order the WARC writer made them in).
+func warcFiles(args []string) ([]string, error) {
+	var files []string
+	for _, a := range args {
+		st, err := os.Stat(a)
+		if err != nil {
+			return nil, fmt.Errorf("warc: %w", err)
+		}
+		if !st.IsDir() {
+			files = append(files, a)
+			continue
+		}
+		entries, err := os.ReadDir(a)
+		if err != nil {
+			return nil, fmt.Errorf("warc: %w", err)
+		}
+		n := len(files)
+		for _, e := range entries {
+			if name := e.Name(); !e.IsDir() && (strings.HasSuffix(name, ".warc.gz") || strings.HasSuffix(name, ".warc")) {
+				files = append(files, filepath.Join(a, name))
+			}
+		}
+		if len(files) == n {
+			return nil, fmt.Errorf("warc: no .warc or .warc.gz file in %s", a)
+		}
+	}
+	return files, nil
+}
+
+// pagesFromWARC reads the response records of WARC files as pages; a
+// record that cannot be read becomes a dead letter (topic: the file name,
+// offset: the record's offset). The results and dead letters a run
+// archived are not read: replay makes its own.
+func pagesFromWARC(files []string) *flow.Source[replayItem] {
+	return flow.NewSource("pages", func(stop context.Context, emit flow.Emit[replayItem]) error {
+		for _, path := range files {
+			hardStop := false
+			err := source.ReadWARCFile(stop, path, 0, func(it source.WARCItem) error {
+				var err error
+				switch {
+				case it.Page != nil:
+					err = emit(replayItem{Page: it.Page})
+				case it.Bad != nil:
+					err = emit(replayItem{Dead: it.Bad})
+				}
+				hardStop = err != nil
+				return err
+			})
+			if hardStop || stop.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/sluicehq/sluice/proxy"
 	"github.com/sluicehq/sluice/stages/fetch"
 	"github.com/sluicehq/sluice/stages/parse"
+	"github.com/sluicehq/sluice/stages/sink"
 )
 
 // newJob turns a loaded Config into what one batch run needs: the
@@ -23,6 +24,7 @@ func newJob(c Config, stdout, stderr io.Writer) (jobConfig, error) {
 	cfg := jobConfig{
 		URLs: c.URLs, Out: c.Out, Pages: c.Pages, ProxiesFile: c.Proxies, PoolSize: c.PoolSize, RulesFile: c.Rules,
 		Fetch: c.FetchStage(), Kafka: c.Kafka, Drain: c.DrainTimeout, Log: log,
+		WARC: sink.WARCConfig{Dir: c.WARC, MaxSize: c.WARCMaxSize},
 		Observe: observeConfig{
 			MetricsAddr: c.Observe.MetricsAddr, Pprof: c.Observe.Pprof, Trace: c.Observe.Trace, TraceMax: c.Observe.TraceMax,
 			StallAfter: c.Observe.StallAfter, StatsEvery: c.Observe.StatsInterval, Progress: c.Observe.Progress, Term: logOut,

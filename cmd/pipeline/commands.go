@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/app"
@@ -13,13 +14,22 @@ import (
 const aboutReplay = `Parses stored pages again, with no network access to the pages' sites:
 from the pages topic (--kafka-brokers, --kafka-pages-topic, and the same
 TLS and SASL settings as run) from an offset or a time up to its end when
-the replay starts, or from a pages JSONL file (--pages-file), into a
-results JSONL file (--out) or topic (--kafka-results-topic).`
+the replay starts, from a pages JSONL file (--pages-file), or from WARC
+files (--warc), into a results JSONL file (--out) or topic
+(--kafka-results-topic).`
 
 func setupReplay(fs *flag.FlagSet, stdout, stderr io.Writer) func() error {
 	f := app.Bind(fs, app.Defaults(), only("rules", "out", "log_level", "drain_timeout", "kafka."))
 	var o app.ReplayOptions
 	fs.StringVar(&o.PagesFile, "pages-file", "", "replay the pages of this JSONL file (written by run --pages) instead of a topic")
+	fs.Func("warc", "replay the pages of these WARC files or directories (written by run --warc; comma-separated or repeated) instead of a topic", func(s string) error {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				o.WARC = append(o.WARC, p)
+			}
+		}
+		return nil
+	})
 	fs.Int64Var(&o.FromOffset, "from-offset", -1, "start at this offset in every partition of the pages topic (-1: the beginning)")
 	fs.StringVar(&o.FromTime, "from-time", "", "start at the first page stored at or after this time (RFC 3339)")
 	fs.StringVar(&o.Diff, "diff", "", "compare the re-parsed fields with this old results JSONL file: per field, how many records changed, with examples (on stderr)")

@@ -65,6 +65,7 @@ func TestExitCodes(t *testing.T) {
 		{"replay unknown flag", with(replay, "--urls", urls), exitUsage},
 		{"replay bad value", with(replay, "--from-offset", "abc"), exitUsage},
 		{"replay missing pages file", with(replay, "--pages-file", missing), exitUsage},
+		{"replay missing warc", []string{"replay", "--warc", missing, "--out", out("r3.jsonl"), "--log-level", "error"}, exitUsage},
 		{"replay missing rules", with(replay, "--rules", missing), exitUsage},
 		{"replay missing config", with(replay, "--config", missing), exitUsage},
 		{"replay bad config", with(replay, "--config", badConfig), exitUsage},

@@ -33,7 +33,7 @@ const usage = `usage: pipeline <command> [flags]
 
 commands:
   run        scrape URLs from a file, stdin or a Kafka topic into JSONL or Kafka topics
-  replay     parse stored pages again (pages topic or file), with no network access to their sites
+  replay     parse stored pages again (pages topic, pages file or WARC), with no network access to their sites
   demo       scrape a local catalog site through a local proxy farm, and check every record
   plan       print the fetch governor's per-domain limits for a config (--config FILE)
   bench      measure the governor on a local site with a per-IP limit: completion, 429s, rate
