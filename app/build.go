@@ -1,11 +1,15 @@
 package app
 
 import (
+	"context"
+	"net/url"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/sluicehq/sluice/crawl"
 	"github.com/sluicehq/sluice/flow"
 	"github.com/sluicehq/sluice/kafka"
 	"github.com/sluicehq/sluice/proxy"
@@ -33,6 +37,11 @@ type pipeline struct {
 	out   *flow.Sink[record.Output]
 	pool  *proxy.Pool
 	obs   observers
+	// crawler is the crawl's state when links are followed (file mode);
+	// nil otherwise. Every output goes to its Done.
+	crawler *crawl.Crawler
+	robots  *crawl.Robots // nil unless crawling with robots.txt obeyed
+	log     zerolog.Logger
 
 	mu  sync.Mutex // guards sum
 	sum summary
@@ -40,7 +49,7 @@ type pipeline struct {
 
 // build assembles source → fetch → parse → sink, and what watches them.
 func build(cfg jobConfig) (p *pipeline, err error) {
-	p = &pipeline{sum: summary{Errors: map[string]int{}, Refused: map[string]int{}}}
+	p = &pipeline{sum: summary{Errors: map[string]int{}, Refused: map[string]int{}}, log: cfg.Log}
 	if cfg.Observe.Trace != "" {
 		if p.obs.trace, err = waterfall.Create(cfg.Observe.Trace, cfg.Observe.TraceMax); err != nil {
 			return nil, err
@@ -51,7 +60,17 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 			}
 		}()
 	}
-	if p.io, err = buildIO(cfg, p.count, cfg.Log); err != nil {
+	if cfg.Crawl.Follow && cfg.Kafka.Topic == "" {
+		if p.crawler, err = crawl.New(cfg.Crawl, crawl.Options{Logger: cfg.Log}); err != nil {
+			return nil, usageError{err}
+		}
+		defer func() {
+			if err != nil {
+				_ = p.crawler.Close()
+			}
+		}()
+	}
+	if p.io, err = buildIOCrawl(cfg, p.crawler, p.done, cfg.Log); err != nil {
 		return nil, err
 	}
 	p.src, p.out = p.io.src, p.io.out
@@ -64,6 +83,16 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 	fc.Pool = p.pool
 	fc.Logger = cfg.Log
 	fc.Trace = p.obs.span
+	if p.crawler != nil && !cfg.Crawl.IgnoreRobots {
+		p.robots = crawl.NewRobots(crawl.RobotsConfig{
+			Fetch: func(ctx context.Context, u *url.URL) (int, []byte, error) { return p.fetch.Get(ctx, u) },
+			Agent: cfg.Crawl.UserAgent, TTL: cfg.Crawl.RobotsTTL, ErrorTTL: cfg.Crawl.RobotsErrorTTL, MaxHosts: cfg.Crawl.RobotsHosts,
+			OnDelay: func(host string, d time.Duration) {
+				cfg.Log.Info().Str("host", host).Dur("crawl_delay", d).Msg("robots.txt asks for a crawl delay")
+			},
+		})
+		fc.Allow = p.robots.Allow
+	}
 	if p.fetch, err = fetch.New(fc); err != nil {
 		return nil, usageError{err}
 	}
@@ -127,6 +156,13 @@ func buildSink(kc KafkaConfig, client *kafka.Client, sc sink.JSONLConfig, onDone
 // of a file or stdin) and the sink (Kafka when a results topic is set,
 // else JSONL).
 func buildIO(cfg jobConfig, onDone func(record.Output), log zerolog.Logger) (pipelineIO, error) {
+	return buildIOCrawl(cfg, nil, onDone, log)
+}
+
+// buildIOCrawl is buildIO with a crawl: with a crawler and no input
+// topic, the source is the crawl's (seeds from the URLs file, then the
+// frontier).
+func buildIOCrawl(cfg jobConfig, crawler *crawl.Crawler, onDone func(record.Output), log zerolog.Logger) (pipelineIO, error) {
 	var pio pipelineIO
 	kc := cfg.Kafka
 	if kc.PagesTopic != "" && kc.ResultsTopic == "" {
@@ -151,6 +187,12 @@ func buildIO(cfg jobConfig, onDone func(record.Output), log zerolog.Logger) (pip
 		}
 		pio.src, pio.srcKafka = k.Source(), k
 		pio.close = append([]func() error{k.Close}, pio.close...)
+	} else if crawler != nil {
+		src, err := source.Crawl(source.CrawlConfig{Crawler: crawler, Seeds: source.LinesConfig{Path: cfg.URLs, Reader: cfg.URLReader}})
+		if err != nil {
+			return pio, err
+		}
+		pio.src = src
 	} else {
 		src, err := source.Lines(source.LinesConfig{Path: cfg.URLs, Reader: cfg.URLReader})
 		if err != nil {
@@ -212,4 +254,35 @@ func buildReplay(cfg replayConfig, count func(record.Output)) (*replayPipeline, 
 	}
 	rp.out = sp.out
 	return rp, nil
+}
+
+// done is the sink's callback for every durable output: the summary and
+// the observers, then the crawl (the page's links join the frontier; it
+// never blocks, see docs/crawl.md).
+func (p *pipeline) done(o record.Output) {
+	p.count(o)
+	if p.crawler != nil {
+		if err := p.crawler.Done(o); err != nil {
+			p.log.Error().Err(err).Msg("crawl: links of a page lost")
+		}
+	}
+}
+
+// saveCrawl starts the crawl's periodic snapshots; the function it returns
+// stops them and saves the final state. Without a crawl both do nothing.
+func (p *pipeline) saveCrawl(hard context.Context) func() error {
+	if p.crawler == nil {
+		return func() error { return nil }
+	}
+	ctx, cancel := context.WithCancel(hard)
+	done := make(chan struct{})
+	go func() { // owner: the run; ends when the returned function cancels it
+		defer close(done)
+		p.crawler.Run(ctx)
+	}()
+	return func() error {
+		cancel()
+		<-done
+		return p.crawler.Close()
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sluicehq/sluice/crawl"
 	"github.com/sluicehq/sluice/dnscache"
 	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/guard"
@@ -45,6 +46,7 @@ type Config struct {
 	Observe ObserveConfig     `yaml:"observe" flag:"flat"`
 	Domains []governor.Domain `yaml:"domains" flag:"-"` // YAML only: a list of entries
 	Kafka   KafkaConfig       `yaml:"kafka"`
+	Crawl   crawl.Config      `yaml:"crawl"`
 }
 
 // FetchConfig is the `fetch:` section.
@@ -128,6 +130,7 @@ func Defaults() Config {
 		Proxy:   PoolConfig{Model: "shared", Strategy: "lru-weighted", StickyTTL: 10 * time.Minute, Cooldown: 30 * time.Second},
 		Observe: ObserveConfig{TraceMax: 250000, StallAfter: 30 * time.Second, StatsInterval: 10 * time.Second, Progress: "auto"},
 		Kafka:   KafkaConfig{Group: "sluice", Window: 512, Prefetch: 64, CommitInterval: time.Second, SessionTimeout: 10 * time.Second},
+		Crawl:   crawl.Defaults(),
 	}
 }
 
@@ -214,6 +217,12 @@ func (c *Config) validate(given map[string]bool) error {
 	if k.Topic != "" && k.Group == "" {
 		bad("kafka.group", "a Kafka input topic needs a consumer group")
 	}
+	if err := c.Crawl.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Crawl.Follow && k.Topic != "" {
+		bad("crawl.follow", "following links is not yet supported with a Kafka input topic (file mode only)")
+	}
 	return errors.Join(errs...)
 }
 
@@ -231,7 +240,7 @@ func (c *Config) derive(given map[string]bool) {
 // its directory.
 func (c *Config) resolvePaths(dir string, given map[string]bool) {
 	for name, p := range map[string]*string{"urls": &c.URLs, "out": &c.Out, "proxies": &c.Proxies, "rules": &c.Rules,
-		"pages": &c.Pages, "spool-dir": &c.Fetch.SpoolDir, "trace": &c.Observe.Trace} {
+		"pages": &c.Pages, "spool-dir": &c.Fetch.SpoolDir, "trace": &c.Observe.Trace, "crawl-state-dir": &c.Crawl.StateDir} {
 		if given[name] && *p != "" && *p != "-" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sluicehq/sluice/crawl"
 	"github.com/sluicehq/sluice/failure"
 	"github.com/sluicehq/sluice/flow"
 	"github.com/sluicehq/sluice/governor"
@@ -38,7 +39,8 @@ type jobConfig struct {
 	Fetch       fetch.Config
 	Parse       parse.Config
 	Sink        sink.JSONLConfig
-	Kafka       KafkaConfig // Kafka input and output (io.go); zero: none
+	Kafka       KafkaConfig  // Kafka input and output (io.go); zero: none
+	Crawl       crawl.Config // following links (build.go); Follow false: off
 	Drain       time.Duration
 	Log         zerolog.Logger
 	Observe     observeConfig
@@ -64,6 +66,7 @@ type summary struct {
 	Stages   []stageSummary       `json:"-"`
 	Spans    int64                `json:"spans,omitempty"` // written to the trace
 	Governor governor.Stats       `json:"-"`
+	Crawl    *crawl.Stats         `json:"crawl,omitempty"`
 	Pools    []governor.PoolStats `json:"-"`
 }
 
@@ -130,6 +133,10 @@ func (s summary) print(w io.Writer) {
 	}
 	if len(s.Unhealthy) > 0 {
 		fmt.Fprintf(w, "proxies not healthy at the end: %s\n", strings.Join(s.Unhealthy, " "))
+	}
+	if c := s.Crawl; c != nil {
+		fmt.Fprintf(w, "crawl: %d URLs taken, %d duplicates, %d out of scope, %d past max_depth, %d past max_pages, %d spilled to disk, %d still queued; seen-set %d bytes\n",
+			c.Taken, c.Duplicates, c.OutOfScope, c.TooDeep, c.OverLimit, c.Spilled, c.Queued, c.SeenBytes)
 	}
 }
 
@@ -204,8 +211,9 @@ func (p *pipeline) stats() []*flow.Stats {
 func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	start := time.Now()
 	stopObs := p.obs.start(p)
+	stopSaving := p.saveCrawl(hard)
 	err := flow.Scrape(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.out)
-	cerr := errors.Join(p.fetch.Close(), closeAll(p.io.close))
+	cerr := errors.Join(stopSaving(), p.fetch.Close(), closeAll(p.io.close))
 	spans, oerr := stopObs()
 	err = errors.Join(err, cerr, oerr)
 	p.mu.Lock()
@@ -226,6 +234,10 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 		}
 	}
 	s.Spans = spans
+	if p.crawler != nil {
+		cs := p.crawler.Stats()
+		s.Crawl = &cs
+	}
 	s.Governor = p.fetch.Governor()
 	s.Pools = p.fetch.Pools()
 	return s, err

@@ -1,0 +1,44 @@
+package fetch
+
+import (
+	"context"
+	"net/url"
+
+	"github.com/sluicehq/sluice/failure"
+
+	"github.com/sluicehq/sluice/record"
+)
+
+// Get fetches u once, as any input is fetched (the URL policy, a proxy
+// leased from the pool, the transports and the bounds), outside the
+// stage's queue: for robots.txt. It returns the status of any answer
+// (err is then nil, even for a 404 or a 503), or the classified error
+// when no answer came. It does not wait for the domain's token. Safe for
+// concurrent use.
+func (s *Stage) Get(ctx context.Context, u *url.URL) (status int, body []byte, err error) {
+	t := record.Task{Msg: record.Message{URL: u.String()}, URL: u, Enqueued: s.cfg.Now()}
+	res, err := s.safeAttempt(ctx, t)
+	if res.held > 0 {
+		defer s.spool.budget.Give(res.held)
+	}
+	if res.spool != nil {
+		f := record.Fetched{Spool: res.spool}
+		if lerr := f.LoadBody(); lerr != nil {
+			return res.status, nil, lerr
+		}
+		res.body = f.Body
+	}
+	if res.status != 0 {
+		return res.status, res.body, nil
+	}
+	return 0, nil, err
+}
+
+func (s *Stage) safeAttempt(ctx context.Context, t record.Task) (res attemptResult, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = failure.Errorf(failure.Internal, "robots fetch panicked: %v", r)
+		}
+	}()
+	return s.attempt(ctx, t, 1, nil, s.cfg.Now(), nil)
+}
