@@ -166,6 +166,9 @@ func (c *Crawler) Hold() {
 // finished (nothing queued, nothing in flight) or ctx ended.
 func (c *Crawler) Next(ctx context.Context) (m record.Message, ok bool, err error) {
 	for {
+		if ctx.Err() != nil {
+			return m, false, nil
+		}
 		c.mu.Lock()
 		m, ok, err = c.front.Pop()
 		if err != nil {
