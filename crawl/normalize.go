@@ -8,7 +8,6 @@ package crawl
 import (
 	"errors"
 	"net/url"
-	"path"
 	"sort"
 	"strings"
 )
@@ -37,7 +36,7 @@ var ErrNotHTTP = errors.New("not an absolute http(s) URL with a host")
 
 // Normalize returns the normal form of raw and the URL it parses to.
 func (n Normalizer) Normalize(raw string) (string, *url.URL, error) {
-	u, err := url.Parse(strings.TrimSpace(raw))
+	u, err := url.Parse(raw)
 	if err != nil {
 		return "", nil, err
 	}
@@ -54,7 +53,7 @@ func (n Normalizer) normalizeURL(u *url.URL) error {
 	}
 	u.User = nil
 	u.Fragment, u.RawFragment = "", ""
-	host, port := strings.ToLower(strings.TrimSuffix(u.Hostname(), ".")), u.Port()
+	host, port := strings.ToLower(strings.TrimRight(u.Hostname(), ".")), u.Port()
 	if host == "" {
 		return ErrNotHTTP
 	}
@@ -68,21 +67,17 @@ func (n Normalizer) normalizeURL(u *url.URL) error {
 		host += ":" + port
 	}
 	u.Host = host
-	p := u.EscapedPath()
+	p := removeDots(unescapeUnreserved(u.EscapedPath()))
 	if p == "" {
 		p = "/"
 	}
-	if strings.Contains(p, "/.") {
-		clean := path.Clean(p)
-		if strings.HasSuffix(p, "/") && clean != "/" {
-			clean += "/"
-		}
-		p = clean
-	}
 	if dec, err := url.PathUnescape(p); err == nil {
 		u.Path, u.RawPath = dec, p
-		if u.EscapedPath() == p {
+		if u.EscapedPath() != p {
 			u.RawPath = ""
+		}
+		if u.EscapedPath() != p { // the library spells it its own way; keep that
+			p = u.EscapedPath()
 		}
 	}
 	u.ForceQuery = false
@@ -90,6 +85,73 @@ func (n Normalizer) normalizeURL(u *url.URL) error {
 		u.RawQuery = n.query(u.RawQuery)
 	}
 	return nil
+}
+
+// unescapeUnreserved decodes percent-escapes of unreserved characters
+// (letters, digits, - . _ ~) and upper-cases the hex digits of the rest.
+func unescapeUnreserved(p string) string {
+	if !strings.Contains(p, "%") {
+		return p
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if p[i] == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]) {
+			c := unhex(p[i+1])<<4 | unhex(p[i+2])
+			if c < 0x80 && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+				b.WriteByte(c)
+			} else {
+				b.WriteString(strings.ToUpper(p[i : i+3]))
+			}
+			i += 2
+			continue
+		}
+		b.WriteByte(p[i])
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}
+
+// removeDots resolves "." and ".." segments (RFC 3986, 5.2.4).
+func removeDots(p string) string {
+	if !strings.Contains(p, ".") {
+		return p
+	}
+	segs := strings.Split(p, "/")
+	out := make([]string, 0, len(segs))
+	for i, s := range segs {
+		last := i == len(segs)-1
+		switch s {
+		case ".":
+			if last {
+				out = append(out, "")
+			}
+		case "..":
+			if len(out) > 1 {
+				out = out[:len(out)-1]
+			}
+			if last {
+				out = append(out, "")
+			}
+		default:
+			out = append(out, s)
+		}
+	}
+	r := strings.Join(out, "/")
+	if !strings.HasPrefix(r, "/") {
+		r = "/" + r
+	}
+	return r
 }
 
 // query sorts the query by key, keeping the order of a repeated key's
