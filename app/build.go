@@ -70,7 +70,8 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 			}
 		}()
 	}
-	if p.io, err = buildIOCrawl(cfg, p.crawler, p.done, cfg.Log); err != nil {
+	get := func(ctx context.Context, u *url.URL) (int, []byte, error) { return p.fetch.Get(ctx, u) }
+	if p.io, err = buildIOCrawl(cfg, p.crawler, get, p.done, cfg.Log); err != nil {
 		return nil, err
 	}
 	p.src, p.out = p.io.src, p.io.out
@@ -85,7 +86,7 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 	fc.Trace = p.obs.span
 	if p.crawler != nil && !cfg.Crawl.IgnoreRobots {
 		p.robots = crawl.NewRobots(crawl.RobotsConfig{
-			Fetch: func(ctx context.Context, u *url.URL) (int, []byte, error) { return p.fetch.Get(ctx, u) },
+			Fetch: get,
 			Agent: cfg.Crawl.UserAgent, TTL: cfg.Crawl.RobotsTTL, ErrorTTL: cfg.Crawl.RobotsErrorTTL, MaxHosts: cfg.Crawl.RobotsHosts,
 			OnDelay: func(host string, d time.Duration) {
 				cfg.Log.Info().Str("host", host).Dur("crawl_delay", d).Msg("robots.txt asks for a crawl delay")
@@ -156,13 +157,13 @@ func buildSink(kc KafkaConfig, client *kafka.Client, sc sink.JSONLConfig, onDone
 // of a file or stdin) and the sink (Kafka when a results topic is set,
 // else JSONL).
 func buildIO(cfg jobConfig, onDone func(record.Output), log zerolog.Logger) (pipelineIO, error) {
-	return buildIOCrawl(cfg, nil, onDone, log)
+	return buildIOCrawl(cfg, nil, nil, onDone, log)
 }
 
 // buildIOCrawl is buildIO with a crawl: with a crawler and no input
 // topic, the source is the crawl's (seeds from the URLs file, then the
 // frontier).
-func buildIOCrawl(cfg jobConfig, crawler *crawl.Crawler, onDone func(record.Output), log zerolog.Logger) (pipelineIO, error) {
+func buildIOCrawl(cfg jobConfig, crawler *crawl.Crawler, get func(context.Context, *url.URL) (int, []byte, error), onDone func(record.Output), log zerolog.Logger) (pipelineIO, error) {
 	var pio pipelineIO
 	kc := cfg.Kafka
 	if kc.PagesTopic != "" && kc.ResultsTopic == "" {
@@ -188,7 +189,16 @@ func buildIOCrawl(cfg jobConfig, crawler *crawl.Crawler, onDone func(record.Outp
 		pio.src, pio.srcKafka = k.Source(), k
 		pio.close = append([]func() error{k.Close}, pio.close...)
 	} else if crawler != nil {
-		src, err := source.Crawl(source.CrawlConfig{Crawler: crawler, Seeds: source.LinesConfig{Path: cfg.URLs, Reader: cfg.URLReader}})
+		cc := source.CrawlConfig{Crawler: crawler, Seeds: source.LinesConfig{Path: cfg.URLs, Reader: cfg.URLReader},
+			// With sitemaps, start URLs come from a file only, never stdin.
+			NoSeeds: len(cfg.Crawl.Sitemaps) > 0 && (cfg.URLs == "" || cfg.URLs == "-") && cfg.URLReader == nil}
+		if len(cfg.Crawl.Sitemaps) > 0 {
+			cc.More = func(stop context.Context, add func(record.Message) error) error {
+				return source.Sitemaps(stop, source.SitemapConfig{Roots: cfg.Crawl.Sitemaps, Fetch: get,
+					MaxFiles: cfg.Crawl.SitemapMaxFiles, MaxURLs: cfg.Crawl.SitemapMaxURLs, Logger: log}, add)
+			}
+		}
+		src, err := source.Crawl(cc)
 		if err != nil {
 			return pio, err
 		}

@@ -210,3 +210,40 @@ func TestCrawlRestartDoesNotRefetch(t *testing.T) {
 	checkEveryPageOnce(t, cw.site)
 	t.Logf("first run fetched %d pages; both together every page once", first)
 }
+
+// TestCrawlFromSitemap: a crawl from the site's sitemap index (a plain
+// and a gzip'd sitemap) fetches every URL listed once, the orphans too,
+// and not the other host's URL the sitemap lists.
+func TestCrawlFromSitemap(t *testing.T) {
+	cw := startCrawlWorld(t, 500, 2)
+	cfg := cw.job(t, "", 100_000)
+	cfg.URLReader = nil
+	cfg.Crawl.Sitemaps = []string{cw.site.URL() + "sitemap.xml"}
+	cfg.Crawl.MaxDepth = 0
+	sum, err := runJob(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits := cw.site.Hits()
+	for i := 1; i < 500; i++ {
+		if n := hits[fmt.Sprintf("/p/%d", i)]; n != 1 {
+			t.Errorf("/p/%d requested %d times", i, n)
+		}
+	}
+	for i := range testbed.Orphans {
+		if n := hits[fmt.Sprintf("/orphan/%d", i)]; n != 1 {
+			t.Errorf("/orphan/%d requested %d times", i, n)
+		}
+	}
+	for _, p := range []string{"/sitemap.xml", "/sitemap-1.xml", "/sitemap-2.xml.gz"} {
+		if hits[p] != 1 {
+			t.Errorf("%s requested %d times", p, hits[p])
+		}
+	}
+	if hits["/"] != 0 || len(cw.site.OtherHits()) != 0 {
+		t.Errorf("home %d, other host %v: not listed (or not allowed) in the sitemap", hits["/"], cw.site.OtherHits())
+	}
+	if sum.OK != 499+testbed.Orphans {
+		t.Errorf("%d ok, want %d", sum.OK, 499+testbed.Orphans)
+	}
+}

@@ -1,8 +1,10 @@
 package testbed
 
 import (
+	"compress/gzip"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -25,8 +27,10 @@ type CrawlSiteConfig struct {
 // (each page links to its children, to the home page, to its parent
 // spelled with tracking parameters, to itself with a fragment), links to
 // another host (out of scope for a same-host crawl), a robots.txt that
-// disallows /private/ (every tenth page links there) and counts of
-// requests per path on both hosts. Safe for concurrent use.
+// disallows /private/ (every tenth page links there), a sitemap index
+// (/sitemap.xml) over a plain and a gzip'd sitemap that list every page
+// and Orphans pages nothing links to, and counts of requests per path on
+// both hosts. Safe for concurrent use.
 type CrawlSite struct {
 	cfg   CrawlSiteConfig
 	main  *http.Server
@@ -116,6 +120,27 @@ func (s *CrawlSite) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprint(w, "User-agent: *\nDisallow: /private/\n")
 		return
+	case p == "/sitemap.xml":
+		w.Header().Set("Content-Type", "application/xml")
+		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
+<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+<sitemap><loc>http://%[1]s/sitemap-1.xml</loc></sitemap>
+<sitemap><loc>http://%[1]s/sitemap-2.xml.gz</loc></sitemap>
+</sitemapindex>`, s.mainL.Addr())
+		return
+	case p == "/sitemap-1.xml":
+		w.Header().Set("Content-Type", "application/xml")
+		s.writeSitemap(w, 1, s.cfg.Pages/2, false)
+		return
+	case p == "/sitemap-2.xml.gz":
+		w.Header().Set("Content-Type", "application/gzip")
+		zw := gzip.NewWriter(w)
+		s.writeSitemap(zw, s.cfg.Pages/2, s.cfg.Pages, true)
+		_ = zw.Close()
+		return
+	case strings.HasPrefix(p, "/orphan/"):
+		fmt.Fprint(w, "<html><body><h1>orphan</h1><a href=\"/\">home</a></body></html>")
+		return
 	case strings.HasPrefix(p, "/private/"):
 		fmt.Fprint(w, "<html><body><h1>private</h1></body></html>")
 		return
@@ -152,6 +177,27 @@ func (s *CrawlSite) serve(w http.ResponseWriter, r *http.Request) {
 	b.WriteString("</body></html>\n")
 	fmt.Fprint(w, b.String())
 }
+
+// writeSitemap lists pages [from, to); with orphans, also /orphan/0 …
+// /orphan/{Orphans-1} (linked from no page) and a URL on the other host
+// (which a sitemap may not list, so it is skipped).
+func (s *CrawlSite) writeSitemap(w io.Writer, from, to int, orphans bool) {
+	fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+`<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">`+"\n")
+	for i := from; i < to; i++ {
+		fmt.Fprintf(w, "<url><loc>%s</loc><lastmod>2024-01-01</lastmod></url>\n", s.PageURL(i))
+	}
+	if orphans {
+		for i := range Orphans {
+			fmt.Fprintf(w, "<url><loc>http://%s/orphan/%d</loc></url>\n", s.mainL.Addr(), i)
+		}
+		fmt.Fprintf(w, "<url><loc>%s/p/1</loc></url>\n", s.OtherURL())
+	}
+	fmt.Fprint(w, "</urlset>\n")
+}
+
+// Orphans is the number of /orphan/ pages the sitemap lists and no page
+// links to.
+const Orphans = 50
 
 func portOf(l net.Listener) string {
 	_, port, _ := net.SplitHostPort(l.Addr().String())
