@@ -1,0 +1,45 @@
+package app
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+)
+
+// TestCrawlDocsYAML loads every YAML block of docs/crawl.md through the
+// real config loader.
+func TestCrawlDocsYAML(t *testing.T) {
+	doc, err := os.ReadFile("../docs/crawl.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllSubmatch(doc, -1)
+	if len(blocks) < 3 {
+		t.Fatalf("%d YAML blocks in docs/crawl.md, want at least 3", len(blocks))
+	}
+	for i, b := range blocks {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "seeds.txt"), []byte("http://shop.example/\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(path, b[1], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := LoadFile(path)
+		if err != nil {
+			t.Errorf("block %d: %v\n%s", i+1, err, b[1])
+			continue
+		}
+		if !cfg.Crawl.Follow {
+			t.Errorf("block %d: follow not set", i+1)
+		}
+		if regexp.MustCompile(`(?m)^  sites:`).Match(b[1]) {
+			s := cfg.Crawl.Sites
+			if len(s) != 2 || s[0].Domain != "*.blog.example" || s[0].Scope != "host" || s[0].MaxDepth != 1 || s[1].Scope != "any" || len(s[1].Allow) != 2 {
+				t.Errorf("block %d: sites %+v", i+1, s)
+			}
+		}
+	}
+}
