@@ -41,6 +41,7 @@ type pipeline struct {
 	// nil otherwise. Every output goes to its Done.
 	crawler *crawl.Crawler
 	robots  *crawl.Robots // nil unless crawling with robots.txt obeyed
+	links   *linksWriter  // Kafka mode: where followed links go; nil otherwise
 	log     zerolog.Logger
 
 	mu  sync.Mutex // guards sum
@@ -60,7 +61,7 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 			}
 		}()
 	}
-	if cfg.Crawl.Follow && cfg.Kafka.Topic == "" {
+	if cfg.Crawl.Follow {
 		if p.crawler, err = crawl.New(cfg.Crawl, crawl.Options{Logger: cfg.Log}); err != nil {
 			return nil, usageError{err}
 		}
@@ -75,6 +76,14 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 		return nil, err
 	}
 	p.src, p.out = p.io.src, p.io.out
+	if p.crawler != nil && cfg.Kafka.Topic != "" {
+		topic := cfg.Crawl.LinksTopic
+		if topic == "" {
+			topic = cfg.Kafka.Topic
+		}
+		p.links = newLinksWriter(p.io.client, topic, p.crawler)
+		p.io.close = append([]func() error{p.links.close}, p.io.close...)
+	}
 	if len(cfg.Proxies) > 0 {
 		if p.pool, err = proxy.New(cfg.Proxies, cfg.PoolOptions...); err != nil {
 			return nil, usageError{err}
@@ -188,7 +197,7 @@ func buildIOCrawl(cfg jobConfig, crawler *crawl.Crawler, get func(context.Contex
 		}
 		pio.src, pio.srcKafka = k.Source(), k
 		pio.close = append([]func() error{k.Close}, pio.close...)
-	} else if crawler != nil {
+	} else if crawler != nil { // file mode: the crawl's own source
 		cc := source.CrawlConfig{Crawler: crawler, Seeds: source.LinesConfig{Path: cfg.URLs, Reader: cfg.URLReader},
 			// With sitemaps, start URLs come from a file only, never stdin.
 			NoSeeds: len(cfg.Crawl.Sitemaps) > 0 && (cfg.URLs == "" || cfg.URLs == "-") && cfg.URLReader == nil}
@@ -271,10 +280,15 @@ func buildReplay(cfg replayConfig, count func(record.Output)) (*replayPipeline, 
 // never blocks, see docs/crawl.md).
 func (p *pipeline) done(o record.Output) {
 	p.count(o)
-	if p.crawler != nil {
-		if err := p.crawler.Done(o); err != nil {
-			p.log.Error().Err(err).Msg("crawl: links of a page lost")
-		}
+	var err error
+	switch {
+	case p.links != nil:
+		err = p.links.write(o)
+	case p.crawler != nil:
+		err = p.crawler.Done(o)
+	}
+	if err != nil {
+		p.log.Error().Err(err).Msg("crawl: links of a page lost")
 	}
 }
 

@@ -220,8 +220,8 @@ func (c *Config) validate(given map[string]bool) error {
 	if err := c.Crawl.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Crawl.Follow && k.Topic != "" {
-		bad("crawl.follow", "following links is not yet supported with a Kafka input topic (file mode only)")
+	if c.Crawl.LinksTopic != "" && k.Topic == "" {
+		bad("crawl.links_topic", "needs a Kafka input topic (kafka.topic): in file mode links go back into the run's own queue")
 	}
 	return errors.Join(errs...)
 }

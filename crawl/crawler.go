@@ -214,31 +214,66 @@ func (c *Crawler) Done(o record.Output) error {
 	if !c.cfg.Follow || o.Result.Error != nil || len(o.Result.Links) == 0 {
 		return nil
 	}
+	var errs []error
+	for _, l := range c.followLocked(m, o.Result.Links) {
+		if err := c.front.Push(l); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Discovered returns the links of a page to follow, as URL messages, for
+// a crawl whose frontier is a Kafka topic: the same rules as Done, the
+// page's URL and its links marked seen. Nothing is queued and nothing is
+// in flight. Safe for concurrent use.
+func (c *Crawler) Discovered(o record.Output) []record.Message {
+	if o.Result == nil || o.Result.Error != nil || !c.cfg.Follow {
+		return nil
+	}
+	r := o.Result
+	norm, _, err := c.norm.Normalize(r.URL)
+	if err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen.Add(norm, c.opt.Now()) // a start URL from the topic is seen too
+	return c.followLocked(record.Message{URL: norm, Depth: r.Depth, Meta: r.Meta}, r.Links)
+}
+
+// followLocked returns the links of the page m to follow: normalised, in
+// scope, not too deep, under max_pages, new (and now marked seen).
+func (c *Crawler) followLocked(m record.Message, links []string) []record.Message {
 	parent, err := url.Parse(m.URL)
 	if err != nil {
 		return nil
 	}
 	sc := c.sc.forHost(parent.Hostname())
 	if m.Depth >= sc.maxDepth {
-		c.stats.TooDeep += len(o.Result.Links)
+		c.stats.TooDeep += len(links)
 		return nil
 	}
-	var errs []error
-	for _, l := range o.Result.Links {
+	var out []record.Message
+	for _, l := range links {
 		norm, u, err := c.norm.Normalize(l)
-		if err != nil {
+		if err != nil || !sc.follows(parent, u, norm) {
 			c.stats.OutOfScope++
 			continue
 		}
-		if !sc.follows(parent, u, norm) {
-			c.stats.OutOfScope++
+		if sc.maxPages > 0 && c.pages[u.Host] >= sc.maxPages {
+			c.stats.OverLimit++
 			continue
 		}
-		if _, err := c.admitLocked(record.Message{URL: norm, Depth: m.Depth + 1, Parent: m.URL, Meta: m.Meta}, u); err != nil {
-			errs = append(errs, err)
+		if !c.seen.Add(norm, c.opt.Now()) {
+			c.stats.Duplicates++
+			continue
 		}
+		c.pages[u.Host]++
+		c.stats.Taken++
+		out = append(out, record.Message{URL: norm, Depth: m.Depth + 1, Parent: m.URL, Meta: m.Meta})
 	}
-	return errors.Join(errs...)
+	return out
 }
 
 // Stats returns the crawl's counters.
