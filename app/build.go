@@ -98,7 +98,9 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 			Fetch: get,
 			Agent: cfg.Crawl.UserAgent, TTL: cfg.Crawl.RobotsTTL, ErrorTTL: cfg.Crawl.RobotsErrorTTL, MaxHosts: cfg.Crawl.RobotsHosts,
 			OnDelay: func(host string, d time.Duration) {
-				cfg.Log.Info().Str("host", host).Dur("crawl_delay", d).Msg("robots.txt asks for a crawl delay")
+				// Crawl-delay d: at most one request per d for the host.
+				p.fetch.CapRate(host, float64(time.Second)/float64(d))
+				cfg.Log.Info().Str("host", host).Dur("crawl_delay", d).Msg("robots.txt crawl delay: the host's rate is capped")
 			},
 		})
 		fc.Allow = p.robots.Allow

@@ -247,3 +247,29 @@ func TestCrawlFromSitemap(t *testing.T) {
 		t.Errorf("%d ok, want %d", sum.OK, 499+testbed.Orphans)
 	}
 }
+
+// TestCrawlDelayCapsRate: robots.txt's Crawl-delay caps the host's rate
+// in the governor (the summary's governor line shows it).
+func TestCrawlDelayCapsRate(t *testing.T) {
+	site, err := testbed.StartCrawlSite(testbed.CrawlSiteConfig{Pages: 60, CrawlDelay: 0.01})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = site.Close() })
+	cw := &crawlWorld{site: site, w: startWorld(t, testbed.SiteConfig{Products: 1}, 0)}
+	cfg := cw.job(t, "", 1000)
+	sum, err := runJob(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEveryPageOnce(t, site)
+	for _, d := range sum.Governor.Domains {
+		if d.Domain == "127.0.0.1" {
+			if d.Limits.MaxRate != 100 || d.Limits.RateFrom != "crawl-delay" {
+				t.Errorf("limits %+v, want rate 100/s from crawl-delay", d.Limits)
+			}
+			return
+		}
+	}
+	t.Fatalf("no governor stats for the site: %+v", sum.Governor.Domains)
+}

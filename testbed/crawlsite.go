@@ -21,6 +21,9 @@ type CrawlSiteConfig struct {
 	// Fanout is the number of child pages each page links to: page i links
 	// to pages Fanout·i+1 … Fanout·i+Fanout. 0 means 10.
 	Fanout int
+	// CrawlDelay, if positive, is written into robots.txt as Crawl-delay
+	// (seconds).
+	CrawlDelay float64
 }
 
 // CrawlSite is a site with link structure, for crawls: a tree of pages
@@ -119,6 +122,9 @@ func (s *CrawlSite) serve(w http.ResponseWriter, r *http.Request) {
 	case p == "/robots.txt":
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprint(w, "User-agent: *\nDisallow: /private/\n")
+		if s.cfg.CrawlDelay > 0 {
+			fmt.Fprintf(w, "Crawl-delay: %g\n", s.cfg.CrawlDelay)
+		}
 		return
 	case p == "/sitemap.xml":
 		w.Header().Set("Content-Type", "application/xml")

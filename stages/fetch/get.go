@@ -42,3 +42,7 @@ func (s *Stage) safeAttempt(ctx context.Context, t record.Task) (res attemptResu
 	}()
 	return s.attempt(ctx, t, 1, nil, s.cfg.Now(), nil)
 }
+
+// CapRate caps host's request rate at r per second from now on (see
+// governor.Governor.CapRate): for robots.txt's Crawl-delay.
+func (s *Stage) CapRate(host string, r float64) { s.gov.CapRate(host, r) }
