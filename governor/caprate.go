@@ -1,6 +1,10 @@
 package governor
 
-import "math"
+import (
+	"context"
+	"math"
+	"time"
+)
 
 // CapRate caps host's rate at r requests per second, below whatever its
 // limits allow, from now on: for a site that asks to be crawled slowly
@@ -45,4 +49,33 @@ func (g *Governor[T]) capOfLocked(host string, lim Limits) Limits {
 		return capLimits(lim, r)
 	}
 	return lim
+}
+
+// Take waits for a token of host's bucket, for a request made outside
+// the queue (robots.txt, a sitemap), so that it counts against the
+// host's rate like any other. It does not take a worker or a slot of the
+// global limit. It blocks until the token or ctx's end (its error).
+// Safe for concurrent use.
+func (g *Governor[T]) Take(ctx context.Context, host string) error {
+	g.mu.Lock()
+	b := g.domainLocked(host, g.now()).bucket
+	g.mu.Unlock()
+	if b == nil {
+		return nil
+	}
+	r := b.ReserveN(g.now(), 1)
+	if !r.OK() {
+		return nil
+	}
+	if d := r.DelayFrom(g.now()); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			r.Cancel()
+			return ctx.Err()
+		}
+	}
+	return nil
 }

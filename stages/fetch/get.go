@@ -11,11 +11,15 @@ import (
 
 // Get fetches u once, as any input is fetched (the URL policy, a proxy
 // leased from the pool, the transports and the bounds), outside the
-// stage's queue: for robots.txt. It returns the status of any answer
+// stage's queue: for robots.txt and sitemaps. It first waits for a token
+// of the host's bucket in the governor, so the request counts against the
+// host's rate, but takes no worker. It returns the status of any answer
 // (err is then nil, even for a 404 or a 503), or the classified error
-// when no answer came. It does not wait for the domain's token. Safe for
-// concurrent use.
+// when no answer came. Safe for concurrent use.
 func (s *Stage) Get(ctx context.Context, u *url.URL) (status int, body []byte, err error) {
+	if err := s.gov.Take(ctx, u.Hostname()); err != nil {
+		return 0, nil, failure.New(failure.Canceled, failure.ErrPermanent, err)
+	}
 	t := record.Task{Msg: record.Message{URL: u.String()}, URL: u, Enqueued: s.cfg.Now()}
 	res, err := s.safeAttempt(ctx, t)
 	if res.held > 0 {
