@@ -194,6 +194,19 @@ func (c *Crawler) Next(ctx context.Context) (m record.Message, ok bool, err erro
 	}
 }
 
+// TryNext hands out the next queued URL, as Next does, without waiting;
+// ok is false when nothing is queued.
+func (c *Crawler) TryNext() (m record.Message, ok bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok, err = c.front.Pop()
+	if ok {
+		c.pending[m.URL] = m
+		c.inFlight++
+	}
+	return m, ok, err
+}
+
 // Done takes the output of a task handed out by Next (or counted with
 // Hold): it queues the links of the page, as the rules allow, and ends
 // the task's time in flight. It never blocks on the frontier: past

@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -49,6 +50,17 @@ func Crawl(cfg CrawlConfig) (*flow.Source[record.Task], error) {
 	}
 	c := cfg.Crawler
 	return flow.NewSource("source", func(stop context.Context, emit flow.Emit[record.Task]) error {
+		// aborted is set once emit fails: the hard stop; nothing more
+		// can be passed on.
+		aborted := false
+		emit0 := emit
+		emit = func(t record.Task) error {
+			err := emit0(t)
+			if err != nil {
+				aborted = true
+			}
+			return err
+		}
 		if seeds != nil {
 			// A lines source's run, with an emit that queues instead.
 			var seedErr error
@@ -65,9 +77,15 @@ func Crawl(cfg CrawlConfig) (*flow.Source[record.Task], error) {
 				}
 				if err != nil {
 					seedErr = err
+					return err
 				}
-				return err
+				// One out for each one in, so the seeds flow at the
+				// pipeline's pace instead of all going to the frontier.
+				return emitNext(c, emit, cfg.Seeds.Now, &seedErr)
 			})
+			if aborted {
+				return nil
+			}
 			if err == nil {
 				err = seedErr
 			}
@@ -75,12 +93,22 @@ func Crawl(cfg CrawlConfig) (*flow.Source[record.Task], error) {
 				return fmt.Errorf("crawl seeds: %w", err)
 			}
 		}
-		if cfg.More != nil {
-			if err := cfg.More(stop, func(m record.Message) error { _, err := c.Seed(m); return err }); err != nil {
+		if cfg.More != nil && !aborted {
+			var ferr error
+			err := cfg.More(stop, func(m record.Message) error {
+				if _, err := c.Seed(m); err != nil {
+					return err
+				}
+				return emitNext(c, emit, cfg.Seeds.Now, &ferr)
+			})
+			if aborted {
+				return nil
+			}
+			if err := errors.Join(err, ferr); err != nil {
 				return err
 			}
 		}
-		for {
+		for !aborted {
 			m, ok, err := c.Next(stop)
 			if err != nil {
 				return err
@@ -88,11 +116,30 @@ func Crawl(cfg CrawlConfig) (*flow.Source[record.Task], error) {
 			if !ok {
 				return nil
 			}
-			t := record.Task{Msg: m, Enqueued: cfg.Seeds.Now()}
-			t.URL, t.Err = ParseURL(m.URL)
-			if err := emit(t); err != nil {
+			if err := emit(crawlTask(m, cfg.Seeds.Now)); err != nil {
 				return nil
 			}
 		}
+		return nil
 	}), nil
+}
+
+// emitNext emits the next queued URL, if any, without waiting. A
+// frontier error is kept in *ferr.
+func emitNext(c *crawl.Crawler, emit flow.Emit[record.Task], now func() time.Time, ferr *error) error {
+	m, ok, err := c.TryNext()
+	if err != nil {
+		*ferr = err
+		return err
+	}
+	if !ok {
+		return nil
+	}
+	return emit(crawlTask(m, now))
+}
+
+func crawlTask(m record.Message, now func() time.Time) record.Task {
+	t := record.Task{Msg: m, Enqueued: now()}
+	t.URL, t.Err = ParseURL(m.URL)
+	return t
 }
