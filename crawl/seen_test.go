@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -110,5 +112,37 @@ func BenchmarkSeenAdd(b *testing.B) {
 	b.ReportMetric(float64(s.SizeBytes())/(1<<20), "MiB")
 	for i := 0; b.Loop(); i++ {
 		s.Add(keys[i%len(keys)], now)
+	}
+}
+
+// BenchmarkSeen10M fills a default-sized seen-set with 10 M distinct
+// URLs and reports the heap it holds and the false-positive rate measured
+// on 1 M new URLs (run with -benchtime=1x: one fill is the measurement).
+func BenchmarkSeen10M(b *testing.B) {
+	const n, p = 10_000_000, 0.001
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := NewSeen(n, p, 0, time.Unix(0, 0))
+		now := time.Unix(0, 0)
+		buf := make([]byte, 0, 64)
+		for i := range n {
+			buf = strconv.AppendInt(append(buf[:0], "https://shop.example/products/"...), int64(i), 10)
+			s.Add(string(buf), now)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		fp := 0
+		const probes = 1_000_000
+		for i := range probes {
+			buf = strconv.AppendInt(append(buf[:0], "https://other.example/q/"...), int64(i), 10)
+			if s.Has(string(buf)) {
+				fp++
+			}
+		}
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MiB")
+		b.ReportMetric(float64(fp)/probes, "fp-rate")
+		runtime.KeepAlive(s)
 	}
 }
