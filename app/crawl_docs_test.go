@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"testing"
+	"time"
 )
 
 // TestCrawlDocsYAML loads every YAML block of docs/crawl.md through the
@@ -41,5 +42,22 @@ func TestCrawlDocsYAML(t *testing.T) {
 				t.Errorf("block %d: sites %+v", i+1, s)
 			}
 		}
+	}
+}
+
+// TestCrawlFlagAliases: the short flags docs/crawl.md names set the crawl
+// keys.
+func TestCrawlFlagAliases(t *testing.T) {
+	cfg, err := load(t, Defaults(), "--follow", "--recrawl-after", "48h", "--ignore-robots", "--sitemap", "https://a.example/sitemap.xml",
+		"--sitemap", "https://b.example/sitemap.xml", "--crawl-state-dir", t.TempDir(), "--crawl-scope", "domain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Crawl
+	if !c.Follow || c.RecrawlAfter != 48*time.Hour || !c.IgnoreRobots || len(c.Sitemaps) != 2 || c.Scope != "domain" {
+		t.Errorf("crawl config %+v", c)
+	}
+	if _, err := load(t, Defaults(), "--links-topic", "links"); err == nil {
+		t.Error("--links-topic without a Kafka input topic accepted")
 	}
 }
