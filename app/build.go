@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sluicehq/sluice/crawl"
 	"github.com/sluicehq/sluice/flow"
 	"github.com/sluicehq/sluice/kafka"
 	"github.com/sluicehq/sluice/proxy"
@@ -38,6 +40,12 @@ type pipeline struct {
 	out   *flow.Sink[record.Output]
 	pool  *proxy.Pool
 	obs   observers
+	// crawler is the crawl's state when links are followed (file mode);
+	// nil otherwise. Every output goes to its Done.
+	crawler *crawl.Crawler
+	robots  *crawl.Robots // nil unless crawling with robots.txt obeyed
+	links   *linksWriter  // Kafka mode: where followed links go; nil otherwise
+	log     zerolog.Logger
 
 	mu  sync.Mutex // guards sum
 	sum summary
@@ -45,7 +53,7 @@ type pipeline struct {
 
 // build assembles source → fetch → parse → sink, and what watches them.
 func build(cfg jobConfig) (p *pipeline, err error) {
-	p = &pipeline{sum: summary{Errors: map[string]int{}, Refused: map[string]int{}}}
+	p = &pipeline{sum: summary{Errors: map[string]int{}, Refused: map[string]int{}}, log: cfg.Log}
 	if cfg.Observe.Trace != "" {
 		if p.obs.trace, err = waterfall.Create(cfg.Observe.Trace, cfg.Observe.TraceMax); err != nil {
 			return nil, err
@@ -56,14 +64,33 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 			}
 		}()
 	}
-	onDone := p.count
+	onDone := p.done
 	if cfg.OnOutput != nil {
-		onDone = func(o record.Output) { p.count(o); cfg.OnOutput(o) }
+		onDone = func(o record.Output) { p.done(o); cfg.OnOutput(o) }
 	}
-	if p.io, err = buildIO(cfg, onDone, cfg.Log); err != nil {
+	if cfg.Crawl.Follow {
+		if p.crawler, err = crawl.New(cfg.Crawl, crawl.Options{Logger: cfg.Log}); err != nil {
+			return nil, usageError{err}
+		}
+		defer func() {
+			if err != nil {
+				_ = p.crawler.Close()
+			}
+		}()
+	}
+	get := func(ctx context.Context, u *url.URL) (int, []byte, error) { return p.fetch.Get(ctx, u) }
+	if p.io, err = buildIOCrawl(cfg, p.crawler, get, onDone, cfg.Log); err != nil {
 		return nil, err
 	}
 	p.src, p.out = p.io.src, p.io.out
+	if p.crawler != nil && cfg.Kafka.Topic != "" {
+		topic := cfg.Crawl.LinksTopic
+		if topic == "" {
+			topic = cfg.Kafka.Topic
+		}
+		p.links = newLinksWriter(p.io.client, topic, p.crawler)
+		p.io.close = append([]func() error{p.links.close}, p.io.close...)
+	}
 	if len(cfg.Proxies) > 0 {
 		if p.pool, err = proxy.New(cfg.Proxies, runPoolOptions(cfg)...); err != nil {
 			return nil, usageError{err}
@@ -73,6 +100,18 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 	fc.Pool = p.pool
 	fc.Logger = cfg.Log
 	fc.Trace = p.obs.span
+	if p.crawler != nil && !cfg.Crawl.IgnoreRobots {
+		p.robots = crawl.NewRobots(crawl.RobotsConfig{
+			Fetch: get,
+			Agent: cfg.Crawl.UserAgent, TTL: cfg.Crawl.RobotsTTL, ErrorTTL: cfg.Crawl.RobotsErrorTTL, MaxHosts: cfg.Crawl.RobotsHosts,
+			OnDelay: func(host string, d time.Duration) {
+				// Crawl-delay d: at most one request per d for the host.
+				p.fetch.CapRate(host, float64(time.Second)/float64(d))
+				cfg.Log.Info().Str("host", host).Dur("crawl_delay", d).Msg("robots.txt crawl delay: the host's rate is capped")
+			},
+		})
+		fc.Allow = p.robots.Allow
+	}
 	if p.fetch, err = fetch.New(fc); err != nil {
 		return nil, usageError{err}
 	}
@@ -155,6 +194,13 @@ func buildSink(kc KafkaConfig, client *kafka.Client, sc sink.JSONLConfig, onDone
 // of a file or stdin) and the sink (Kafka when a results topic is set,
 // else JSONL).
 func buildIO(cfg jobConfig, onDone func(record.Output), log zerolog.Logger) (pipelineIO, error) {
+	return buildIOCrawl(cfg, nil, nil, onDone, log)
+}
+
+// buildIOCrawl is buildIO with a crawl: with a crawler and no input
+// topic, the source is the crawl's (seeds from the URLs file, then the
+// frontier).
+func buildIOCrawl(cfg jobConfig, crawler *crawl.Crawler, get func(context.Context, *url.URL) (int, []byte, error), onDone func(record.Output), log zerolog.Logger) (pipelineIO, error) {
 	var pio pipelineIO
 	kc := cfg.Kafka
 	if kc.PagesTopic != "" && kc.ResultsTopic == "" {
@@ -179,6 +225,21 @@ func buildIO(cfg jobConfig, onDone func(record.Output), log zerolog.Logger) (pip
 		}
 		pio.src, pio.srcKafka = k.Source(), k
 		pio.close = append([]func() error{k.Close}, pio.close...)
+	} else if crawler != nil { // file mode: the crawl's own source
+		cc := source.CrawlConfig{Crawler: crawler, Seeds: source.LinesConfig{Path: cfg.URLs, Reader: cfg.URLReader},
+			// With sitemaps, start URLs come from a file only, never stdin.
+			NoSeeds: len(cfg.Crawl.Sitemaps) > 0 && (cfg.URLs == "" || cfg.URLs == "-") && cfg.URLReader == nil}
+		if len(cfg.Crawl.Sitemaps) > 0 {
+			cc.More = func(stop context.Context, add func(record.Message) error) error {
+				return source.Sitemaps(stop, source.SitemapConfig{Roots: cfg.Crawl.Sitemaps, Fetch: get,
+					MaxFiles: cfg.Crawl.SitemapMaxFiles, MaxURLs: cfg.Crawl.SitemapMaxURLs, Logger: log}, add)
+			}
+		}
+		src, err := source.Crawl(cc)
+		if err != nil {
+			return pio, err
+		}
+		pio.src = src
 	} else {
 		src, err := source.Lines(source.LinesConfig{Path: cfg.URLs, Reader: cfg.URLReader})
 		if err != nil {
@@ -352,4 +413,40 @@ func drainContext(soft context.Context, drain time.Duration) (hard context.Conte
 		}
 	})
 	return hard, func() { release(); cancel() }
+}
+
+// done is the sink's callback for every durable output: the summary and
+// the observers, then the crawl (the page's links join the frontier; it
+// never blocks, see docs/crawl.md).
+func (p *pipeline) done(o record.Output) {
+	p.count(o)
+	var err error
+	switch {
+	case p.links != nil:
+		err = p.links.write(o)
+	case p.crawler != nil:
+		err = p.crawler.Done(o)
+	}
+	if err != nil {
+		p.log.Error().Err(err).Msg("crawl: links of a page lost")
+	}
+}
+
+// saveCrawl starts the crawl's periodic snapshots; the function it returns
+// stops them and saves the final state. Without a crawl both do nothing.
+func (p *pipeline) saveCrawl(hard context.Context) func() error {
+	if p.crawler == nil {
+		return func() error { return nil }
+	}
+	ctx, cancel := context.WithCancel(hard)
+	done := make(chan struct{})
+	go func() { // owner: the run; ends when the returned function cancels it
+		defer close(done)
+		p.crawler.Run(ctx)
+	}()
+	return func() error {
+		cancel()
+		<-done
+		return p.crawler.Close()
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sluicehq/sluice/crawl"
 	"github.com/sluicehq/sluice/dnscache"
 	"github.com/sluicehq/sluice/governor"
 	"github.com/sluicehq/sluice/guard"
@@ -51,6 +52,7 @@ type Config struct {
 	// Requests shapes requests per site (docs/requests.md); YAML only.
 	Requests []fetch.RequestRule `yaml:"requests" flag:"-"`
 	Kafka    KafkaConfig         `yaml:"kafka"`
+	Crawl    crawl.Config        `yaml:"crawl"`
 }
 
 // FetchConfig is the `fetch:` section.
@@ -149,6 +151,7 @@ func Defaults() Config {
 		Proxy:   PoolConfig{Model: "shared", Strategy: "lru-weighted", StickyTTL: 10 * time.Minute, Cooldown: 30 * time.Second, Scheme: "http", CapMargin: 0.2},
 		Observe: ObserveConfig{TraceMax: 250000, StallAfter: 30 * time.Second, StatsInterval: 10 * time.Second, Progress: "auto"},
 		Kafka:   KafkaConfig{Group: "sluice", Window: 512, Prefetch: 64, CommitInterval: time.Second, SessionTimeout: 10 * time.Second},
+		Crawl:   crawl.Defaults(),
 	}
 }
 
@@ -240,6 +243,15 @@ func (c *Config) validate(given map[string]bool) error {
 	if k.Topic != "" && k.Group == "" {
 		bad("kafka.group", "a Kafka input topic needs a consumer group")
 	}
+	if err := c.Crawl.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.Crawl.Sitemaps) > 0 && k.Topic != "" {
+		bad("crawl.sitemaps", "sitemaps are read in file mode only (without kafka.topic): produce their URLs to the input topic instead")
+	}
+	if c.Crawl.LinksTopic != "" && k.Topic == "" {
+		bad("crawl.links_topic", "needs a Kafka input topic (kafka.topic): in file mode links go back into the run's own queue")
+	}
 	return errors.Join(errs...)
 }
 
@@ -257,7 +269,7 @@ func (c *Config) derive(given map[string]bool) {
 // its directory.
 func (c *Config) resolvePaths(dir string, given map[string]bool) {
 	for name, p := range map[string]*string{"urls": &c.URLs, "out": &c.Out, "proxies": &c.Proxies, "rules": &c.Rules,
-		"pages": &c.Pages, "warc": &c.WARC, "spool-dir": &c.Fetch.SpoolDir, "trace": &c.Observe.Trace} {
+		"pages": &c.Pages, "warc": &c.WARC, "spool-dir": &c.Fetch.SpoolDir, "trace": &c.Observe.Trace, "crawl-state-dir": &c.Crawl.StateDir} {
 		if given[name] && *p != "" && *p != "-" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}

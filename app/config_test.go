@@ -42,6 +42,7 @@ func sampleValue(t *testing.T, s Setting, dir string) (string, any) {
 		"kafka-tls-ca-file": filepath.Join(dir, "ca.pem"), "kafka-tls-cert-file": filepath.Join(dir, "c.pem"),
 		"kafka-tls-key-file": filepath.Join(dir, "k.pem"), "kafka-sasl-password-file": filepath.Join(dir, "pw"),
 		"metrics-addr": "127.0.0.1:0", "adaptive-start": "0.25", "adaptive-min": "0.1",
+		"crawl-state-dir": filepath.Join(dir, "state"), "crawl-scope": "domain", "crawl-false-positive": "0.01",
 	}
 	if v, ok := special[s.Flag]; ok {
 		if s.Type.Kind() == reflect.Slice {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sluicehq/sluice/crawl"
 	"github.com/sluicehq/sluice/failure"
 	"github.com/sluicehq/sluice/flow"
 	"github.com/sluicehq/sluice/governor"
@@ -40,6 +41,7 @@ type jobConfig struct {
 	Sink        sink.JSONLConfig
 	WARC        sink.WARCConfig // the web archive; Dir "" means none
 	Kafka       KafkaConfig     // Kafka input and output (io.go); zero: none
+	Crawl       crawl.Config    // following links (build.go); Follow false: off
 	Drain       time.Duration
 	Log         zerolog.Logger
 	Observe     observeConfig
@@ -70,6 +72,7 @@ type summary struct {
 	Stages   []stageSummary       `json:"-"`
 	Spans    int64                `json:"spans,omitempty"` // written to the trace
 	Governor governor.Stats       `json:"-"`
+	Crawl    *crawl.Stats         `json:"crawl,omitempty"`
 	Pools    []governor.PoolStats `json:"-"`
 
 	// ProxyNotes says, per proxy that failed, what it cost (noproxy.go).
@@ -142,6 +145,10 @@ func (s summary) print(w io.Writer) {
 	}
 	if len(s.ProxyNotes) > 0 {
 		fmt.Fprintf(w, "failing proxies: %s\n", strings.Join(s.ProxyNotes, "; "))
+	}
+	if c := s.Crawl; c != nil {
+		fmt.Fprintf(w, "crawl: %d URLs taken, %d duplicates, %d out of scope, %d past max_depth, %d past max_pages, %d spilled to disk, %d still queued; seen-set %d bytes\n",
+			c.Taken, c.Duplicates, c.OutOfScope, c.TooDeep, c.OverLimit, c.Spilled, c.Queued, c.SeenBytes)
 	}
 }
 
@@ -224,8 +231,9 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	if p.io.warc != nil {
 		archive = append(archive, p.io.warc.Flow())
 	}
+	stopSaving := p.saveCrawl(hard)
 	err := flow.Scrape(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.out, archive...)
-	cerr := errors.Join(p.fetch.Close(), closeAll(p.io.close))
+	cerr := errors.Join(stopSaving(), p.fetch.Close(), closeAll(p.io.close))
 	spans, oerr := stopObs()
 	err = errors.Join(err, cerr, oerr)
 	p.mu.Lock()
@@ -247,6 +255,10 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 		}
 	}
 	s.Spans = spans
+	if p.crawler != nil {
+		cs := p.crawler.Stats()
+		s.Crawl = &cs
+	}
 	s.Governor = p.fetch.Governor()
 	s.Pools = p.fetch.Pools()
 	return s, err

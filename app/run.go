@@ -23,7 +23,7 @@ func newJob(c Config, stdout, stderr io.Writer) (jobConfig, error) {
 	}
 	cfg := jobConfig{
 		URLs: c.URLs, Out: c.Out, Pages: c.Pages, ProxiesFile: c.Proxies, PoolSize: c.PoolSize, RulesFile: c.Rules,
-		Fetch: c.FetchStage(), Kafka: c.Kafka, Drain: c.DrainTimeout, Log: log,
+		Fetch: c.FetchStage(), Kafka: c.Kafka, Crawl: c.Crawl, Drain: c.DrainTimeout, Log: log,
 		WARC: sink.WARCConfig{Dir: c.WARC, MaxSize: c.WARCMaxSize},
 		Observe: observeConfig{
 			MetricsAddr: c.Observe.MetricsAddr, Pprof: c.Observe.Pprof, Trace: c.Observe.Trace, TraceMax: c.Observe.TraceMax,
@@ -90,6 +90,13 @@ func runJob(ctx context.Context, cfg jobConfig) (summary, error) {
 	defer stop()
 	for _, d := range cfg.Fetch.Domains {
 		cfg.Log.Info().Str("domain", d.Domain).Str("limits", p.fetch.Limits(d.Domain).String()).Msg("governor")
+	}
+	if cfg.Crawl.Follow {
+		if cfg.Crawl.IgnoreRobots {
+			cfg.Log.Warn().Msg("crawl: robots.txt is ignored (--ignore-robots)")
+		}
+		cfg.Log.Info().Str("scope", cfg.Crawl.Scope).Int("max_depth", cfg.Crawl.MaxDepth).Int("max_pages", cfg.Crawl.MaxPages).
+			Str("state_dir", cfg.Crawl.StateDir).Bool("robots", !cfg.Crawl.IgnoreRobots).Msg("crawl")
 	}
 	cfg.Log.Info().Int("proxies", len(cfg.Proxies)).Int("concurrency", cfg.Fetch.Concurrency).Msg("run started")
 	sum, err := p.run(hard, soft)

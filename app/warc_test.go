@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,29 +16,15 @@ import (
 	"github.com/sluicehq/sluice/testbed"
 )
 
-// readResults reads a results JSONL file, by URL.
-func readResults(t *testing.T, path string) map[string]record.Result {
+// resultsByURL reads a results JSONL file, by URL; a URL twice fails.
+func resultsByURL(t *testing.T, path string) map[string]record.Result {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	out := map[string]record.Result{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var r record.Result
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
+	for _, r := range readResults(t, path) {
 		if _, dup := out[r.URL]; dup {
 			t.Fatalf("%s: %s twice", path, r.URL)
 		}
 		out[r.URL] = r
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return out
 }
@@ -124,8 +109,8 @@ func TestRunWARCThenReplay(t *testing.T) {
 	if !strings.Contains(stderr.String(), "replay: 30 pages read, 30 results, 0 not pages, 0 errors") {
 		t.Fatalf("replay summary: %s", stderr.String())
 	}
-	orig := readResults(t, filepath.Join(dir, "results.jsonl"))
-	again := readResults(t, filepath.Join(dir, "replayed.jsonl"))
+	orig := resultsByURL(t, filepath.Join(dir, "results.jsonl"))
+	again := resultsByURL(t, filepath.Join(dir, "replayed.jsonl"))
 	if len(orig) != n+1 || len(again) != n {
 		t.Fatalf("%d results, %d replayed", len(orig), len(again))
 	}
@@ -275,8 +260,8 @@ func TestWARCDocs(t *testing.T) {
 	if got := site.Stats().Requests; got != before {
 		t.Fatalf("the site saw %d requests during the replay", got-before)
 	}
-	orig := readResults(t, filepath.Join(dir, "results.jsonl"))
-	again := readResults(t, filepath.Join(dir, "replayed.jsonl"))
+	orig := resultsByURL(t, filepath.Join(dir, "results.jsonl"))
+	again := resultsByURL(t, filepath.Join(dir, "replayed.jsonl"))
 	if len(orig) != n || len(again) != n {
 		t.Fatalf("%d results, %d replayed; want %d", len(orig), len(again), n)
 	}

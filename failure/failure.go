@@ -36,6 +36,7 @@ const (
 	Redirects     Class = "redirects"      // too many redirects or a redirect loop
 	Protocol      Class = "protocol"       // the target broke HTTP (bad response, reset mid-body)
 	Parse         Class = "parse"          // the page could not be parsed within its bounds
+	Robots        Class = "robots"         // robots.txt disallows the URL, or the host's robots.txt failed (5xx, unreachable)
 	Canceled      Class = "canceled"       // the run was stopped before the input finished
 	Internal      Class = "internal"       // a bug: a panic or an impossible state
 	Unknown       Class = "unknown"

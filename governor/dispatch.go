@@ -61,7 +61,7 @@ func (g *Governor[T]) domainLocked(host string, now time.Time) *domain[T] {
 	if len(g.domains) >= maxIdleDomains {
 		g.forgetIdleLocked(now)
 	}
-	lim := limitsFor(matchDomain(g.cfg.Domains, host), &g.cfg, len(g.cfg.Proxies))
+	lim := g.capOfLocked(host, limitsFor(matchDomain(g.cfg.Domains, host), &g.cfg, len(g.cfg.Proxies)))
 	d := &domain[T]{name: host, lim: lim, ctl: newDomainController(g.cfg.Adaptive, lim),
 		proxies: map[string]*proxySlot{}, lastUsed: now}
 	if !math.IsInf(lim.MaxRate, 1) {

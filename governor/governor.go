@@ -123,7 +123,8 @@ type Governor[T any] struct {
 	free     int // idle workers
 	started  bool
 	admitted int
-	next     time.Time // next staggered admission
+	next     time.Time          // next staggered admission
+	caps     map[string]float64 // rate caps per host (CapRate)
 }
 
 // event is what a worker tells the dispatcher.

@@ -29,6 +29,10 @@ type Message struct {
 	Body       string            `json:"body,omitempty"`
 	BodyBase64 string            `json:"body_base64,omitempty"`
 	Headers    map[string]string `json:"headers,omitempty"`
+	// Depth is how many links a crawl followed from a start URL to this
+	// one (0: a start URL); Parent is the page it was found on.
+	Depth  int    `json:"depth,omitempty"`
+	Parent string `json:"parent,omitempty"`
 }
 
 // Error is the classified error of a failed input, as written in a Result
@@ -67,6 +71,8 @@ type Result struct {
 	Truncated  bool            `json:"truncated,omitempty"`
 	Parser     *Parser         `json:"parser,omitempty"`
 	Meta       json.RawMessage `json:"meta,omitempty"`
+	Depth      int             `json:"depth,omitempty"`  // from the URL message (crawl)
+	Parent     string          `json:"parent,omitempty"` // from the URL message (crawl)
 	Error      *Error          `json:"error"`
 }
 

@@ -15,9 +15,11 @@
 package fetch
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -111,6 +113,12 @@ type Config struct {
 	// loopback, set Policy.AllowLoopback. Refusals end as errors of class
 	// policy, before any network access.
 	Policy guard.Config
+	// Allow, when set, is asked about each task after the URL policy and
+	// before the governor (robots.txt, say): an error ends the task at
+	// once with that error, without a token, a slot or a proxy lease. It
+	// is called from the stage's intake, one task at a time, and may block
+	// (it is given the stage's context).
+	Allow func(ctx context.Context, u *url.URL) error
 
 	// MaxBodyBytes caps a response body, both as received and after
 	// Content-Encoding (gzip, deflate, br) is undone. 0 means 10 MiB.

@@ -86,6 +86,12 @@ func (s *Stage) intake(ctx context.Context, in flow.Inbox[record.Task], intake c
 			send(record.Fetched{Task: t, Started: s.cfg.Now(), Attempts: 1, Err: err})
 			continue
 		}
+		if s.cfg.Allow != nil {
+			if err := s.cfg.Allow(ctx, t.URL); err != nil {
+				send(record.Fetched{Task: t, Started: s.cfg.Now(), Err: err})
+				continue
+			}
+		}
 		select {
 		case intake <- &job{Key: t.URL.Hostname(), Item: &item{task: t, f: record.Fetched{Task: t, Method: s.shape.method(t)}}}:
 		case <-ctx.Done():

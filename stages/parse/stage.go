@@ -84,6 +84,8 @@ func (s *Stage) Process(f record.Fetched) (out record.Output) {
 		Links:     []string{},
 		Truncated: f.Truncated,
 		Meta:      t.Msg.Meta,
+		Depth:     t.Msg.Depth,
+		Parent:    t.Msg.Parent,
 	}
 	if res.URL == "" && t.URL != nil {
 		res.URL = t.URL.String()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sluicehq/sluice/crawl"
 	"github.com/sluicehq/sluice/flow"
 	"github.com/sluicehq/sluice/flow/flowtest"
 	"github.com/sluicehq/sluice/record"
@@ -98,6 +99,44 @@ func TestKafkaConforms(t *testing.T) {
 				t.Errorf("offset %d: %v", task.Origin.Offset, task.Err)
 			}
 			return int(task.Origin.Offset)
+		},
+		Streaming: true,
+	})
+}
+
+// TestCrawlConforms runs the suite on the crawl source, whose start URLs
+// are lines: nothing gives its outputs back to the crawler, so it does
+// not end by itself, as a streaming source.
+func TestCrawlConforms(t *testing.T) {
+	crawlSource := func(t *testing.T, r io.Reader) flowtest.Built[*flow.Source[record.Task]] {
+		cfg := crawl.Defaults()
+		cfg.Expected, cfg.Queue = 10_000, 16
+		c, err := crawl.New(cfg, crawl.Options{SpillDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		src, err := Crawl(CrawlConfig{Crawler: c, Seeds: LinesConfig{Reader: r}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return flowtest.Built[*flow.Source[record.Task]]{Component: src, Close: c.Close}
+	}
+	flowtest.CheckSource(t, flowtest.Source[record.Task]{
+		New: func(t *testing.T, n int) flowtest.Built[*flow.Source[record.Task]] {
+			return crawlSource(t, &lineGen{n: n})
+		},
+		Panicking: func(t *testing.T) flowtest.Built[*flow.Source[record.Task]] {
+			return crawlSource(t, &panicReader{lines: lineGen{n: -1}})
+		},
+		Index: func(task record.Task) int {
+			if task.Err != nil {
+				t.Errorf("%s: %v", task.Msg.URL, task.Err)
+			}
+			var i int
+			if _, err := fmt.Sscanf(task.Msg.URL, "http://shop.test/product/%d", &i); err != nil {
+				t.Errorf("%s: %v", task.Msg.URL, err)
+			}
+			return i
 		},
 		Streaming: true,
 	})

@@ -36,6 +36,16 @@ type LinesConfig struct {
 // pipe cannot be interrupted: on stop the source returns at once and the
 // helper ends at the next line or end of input.
 func Lines(cfg LinesConfig) (*flow.Source[record.Task], error) {
+	run, err := readTasks(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return flow.NewSource("source", run), nil
+}
+
+// readTasks opens the input of cfg and returns the run of a lines source:
+// it reads until end of input or stop, passing each Task to emit.
+func readTasks(cfg LinesConfig) (func(stop context.Context, emit flow.Emit[record.Task]) error, error) {
 	if cfg.MaxLineBytes <= 0 {
 		cfg.MaxLineBytes = MaxMessageBytes
 	}
@@ -60,7 +70,7 @@ func Lines(cfg LinesConfig) (*flow.Source[record.Task], error) {
 	if name == "" {
 		name = "-"
 	}
-	return flow.NewSource("source", func(stop context.Context, emit flow.Emit[record.Task]) error {
+	return func(stop context.Context, emit flow.Emit[record.Task]) error {
 		if closer != nil {
 			defer closer.Close()
 		}
@@ -89,7 +99,7 @@ func Lines(cfg LinesConfig) (*flow.Source[record.Task], error) {
 				}
 			}
 		}
-	}), nil
+	}, nil
 }
 
 // guardRead runs read, turning a panic (in the reader, say) into an
