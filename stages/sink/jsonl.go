@@ -38,7 +38,10 @@ type JSONLConfig struct {
 	// QueueSize is the capacity of the sink's input queue. 0 means BatchSize.
 	QueueSize int
 	// OnDone, if set, is called from the sink's goroutine for every output
-	// once it is durable and acknowledged.
+	// once it is durable, just before it is acknowledged: what must follow
+	// an output (a crawl producing the page's links) is done before its
+	// input can be committed, so a crash between the two repeats the
+	// input rather than losing the links.
 	OnDone func(record.Output)
 }
 
@@ -236,10 +239,10 @@ func (j *JSONL) commit(batch []record.Output) (err error) {
 		}
 	}
 	for _, o := range batch {
-		o.Ack.Done()
 		if j.cfg.OnDone != nil {
-			j.cfg.OnDone(o)
+			j.cfg.OnDone(o) // before the ack: see OnDone
 		}
+		o.Ack.Done()
 	}
 	j.sink.Stats().Done(len(batch))
 	return nil

@@ -63,7 +63,10 @@ type KafkaConfig struct {
 	// QueueSize is the capacity of the sink's input queue. 0 means BatchSize.
 	QueueSize int
 	// OnDone, if set, is called from the sink's goroutine for every output
-	// once it is durable and acknowledged.
+	// once it is durable, just before it is acknowledged: what must follow
+	// an output (a crawl producing the page's links) is done before its
+	// input can be committed, so a crash between the two repeats the
+	// input rather than losing the links.
 	OnDone func(record.Output)
 	// Logger receives warnings about failed writes.
 	Logger zerolog.Logger
@@ -357,10 +360,10 @@ func (k *Kafka) commit(ctx context.Context, batch []record.Output) error {
 		return err
 	}
 	for _, o := range batch {
-		o.Ack.Done()
 		if k.cfg.OnDone != nil {
-			k.cfg.OnDone(o)
+			k.cfg.OnDone(o) // before the ack: see OnDone
 		}
+		o.Ack.Done()
 	}
 	k.sink.Stats().Done(len(batch))
 	return nil
