@@ -539,3 +539,47 @@ func checkGo(b docBlock) error {
 	}
 	return nil
 }
+
+// TestDocsCodeBlocksCatches: the checks of TestDocsCodeBlocks fail on
+// the mistakes they are there to catch.
+func TestDocsCodeBlocksCatches(t *testing.T) {
+	bad := []docBlock{
+		{lang: "", body: "anything\n"},
+		{lang: "toml", body: "a = 1\n"},
+		{lang: "sh", body: "pipeline run --proxies p.txt --no-such-flag\n"},
+		{lang: "sh", body: "pipeline run --proxies p.txt --concurrency abc\n"},
+		{lang: "sh", body: "pipeline run --proxies p.txt --brokers k:9092\n"},
+		{lang: "sh", body: "pipeline run --urls u.txt --out r.jsonl\n"},
+		{lang: "sh", body: "pipeline crawl --urls u.txt\n"},
+		{lang: "sh", body: "go run ./cmd/pipeline demo --proxies 3\n"},
+		{lang: "sh", body: "go test ./no/such/package/\n"},
+		{lang: "sh", body: "go test -run TestNoSuchTestAnywhere ./proxy/\n"},
+		{lang: "sh", body: "go test -run XXX -bench BenchmarkTracker ./stages/sink/\n"},
+		{lang: "sh", body: "rm -rf state\n"},
+		{lang: "yaml", body: "fetch:\n  concurency: 3\n"},
+		{lang: "yaml", body: "- domain: \"*\"\n  fields:\n    name: \"h1[\"\n"},
+		{lang: "yaml", body: "just a string\n"},
+		{lang: "json", body: `{"schema":1,"url":"https://a.example/","status":200,"fieldz":{}}`},
+		{lang: "json", body: `{"url": "ftp://a.example/"}`},
+		{lang: "json", body: `{"a": }`},
+		{lang: "go", body: "x := \n"},
+		{lang: "proxies", body: "ftp://10.0.0.1:21\n"},
+		{lang: "proxies-invalid", body: "10.0.0.1:3128\n"},
+		{lang: "urls", body: "not a url\n"},
+	}
+	for _, b := range bad {
+		if err := checkBlock(t, "../..", b); err == nil {
+			t.Errorf("```%s block %q passed", b.lang, b.body)
+		}
+	}
+	good := []docBlock{
+		{lang: "sh", body: "go test -race ./proxy/ ./app/ -run 'TestDocs|Example'\n"},
+		{lang: "sh", body: "pipeline run --urls u.txt --direct --out r.jsonl | jq .url # comment's quote\n"},
+		{lang: "yaml", body: "# fragment: a docker-compose service\nservices: {}\n"},
+	}
+	for _, b := range good {
+		if err := checkBlock(t, "../..", b); err != nil {
+			t.Errorf("```%s block %q: %v", b.lang, b.body, err)
+		}
+	}
+}
