@@ -74,11 +74,11 @@ var yamlFragment = regexp.MustCompile(`^#\s*fragment:\s*\S`)
 // otherCommands are the commands of sh blocks this test does not run,
 // each with the reason or the test that runs it.
 var otherCommands = map[string]string{
-	"curl":   "reads a running pipeline's /metrics; TestMetricsEndpoint (package metrics) and the demo check the same endpoint",
+	"curl":   "reads a running pipeline's /metrics: metrics.TestServer serves it, and `pipeline demo` (TestDemoCommand) checks its own",
 	"jq":     "reads results.jsonl; the Result shape it relies on is checked by decoding the README's Result block here",
-	"warcio": "Python's WARC reader; TestWARCWithWarcio (package warc) runs it when .ci/setup-warcio.sh installed it",
-	"kcat":   "a Kafka console consumer, not installed here; the topic's records are checked by the Kafka sink tests",
-	"docker": "needs a Docker daemon, absent here; deploy_test.go (package app) checks the compose file and the job config it mounts",
+	"warcio": "Python's WARC reader: TestWARCDocs (app) runs these lines and TestWARCReadByWarcio (stages/sink) checks archives with it, when .ci/setup-warcio.sh installed it",
+	"kcat":   "a Kafka console consumer, not installed here; what it reads is checked by TestKafkaConformance (stages/sink)",
+	"docker": "needs a Docker daemon, absent here; TestDockerCompose (app) checks the compose file and the job config it mounts",
 	"source": "a .ci/setup-*.sh script; checked to exist, and CI (.ci/run) sources them",
 	"bash":   "a .ci script; checked to exist, and CI (.ci/run) runs them",
 	"cd":     "changes directory for the next lines; the directory is checked to exist",
