@@ -265,7 +265,7 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 	if err != nil {
 		return res, s.bodyError(err, ctx, bctx, lease != nil)
 	}
-	b, err := s.spool.read(r, s.cfg.MaxBodyBytes, s.cfg.TruncateLarge)
+	b, err := s.spool.read(r, s.cfg.MaxBodyBytes, s.cfg.TruncateLarge, knownSize(resp, r))
 	if err != nil {
 		return res, s.bodyError(err, ctx, bctx, lease != nil)
 	}
