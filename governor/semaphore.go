@@ -69,6 +69,10 @@ type Budget struct {
 	peak atomic.Int64
 }
 
+// NewBudget returns a budget of max bytes, none taken. The governor makes
+// its own (Governor.Budget); this is for readers used without one.
+func NewBudget(max int64) *Budget { return &Budget{max: max} }
+
 // Take reserves n bytes if they fit and reports whether they did.
 func (b *Budget) Take(n int64) bool {
 	for {

@@ -1,7 +1,6 @@
 package fetch
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -282,7 +281,7 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 	if err != nil {
 		return res, s.bodyError(err, ctx, bctx, lease != nil)
 	}
-	b, err := s.spool.read(r, s.cfg.MaxBodyBytes, s.cfg.TruncateLarge)
+	b, err := s.spool.read(r, s.cfg.MaxBodyBytes, s.cfg.TruncateLarge, knownSize(resp, r))
 	if err != nil {
 		return res, s.bodyError(err, ctx, bctx, lease != nil)
 	}
@@ -299,7 +298,7 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 // captchaMarker returns the first marker found in body, "" if none.
 func captchaMarker(body []byte, markers []string) string {
 	for _, m := range markers {
-		if m != "" && bytes.Contains(body, []byte(m)) {
+		if m != "" && containsMarker(body, m) {
 			return m
 		}
 	}

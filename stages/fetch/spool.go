@@ -1,10 +1,10 @@
 package fetch
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -39,12 +39,23 @@ type body struct {
 // readChunk is the unit in which bodies are read and budgeted.
 const readChunk = 32 << 10
 
+// chunks holds read buffers for bodies whose length is not known in
+// advance (chunked, or decoded) and for the part of a body that goes to a
+// spool file. A sync.Pool keeps no more than the garbage collector lets it
+// keep: at most about the buffers in use between two collections.
+var chunks = sync.Pool{New: func() any { return new([readChunk]byte) }}
+
 // read reads r up to limit bytes. A longer body is an error of class
 // too_large, or, with truncate, cut at limit and marked truncated. Errors
 // from r are returned as they are, for the caller to classify; spool
 // failures are internal errors.
-func (sp *spooler) read(r io.Reader, limit int64, truncate bool) (b body, err error) {
-	var buf bytes.Buffer
+//
+// size is the body's length when it is known (the Content-Length of a
+// body that is not decoded), or -1. A known body that is kept in memory is
+// read straight into one buffer of exactly that size; an unknown one is
+// read through a pooled chunk into a buffer grown by append.
+func (sp *spooler) read(r io.Reader, limit int64, truncate bool, size int64) (b body, err error) {
+	var mem []byte // the body in memory, while file is nil
 	var file *os.File
 	var n int64
 	defer func() {
@@ -57,28 +68,52 @@ func (sp *spooler) read(r io.Reader, limit int64, truncate bool) (b body, err er
 			}
 		}
 	}()
-	chunk := make([]byte, readChunk)
+	if size > 0 && size <= limit && (sp.threshold < 0 || size <= sp.threshold) {
+		mem = make([]byte, 0, size)
+	}
+	var chunk *[readChunk]byte
+	defer func() {
+		if chunk != nil {
+			chunks.Put(chunk)
+		}
+	}()
 	lr := io.LimitReader(r, limit+1)
 	for {
-		k, rerr := lr.Read(chunk)
+		// Read into mem's spare capacity when it has some, else into a
+		// chunk; never more than readChunk at once, the budget's unit.
+		var p []byte
+		direct := file == nil && len(mem) < cap(mem)
+		if direct {
+			p = mem[len(mem):min(cap(mem), len(mem)+readChunk)]
+		} else {
+			if chunk == nil {
+				chunk = chunks.Get().(*[readChunk]byte)
+			}
+			p = chunk[:]
+		}
+		k, rerr := lr.Read(p)
 		if k > 0 {
 			n += int64(k)
 			if file == nil && (sp.threshold < 0 || n <= sp.threshold) && sp.budget.Take(int64(k)) {
-				buf.Write(chunk[:k])
+				if direct {
+					mem = mem[:len(mem)+k]
+				} else {
+					mem = append(mem, p[:k]...)
+				}
 				b.held += int64(k)
 			} else {
 				if file == nil {
 					if file, err = sp.create(); err != nil {
 						return b, err
 					}
-					if _, err = file.Write(buf.Bytes()); err != nil {
+					if _, err = file.Write(mem); err != nil {
 						return b, spoolErr(err)
 					}
 					sp.budget.Give(b.held)
 					b.held = 0
-					buf = bytes.Buffer{}
+					mem = nil
 				}
-				if _, err = file.Write(chunk[:k]); err != nil {
+				if _, err = file.Write(p[:k]); err != nil {
 					return b, spoolErr(err)
 				}
 			}
@@ -97,7 +132,9 @@ func (sp *spooler) read(r io.Reader, limit int64, truncate bool) (b body, err er
 		b.truncated, n = true, limit
 	}
 	if file == nil {
-		b.data = buf.Bytes()[:n]
+		if n > 0 {
+			b.data = mem[:n]
+		}
 		return b, nil
 	}
 	if b.truncated {
@@ -111,6 +148,15 @@ func (sp *spooler) read(r io.Reader, limit int64, truncate bool) (b body, err er
 	sp.spooled.Add(1)
 	b.spool = &record.Spool{Path: file.Name(), Size: n}
 	return b, nil
+}
+
+// knownSize is the length of the body that r reads: resp's Content-Length
+// when r is resp's body as it came (not decoded), else -1.
+func knownSize(resp *http.Response, r io.Reader) int64 {
+	if r != io.Reader(resp.Body) {
+		return -1
+	}
+	return resp.ContentLength
 }
 
 func spoolErr(err error) error {

@@ -274,7 +274,18 @@ const maxOpenElements = 512
 // count (a few KB of such markup can expand to hundreds of thousands of
 // nodes). The second test is an estimate, so it only fires at twice the
 // limit; the exact count is checked on the parsed tree.
+//
+// Most pages are far below both thresholds, which a scan of the bytes can
+// show without tokenizing (precheckCannotFire); the others are tokenized.
 func precheckNodes(text []byte, maxNodes int) error {
+	if precheckCannotFire(text, maxNodes) {
+		return nil
+	}
+	return precheckTokens(text, maxNodes)
+}
+
+// precheckTokens is precheckNodes' exact test, on the tokens.
+func precheckTokens(text []byte, maxNodes int) error {
 	z := html.NewTokenizer(bytes.NewReader(text))
 	var (
 		starts   int
