@@ -139,9 +139,9 @@ func TestSummary(t *testing.T) {
 	}
 }
 
-// TestSummaryFailingProxy: a proxy that failed 4 times in a row (then was
+// TestWaterfallFailingProxy: a proxy that failed 4 times in a row (then was
 // caught), one late lease hedged elsewhere, and probation probes after.
-func TestSummaryFailingProxy(t *testing.T) {
+func TestWaterfallFailingProxy(t *testing.T) {
 	var spans []record.Span
 	for i, class := range []string{"", "proxy_connect", "proxy_connect", "proxy_connect", "proxy_connect", "", "timeout"} {
 		sp := mkSpan("p1", 1, float64(i*10), 5, class)
