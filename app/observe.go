@@ -115,6 +115,7 @@ func (o *observers) setup(cfg jobConfig, p *pipeline) error {
 		Domains:   p.fetch.Domains,
 		Conns:     p.fetch.Pools,
 		Proxies:   poolStates(p.pool),
+		Pool:      poolStats(p.pool),
 		FDsNeeded: p.fetch.FDsNeeded(),
 		Kafka:     p.io.kafkaState,
 	}
@@ -252,6 +253,14 @@ func poolStates(pool *proxy.Pool) func() []metrics.ProxyState {
 		}
 		return out
 	}
+}
+
+// poolStats is the pool's snapshot for the metrics, nil without a pool.
+func poolStats(pool *proxy.Pool) func() proxy.Stats {
+	if pool == nil {
+		return nil
+	}
+	return pool.Stats
 }
 
 // counts is progress.Config.Counts.

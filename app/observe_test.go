@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -375,5 +376,61 @@ func TestTraceFile(t *testing.T) {
 	}
 	if failed == 0 {
 		t.Error("no failed attempt through p3 in the trace")
+	}
+}
+
+// TestMetricsFailingProxy kills one farm proxy while the others are slow:
+// mid-run the pool gauges show it quarantined with what it cost before it
+// was caught, and the others carrying the requests in flight.
+func TestMetricsFailingProxy(t *testing.T) {
+	const pages, nproxies = 300, 4
+	w := startWorld(t, testbed.SiteConfig{Products: pages}, nproxies)
+	w.farm.Proxy(0).Kill() // p1
+	for i := 1; i < nproxies; i++ {
+		w.farm.Proxy(i).SetLatency(100 * time.Millisecond)
+	}
+	cfg := w.job(t, pages, 6, nil)
+	o := withMetrics(t, &cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := runInBackground(ctx, cfg)
+
+	dead := map[string]string{"proxy": "p1"}
+	waitUntil(t, "p1 quarantined and the others busy", func() bool {
+		fams, err := scrape(context.Background(), o.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, _ := gaugeOf(fams, "sluice_proxy_quarantined", dead)
+		n, _ := gaugeOf(fams, "sluice_proxy_quarantines_total", dead)
+		cost, _ := gaugeOf(fams, "sluice_proxy_catch_cost", dead)
+		inFlight := sumBy(fams, "sluice_proxy_requests_in_flight", "proxy")
+		usable, ok := gaugeOf(fams, "sluice_pool_usable_proxies", nil)
+		if q != 1 || n < 1 || cost < 1 || inFlight["p1"] != 0 || total(inFlight) < 1 || !ok || usable != nproxies-1 {
+			return false
+		}
+		t.Logf("p1: quarantines %v, catch cost %v; in flight %v; usable %v", n, cost, inFlight, usable)
+		for i := 2; i <= nproxies; i++ {
+			id := map[string]string{"proxy": fmt.Sprintf("p%d", i)}
+			if v, _ := gaugeOf(fams, "sluice_proxy_quarantines_total", id); v != 0 {
+				t.Errorf("p%d quarantined %v times", i, v)
+			}
+			if v, ok := gaugeOf(fams, "sluice_proxy_cap_max", id); !ok || v < 1 {
+				t.Errorf("p%d cap max %v (found %v)", i, v, ok)
+			}
+			if _, ok := gaugeOf(fams, "sluice_proxy_probation", id); !ok {
+				t.Errorf("no sluice_proxy_probation for p%d", i)
+			}
+		}
+		if v, ok := gaugeOf(fams, "sluice_pool_no_proxy_seconds", nil); !ok || v != 0 {
+			t.Errorf("sluice_pool_no_proxy_seconds = %v (found %v) with proxies usable", v, ok)
+		}
+		return true
+	})
+	for i := 1; i < nproxies; i++ {
+		w.farm.Proxy(i).SetLatency(0)
+	}
+	if res := <-done; res.err != nil {
+		t.Fatal(res.err)
 	}
 }

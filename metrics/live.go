@@ -4,11 +4,13 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/flow"
 	"github.com/sluicehq/sluice/governor"
+	"github.com/sluicehq/sluice/proxy"
 )
 
 // Sources are the live readings of a running pipeline, read at each scrape
@@ -25,6 +27,10 @@ type Sources struct {
 	Conns func() []governor.PoolStats
 	// Proxies reports the state of every proxy of the pool.
 	Proxies func() []ProxyState
+	// Pool reports the pool's own snapshot (proxy.Pool.Stats): per proxy
+	// its cap, probation, late leases, quarantines and catch cost; pool
+	// wide the usable proxies and how long none has been.
+	Pool func() proxy.Stats
 	// FDsNeeded is how many file descriptors the configuration may need at
 	// once (see the fetch stage's FDsNeeded); 0 leaves sluice_fds_needed out.
 	FDsNeeded int
@@ -80,6 +86,8 @@ type liveCollector struct {
 	running, queueDepth, queueCap, stageInFlight, processed, errs, dropped gauge
 	workers, fetchInputs                                                   gauge
 	proxyInFlight, proxyQuarantined                                        gauge
+	proxyCap, proxyCapMax, proxyProbation, proxyLate, proxyQuarantines     gauge
+	proxyCatchCost, proxyAuthFailed, poolUsable, poolStuck                 gauge
 	domainInFlight, domainWaiters, domainRate, domainLimit                 gauge
 	connOpen, connIdle, connInUse, connCap, connUtil, connDials            gauge
 	fdsOpen, fdsLimit, fdsNeeded                                           gauge
@@ -100,6 +108,15 @@ func newLiveCollector() *liveCollector {
 		fetchInputs:      newDesc("sluice_fetch_inputs", "Inputs inside the fetch stage by what they are doing: token_wait, lease_wait, request, backoff, handover.", g, "state"),
 		proxyInFlight:    newDesc("sluice_proxy_requests_in_flight", "Requests in flight through each proxy.", g, "proxy"),
 		proxyQuarantined: newDesc("sluice_proxy_quarantined", "1 while the pool keeps the proxy in quarantine, else 0.", g, "proxy"),
+		proxyCap:         newDesc("sluice_proxy_cap", "Leases the proxy may hold at once now (0: no cap).", g, "proxy"),
+		proxyCapMax:      newDesc("sluice_proxy_cap_max", "The cap the proxy earns back with successes.", g, "proxy"),
+		proxyProbation:   newDesc("sluice_proxy_probation", "1 while the proxy is on probation (slow start: its cap is below its maximum), else 0.", g, "proxy"),
+		proxyLate:        newDesc("sluice_proxy_late_total", "Leases of the proxy that ran far past their expected time (soft failures).", c, "proxy"),
+		proxyQuarantines: newDesc("sluice_proxy_quarantines_total", "Times the pool put the proxy in quarantine.", c, "proxy"),
+		proxyCatchCost:   newDesc("sluice_proxy_catch_cost", "Attempts the proxy was given between its last success (or the start) and its last quarantine.", g, "proxy"),
+		proxyAuthFailed:  newDesc("sluice_proxy_auth_failed", "1 if the proxy has refused our credentials, else 0.", g, "proxy"),
+		poolUsable:       newDesc("sluice_pool_usable_proxies", "Proxies of the pool not in quarantine.", g),
+		poolStuck:        newDesc("sluice_pool_no_proxy_seconds", "Seconds since requests first found no usable proxy; 0 while one is usable.", g),
 		domainInFlight:   newDesc("sluice_domain_requests_in_flight", "Requests in flight per domain.", g, "domain"),
 		domainWaiters:    newDesc("sluice_domain_token_waiters", "Inputs waiting for the domain's rate-limit token.", g, "domain"),
 		domainRate:       newDesc("sluice_domain_rate_limit", "Token rate of the domain's limiter, in requests per second; -1 when unlimited.", g, "domain"),
@@ -129,6 +146,8 @@ func (l *liveCollector) attach(src *Sources) {
 func (l *liveCollector) all() []gauge {
 	return []gauge{l.running, l.queueDepth, l.queueCap, l.stageInFlight, l.processed, l.errs, l.dropped,
 		l.workers, l.fetchInputs, l.proxyInFlight, l.proxyQuarantined,
+		l.proxyCap, l.proxyCapMax, l.proxyProbation, l.proxyLate, l.proxyQuarantines,
+		l.proxyCatchCost, l.proxyAuthFailed, l.poolUsable, l.poolStuck,
 		l.domainInFlight, l.domainWaiters, l.domainRate, l.domainLimit,
 		l.connOpen, l.connIdle, l.connInUse, l.connCap, l.connUtil, l.connDials,
 		l.fdsOpen, l.fdsLimit, l.fdsNeeded, l.kafkaCommitted, l.kafkaLag, l.kafkaWrites, l.kafkaDead}
@@ -173,8 +192,18 @@ func (l *liveCollector) Collect(ch chan<- prometheus.Metric) {
 	if src.Conns != nil {
 		conns = src.Conns()
 	}
+	var pool *proxy.Stats
+	if src.Pool != nil {
+		st := src.Pool()
+		pool = &st
+		l.collectPool(st, emit)
+	}
 	if src.Fetch != nil {
-		l.collectFetch(src.Fetch(), conns, emit)
+		l.collectFetch(src.Fetch(), conns, pool, emit)
+	} else if pool != nil {
+		for _, p := range pool.Proxies {
+			emit(l.proxyInFlight, float64(p.InFlight), l.proxies.label(p.ID))
+		}
 	}
 	if src.Domains != nil {
 		for _, d := range src.Domains() {
@@ -225,7 +254,35 @@ func (l *liveCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func (l *liveCollector) collectFetch(a governor.Activity, conns []governor.PoolStats, emit func(gauge, float64, ...string)) {
+// collectPool emits the pool's own view of its proxies. In flight is left
+// to collectFetch, which counts the requests (sluice_proxy_requests_in_flight).
+func (l *liveCollector) collectPool(st proxy.Stats, emit func(gauge, float64, ...string)) {
+	emit(l.poolUsable, float64(st.Usable))
+	stuck := 0.0
+	if !st.StuckSince.IsZero() {
+		stuck = max(time.Since(st.StuckSince).Seconds(), 0)
+	}
+	emit(l.poolStuck, stuck)
+	for _, p := range st.Proxies {
+		id := l.proxies.label(p.ID)
+		emit(l.proxyCap, float64(p.Cap), id)
+		emit(l.proxyCapMax, float64(p.CapMax), id)
+		emit(l.proxyProbation, bit(p.SlowStart), id)
+		emit(l.proxyLate, float64(p.Late), id)
+		emit(l.proxyQuarantines, float64(p.Quarantines), id)
+		emit(l.proxyCatchCost, float64(p.CatchCost), id)
+		emit(l.proxyAuthFailed, bit(p.AuthFailed), id)
+	}
+}
+
+func bit(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (l *liveCollector) collectFetch(a governor.Activity, conns []governor.PoolStats, pool *proxy.Stats, emit func(gauge, float64, ...string)) {
 	emit(l.workers, float64(a.Workers))
 	waiting := 0
 	for _, n := range a.TokenWait {
@@ -243,6 +300,11 @@ func (l *liveCollector) collectFetch(a governor.Activity, conns []governor.PoolS
 	perProxy := foldKeys(a.Requests, l.proxies.label)
 	for _, c := range conns {
 		perProxy[l.proxies.label(c.Proxy)] += 0
+	}
+	if pool != nil {
+		for _, p := range pool.Proxies {
+			perProxy[l.proxies.label(p.ID)] += 0
+		}
 	}
 	for id, n := range perProxy {
 		emit(l.proxyInFlight, float64(n), id)

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -12,8 +13,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
+	"github.com/sluicehq/sluice/failure"
 	"github.com/sluicehq/sluice/flow"
 	"github.com/sluicehq/sluice/governor"
+	"github.com/sluicehq/sluice/proxy"
 	"github.com/sluicehq/sluice/record"
 )
 
@@ -354,4 +357,72 @@ func TestListenErrors(t *testing.T) {
 	if err := srv.Close(); err != nil {
 		t.Errorf("Close of an unserved server: %v", err)
 	}
+}
+
+// TestPoolSource reads a real pool: p1 fails until the pool quarantines
+// it, p2 holds a lease; without a Fetch source the in-flight gauge comes
+// from the pool.
+func TestPoolSource(t *testing.T) {
+	var list []*proxy.Proxy
+	for i, u := range []string{"http://127.0.0.1:9", "http://127.0.0.1:10"} {
+		p, err := proxy.Parse(fmt.Sprintf("p%d", i+1), u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list = append(list, p)
+	}
+	pool, err := proxy.New(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	only := func(id string) func(string) bool { return func(s string) bool { return s == id } }
+	quarantined := func() bool { return pool.Stats().Proxies[0].State == proxy.Quarantined }
+	for n := 0; !quarantined(); n++ {
+		if n == 100 {
+			t.Fatal("p1 not quarantined after 100 failures")
+		}
+		l, err := pool.Acquire(ctx, proxy.Request{Domain: "a.example", URL: "http://a.example/", Allow: only("p1")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Release(proxy.Outcome{Class: failure.ProxyConnect})
+	}
+	held, err := pool.Acquire(ctx, proxy.Request{Domain: "a.example", URL: "http://a.example/", Allow: only("p2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release(proxy.Outcome{})
+	st := pool.Stats()
+	m := newMetrics(t, Config{})
+	m.Attach(Sources{Pool: pool.Stats})
+	f := gather(t, m)
+	p1, p2 := map[string]string{"proxy": "p1"}, map[string]string{"proxy": "p2"}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"sluice_proxy_quarantines_total", p1, 1},
+		{"sluice_proxy_catch_cost", p1, float64(st.Proxies[0].CatchCost)},
+		{"sluice_proxy_requests_in_flight", p1, 0},
+		{"sluice_proxy_requests_in_flight", p2, 1},
+		{"sluice_proxy_quarantines_total", p2, 0},
+		{"sluice_proxy_cap", p2, float64(st.Proxies[1].Cap)},
+		{"sluice_proxy_cap_max", p2, float64(st.Proxies[1].CapMax)},
+		{"sluice_proxy_probation", p2, bit(st.Proxies[1].SlowStart)},
+		{"sluice_proxy_late_total", p2, 0},
+		{"sluice_proxy_auth_failed", p1, 0},
+		{"sluice_pool_usable_proxies", nil, 1},
+		{"sluice_pool_no_proxy_seconds", nil, 0},
+	} {
+		got, ok := value(t, f, c.name, c.labels)
+		if !ok || got != c.want {
+			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+	if st.Proxies[0].CatchCost < 1 {
+		t.Errorf("p1 catch cost %d, want at least 1", st.Proxies[0].CatchCost)
+	}
+	t.Logf("p1 caught after %d attempts", st.Proxies[0].CatchCost)
 }

@@ -25,6 +25,8 @@ type Lease struct {
 	granted time.Time
 	probeP  bool // a probation probe for the proxy
 	probeD  bool // a probation probe for the proxy on this domain
+	slow    bool // the proxy's cap was below its maximum when granted
+	capAt   int  // the proxy's cap when granted (0: no cap)
 	bound   *binding
 	stop    func() bool // ends the context watch; guarded by the pool's lock
 	late    chan struct{}
@@ -40,6 +42,15 @@ type Lease struct {
 // proxy, and the holder may hedge the attempt on another proxy. It is
 // never closed when the check is disabled.
 func (l *Lease) Late() <-chan struct{} { return l.late }
+
+// Probation reports whether the proxy was on probation when the lease was
+// granted: a probation probe, or its cap still below its maximum (slow
+// start). Cap is the proxy's cap at that moment (0: no cap). Both are
+// fixed at the grant and safe to read from any goroutine.
+func (l *Lease) Probation() bool { return l.probeP || l.probeD || l.slow }
+
+// Cap returns the proxy's cap when the lease was granted; see Probation.
+func (l *Lease) Cap() int { return l.capAt }
 
 // Release returns the lease with the attempt's outcome. Safe to call from
 // any goroutine; only the first call counts.
@@ -61,7 +72,7 @@ func (l *Lease) Release(o Outcome) {
 func (p *Pool) newLeaseLocked(e *entry, req Request, dom string, probeP, probeD bool, b *binding, now time.Time) *Lease {
 	p.nextID++
 	l := &Lease{Proxy: e.p, id: p.nextID, pool: p, e: e, req: req, dom: dom, granted: now,
-		probeP: probeP, probeD: probeD, bound: b, late: make(chan struct{})}
+		probeP: probeP, probeD: probeD, slow: e.cap.onProbation(), capAt: e.cap.cur, bound: b, late: make(chan struct{})}
 	l.req.Avoid = nil // not kept: the registry shows no more than it needs
 	l.req.Allow = nil
 	e.inFlight++

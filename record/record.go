@@ -152,4 +152,12 @@ type Span struct {
 	Bytes        int64      `json:"bytes"`
 	Reused       bool       `json:"reused"`
 	Error        string     `json:"error,omitempty"` // failure class
+	// Probation says the proxy was on probation when leased (a probe, or
+	// its cap below its maximum); Cap is its cap then (0: none known).
+	Probation bool `json:"probation,omitempty"`
+	Cap       int  `json:"cap,omitempty"`
+	// Late says the lease ran far past its expected time: a soft failure
+	// of the proxy. Hedge says this attempt is the hedge of a late one.
+	Late  bool `json:"late,omitempty"`
+	Hedge bool `json:"hedge,omitempty"`
 }

@@ -127,6 +127,10 @@ type jsSpan struct {
 	E string     `json:"e,omitempty"`
 	U string     `json:"u"`
 	R bool       `json:"r,omitempty"` // connection reused
+	L bool       `json:"l,omitempty"` // the lease ran late
+	H bool       `json:"h,omitempty"` // a hedge of a late attempt
+	Q bool       `json:"q,omitempty"` // the proxy was on probation
+	C int        `json:"c,omitempty"` // the proxy's cap when leased
 	T []*float64 `json:"t"`
 }
 
@@ -179,7 +183,8 @@ func encode(spans []record.Span) (string, time.Time, time.Time) {
 	}
 	for _, sp := range spans {
 		js := jsSpan{P: proxies[sp.Proxy], D: index(domains, &d.Domains, sp.Domain), A: sp.Attempt, S: sp.Status,
-			B: sp.Bytes, E: sp.Error, U: sp.URL, R: sp.Reused}
+			B: sp.Bytes, E: sp.Error, U: sp.URL, R: sp.Reused,
+			L: sp.Late, H: sp.Hedge, Q: sp.Probation, C: sp.Cap}
 		for _, t := range times(sp) {
 			if t == nil {
 				js.T = append(js.T, nil)

@@ -19,6 +19,15 @@ type Summary struct {
 	Median, P95 time.Duration
 	Errors      map[string]int // failed attempts by class
 	Bytes       int64
+	// Late counts attempts whose lease ran far past its expected time (a
+	// soft failure of the proxy), Hedges attempts that were the hedge of
+	// a late one, Probation attempts leased while the proxy was on
+	// probation (a probe, or its cap below its maximum).
+	Late, Hedges, Probation int
+	// Streak is the longest run of failed attempts in a row, by start: for
+	// a proxy, what it cost before it was caught (its catch cost, as far as
+	// the spans show it).
+	Streak int
 }
 
 // SuccessRate is OK over Attempts, 0 without attempts.
@@ -63,6 +72,7 @@ func summarize(spans []record.Span, key func(record.Span) string) []Summary {
 	type acc struct {
 		s    Summary
 		durs []time.Duration
+		runs []run
 	}
 	groups := map[string]*acc{}
 	total := &acc{s: Summary{Key: "all", Errors: map[string]int{}}}
@@ -78,6 +88,16 @@ func summarize(spans []record.Span, key func(record.Span) string) []Summary {
 			a.s.Attempts++
 			a.s.Bytes += sp.Bytes
 			a.durs = append(a.durs, d)
+			a.runs = append(a.runs, run{sp.Start, sp.Error != "" && sp.Error != "canceled"})
+			if sp.Late {
+				a.s.Late++
+			}
+			if sp.Hedge {
+				a.s.Hedges++
+			}
+			if sp.Probation {
+				a.s.Probation++
+			}
 			if sp.Error == "" {
 				a.s.OK++
 			} else {
@@ -98,9 +118,33 @@ func summarize(spans []record.Span, key func(record.Span) string) []Summary {
 		}
 		sort.Slice(a.durs, func(i, j int) bool { return a.durs[i] < a.durs[j] })
 		a.s.Median, a.s.P95 = percentile(a.durs, 50), percentile(a.durs, 95)
+		if k != "" {
+			a.s.Streak = longestStreak(a.runs)
+		}
 		out = append(out, a.s)
 	}
 	return out
+}
+
+// run is one attempt for longestStreak.
+type run struct {
+	start  time.Time
+	failed bool
+}
+
+// longestStreak is the longest run of failed attempts in a row, by start.
+func longestStreak(runs []run) int {
+	sort.SliceStable(runs, func(i, j int) bool { return runs[i].start.Before(runs[j].start) })
+	best, cur := 0, 0
+	for _, r := range runs {
+		if !r.failed {
+			cur = 0
+			continue
+		}
+		cur++
+		best = max(best, cur)
+	}
+	return best
 }
 
 // percentile is the nearest-rank percentile of sorted durations.

@@ -302,7 +302,9 @@
     const lines = [
       "<b>" + esc(s.u) + "</b>",
       "proxy " + esc(data.proxies[s.p]) + " · attempt " + s.a + " · " + (s.s ? "status " + s.s : "no response") +
-        (s.e ? " · <span class=\"bad\">" + esc(s.e) + "</span>" : "") + " · " + s.b + " B" + (s.r ? " · reused connection" : ""),
+        (s.e ? " · <span class=\"bad\">" + esc(s.e) + "</span>" : "") + " · " + s.b + " B" + (s.r ? " · reused connection" : "") +
+        (s.q ? " · <span class=\"bad\">on probation</span>" : "") + (s.c ? " · cap " + s.c : "") +
+        (s.l ? " · <span class=\"bad\">ran late</span>" : "") + (s.h ? " · hedge" : ""),
       "started at " + fmt(sp.from - t0) + ", took " + fmt(sp.to - sp.from),
     ];
     sp.phases.forEach(function (p) {

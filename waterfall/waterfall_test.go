@@ -139,6 +139,49 @@ func TestSummary(t *testing.T) {
 	}
 }
 
+// TestWaterfallFailingProxy: a proxy that failed 4 times in a row (then was
+// caught), one late lease hedged elsewhere, and probation probes after.
+func TestWaterfallFailingProxy(t *testing.T) {
+	var spans []record.Span
+	for i, class := range []string{"", "proxy_connect", "proxy_connect", "proxy_connect", "proxy_connect", "", "timeout"} {
+		sp := mkSpan("p1", 1, float64(i*10), 5, class)
+		sp.Probation = i >= 5
+		spans = append(spans, sp)
+	}
+	late := mkSpan("p2", 1, 0, 200, "")
+	late.Late = true
+	hedge := mkSpan("p3", 1, 100, 5, "")
+	hedge.Hedge, hedge.Probation, hedge.Cap = true, true, 2
+	// Written out of start order, as a trace is (by end).
+	spans = append(append([]record.Span{spans[6]}, spans[:6]...), late, hedge)
+	sum := ByProxy(spans)
+	p1, p2, p3, all := sum[0], sum[1], sum[2], sum[3]
+	if p1.Streak != 4 || p1.Probation != 2 || p1.Late != 0 || p1.Attempts != 7 {
+		t.Errorf("p1 = %+v, want streak 4, 2 probation attempts", p1)
+	}
+	if p2.Late != 1 || p2.Streak != 0 || p3.Hedges != 1 || p3.Probation != 1 {
+		t.Errorf("p2 = %+v, p3 = %+v", p2, p3)
+	}
+	if all.Late != 1 || all.Hedges != 1 || all.Probation != 3 || all.Streak != 0 {
+		t.Errorf("all = %+v", all)
+	}
+	var b bytes.Buffer
+	if err := Render(&b, spans, Options{Title: "failing"}); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	for _, want := range []string{
+		`<th title="the longest run of failed attempts in a row: what the proxy cost before it was caught">fail streak</th>`,
+		`<td>0</td><td>0</td><td>2</td>
+        <td class="bad">4</td>`,
+		`"l":true`, `"h":true`, `"q":true`, `"c":2`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
+
 func TestRender(t *testing.T) {
 	spans := []record.Span{
 		mkSpan("p2", 1, 10, 5, ""),

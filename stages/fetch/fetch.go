@@ -232,6 +232,7 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 				Attempt: n, Enqueued: t.Enqueued, WaitStart: waitStart, WaitEnd: waitEnd, Status: res.status, Bytes: res.bytes(),
 				Error: string(failure.ClassOf(err))}
 			tm.fill(&sp)
+			leaseSpan(ctx, lease, &sp) // see hedge.go
 			s.cfg.Trace(sp)
 		}
 		err = notRetried(err, snd) // the retry rule of POST and PATCH

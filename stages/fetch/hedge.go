@@ -43,6 +43,24 @@ func noteLease(ctx context.Context, l *proxy.Lease) {
 	}
 }
 
+// isHedgeKey marks the context of a hedge attempt, for its span.
+type isHedgeKey struct{}
+
+// leaseSpan records in sp what the lease said of its proxy (probation,
+// cap, late) and whether the attempt is a hedge.
+func leaseSpan(ctx context.Context, l *proxy.Lease, sp *record.Span) {
+	sp.Hedge, _ = ctx.Value(isHedgeKey{}).(bool)
+	if l == nil {
+		return
+	}
+	sp.Probation, sp.Cap = l.Probation(), l.Cap()
+	select {
+	case <-l.Late():
+		sp.Late = true
+	default:
+	}
+}
+
 // hedgeOK reports whether an attempt of t may be hedged.
 func (s *Stage) hedgeOK(t record.Task) bool {
 	if s.cfg.NoHedge || s.cfg.Pool == nil || s.cfg.Pool.Len() < 2 || s.hedges == nil {
@@ -92,7 +110,7 @@ func (s *Stage) hedged(ctx context.Context, t record.Task, n int, avoid []string
 		o := <-outs
 		return o.res, o.err
 	}
-	hctx, cancelHedge := context.WithCancel(ctx)
+	hctx, cancelHedge := context.WithCancel(context.WithValue(ctx, isHedgeKey{}, true))
 	tried := append(append([]string(nil), avoid...), first.Proxy.ID)
 	go func() { // owner: hedged (firstGood waits for it on every path)
 		r, err := s.attempt(hctx, t, n, tried, time.Now(), allow)

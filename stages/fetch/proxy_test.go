@@ -62,6 +62,24 @@ func TestBadProxiesPenalisedAndRetriedElsewhere(t *testing.T) {
 	if failed["p1"] == 0 || failed["p2"] == 0 {
 		t.Errorf("the bad proxies were not tried: %v", failed)
 	}
+	// Each span says what the proxy's state was at the lease: its cap then,
+	// and probation while the cap was below its maximum.
+	probation, capped, total := 0, 0, 0
+	for _, ss := range spans {
+		for _, sp := range ss {
+			total++
+			if sp.Probation {
+				probation++
+			}
+			if sp.Cap > 0 {
+				capped++
+			}
+		}
+	}
+	t.Logf("spans on probation %d, with a cap %d, of %d", probation, capped, total)
+	if probation == 0 || capped != total {
+		t.Errorf("%d of %d spans on probation, %d with a cap: want the fresh proxies' first leases on probation, every lease with its cap", probation, total, capped)
+	}
 	if got := site.Stats().ByIP; got["127.0.0.4"] != 60 || got["127.0.0.2"] != 0 {
 		t.Errorf("site saw %v: want all 60 from p3 (127.0.0.4), none from the garbage proxy", got)
 	}
