@@ -89,7 +89,7 @@ func checkName(name string) error {
 			return fmt.Errorf("%q is not allowed in a host name", r)
 		}
 	}
-	if strings.HasPrefix(name, ".") || strings.Contains(name, "..") {
+	if strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".") || strings.Contains(name, "..") {
 		return errors.New("empty label")
 	}
 	return nil

@@ -47,7 +47,7 @@ func TestMatch(t *testing.T) {
 
 func TestParseRefuses(t *testing.T) {
 	for _, s := range []string{"", "  ", "*.", "**", "*shop.example", "shop.*.example", "shop?.example", "[a-",
-		"example.com/shop", "http://example.com", "example.com:8080", "*.127.0.0.1", "a..b", ".example", "*.*.example"} {
+		"example.com/shop", "http://example.com", "example.com:8080", "*.127.0.0.1", "a..b", ".example", "*.*.example", "example..", "0.."} {
 		if p, err := Parse(s); err == nil {
 			t.Errorf("Parse(%q) = %v, want an error", s, p)
 		}
