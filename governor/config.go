@@ -113,6 +113,13 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// WithDefaults returns c with every zero setting replaced by its
+// documented default, as New applies them.
+func (c Config) WithDefaults() Config {
+	c.setDefaults()
+	return c
+}
+
 // Validate reports every invalid setting of c, with defaults applied to a
 // copy.
 func (c Config) Validate() error {

@@ -207,34 +207,23 @@ func (c *Config) Governor() governor.Config {
 var DefaultCaptchaMarkers = []string{"captcha-delivery.com", "px-captcha", "_cf_chl_opt", "cf-turnstile-wrapper"}
 
 func (c *Config) setDefaults() {
+	// The governor's settings take the governor's defaults, defined once
+	// in package governor.
+	g := c.Governor().WithDefaults()
+	c.Concurrency, c.DomainRate, c.DomainBurst, c.Pending = g.Concurrency, g.DomainRate, g.DomainBurst, g.Pending
+	c.StaggerMin, c.StaggerMax, c.Ramp, c.BodyBudget = g.StaggerMin, g.StaggerMax, g.Ramp, g.BodyBudget
+	c.MaxAttempts, c.BackoffBase, c.BackoffMax = g.MaxAttempts, g.BackoffBase, g.BackoffMax
+	c.MaxRetryAfter, c.Jitter, c.Now = g.MaxRetryAfter, g.Jitter, g.Now
 	def := func(v *time.Duration, d time.Duration) {
 		if *v == 0 {
 			*v = d
 		}
 	}
-	if c.Concurrency == 0 {
-		c.Concurrency = 32
-	}
 	if c.QueueSize == 0 {
 		c.QueueSize = 2 * c.Concurrency
 	}
-	if c.DomainRate == 0 {
-		c.DomainRate = 10
-	}
-	if c.DomainBurst == 0 {
-		c.DomainBurst = 1
-	}
-	if c.Pending == 0 {
-		c.Pending = max(256, 8*c.Concurrency)
-	}
-	def(&c.StaggerMin, 100*time.Millisecond)
-	def(&c.StaggerMax, 200*time.Millisecond)
-	def(&c.Ramp, time.Second)
 	if c.SpoolThreshold == 0 {
 		c.SpoolThreshold = 1 << 20
-	}
-	if c.BodyBudget == 0 {
-		c.BodyBudget = 256 << 20
 	}
 	def(&c.ConnectTimeout, 5*time.Second)
 	def(&c.TLSTimeout, 10*time.Second)
@@ -250,19 +239,7 @@ func (c *Config) setDefaults() {
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = 1 << 20
 	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 4
-	}
-	def(&c.BackoffBase, 500*time.Millisecond)
-	def(&c.BackoffMax, 30*time.Second)
-	def(&c.MaxRetryAfter, 2*time.Minute)
-	if c.Jitter == 0 {
-		c.Jitter = 0.5
-	}
 	c.Shaping.setDefaults()
-	if c.Now == nil {
-		c.Now = time.Now
-	}
 	if c.CaptchaMarkers == nil {
 		c.CaptchaMarkers = DefaultCaptchaMarkers
 	}
