@@ -45,7 +45,10 @@ type pipeline struct {
 	crawler *crawl.Crawler
 	robots  *crawl.Robots // nil unless crawling with robots.txt obeyed
 	links   *linksWriter  // Kafka mode: where followed links go; nil otherwise
-	log     zerolog.Logger
+	// sitemaps are read and their URLs produced to the links topic at the
+	// start of a Kafka-mode crawl; no Roots otherwise.
+	sitemaps source.SitemapConfig
+	log      zerolog.Logger
 
 	mu  sync.Mutex // guards sum
 	sum summary
@@ -90,6 +93,8 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 		}
 		p.links = newLinksWriter(p.io.client, topic, p.crawler)
 		p.io.close = append([]func() error{p.links.close}, p.io.close...)
+		p.sitemaps = source.SitemapConfig{Roots: cfg.Crawl.Sitemaps, Fetch: get,
+			MaxFiles: cfg.Crawl.SitemapMaxFiles, MaxURLs: cfg.Crawl.SitemapMaxURLs, Logger: cfg.Log}
 	}
 	if len(cfg.Proxies) > 0 {
 		if p.pool, err = proxy.New(cfg.Proxies, runPoolOptions(cfg)...); err != nil {
@@ -429,6 +434,26 @@ func (p *pipeline) done(o record.Output) {
 	}
 	if err != nil {
 		p.log.Error().Err(err).Msg("crawl: links of a page lost")
+	}
+}
+
+// produceSitemaps starts reading the sitemaps of a Kafka-mode crawl and
+// producing their URLs to the links topic, alongside the run; the
+// function it returns stops it (if still reading) and waits for it.
+// Without sitemaps in Kafka mode both do nothing.
+func (p *pipeline) produceSitemaps(soft context.Context) func() {
+	if p.links == nil || len(p.sitemaps.Roots) == 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(soft)
+	done := make(chan struct{})
+	go func() { // owner: the run; ends when the sitemaps are read or the returned function cancels it
+		defer close(done)
+		p.links.sitemaps(ctx, p.sitemaps)
+	}()
+	return func() {
+		cancel()
+		<-done
 	}
 }
 

@@ -246,9 +246,6 @@ func (c *Config) validate(given map[string]bool) error {
 	if err := c.Crawl.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if len(c.Crawl.Sitemaps) > 0 && k.Topic != "" {
-		bad("crawl.sitemaps", "sitemaps are read in file mode only (without kafka.topic): produce their URLs to the input topic instead")
-	}
 	if c.Crawl.LinksTopic != "" && k.Topic == "" {
 		bad("crawl.links_topic", "needs a Kafka input topic (kafka.topic): in file mode links go back into the run's own queue")
 	}

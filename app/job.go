@@ -232,7 +232,9 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 		archive = append(archive, p.io.warc.Flow())
 	}
 	stopSaving := p.saveCrawl(hard)
+	stopSitemaps := p.produceSitemaps(soft)
 	err := flow.Scrape(hard, soft, p.src, p.fetch.Flow(), p.parse.Flow(), p.out, archive...)
+	stopSitemaps()
 	cerr := errors.Join(stopSaving(), p.fetch.Close(), closeAll(p.io.close))
 	spans, oerr := stopObs()
 	err = errors.Join(err, cerr, oerr)

@@ -125,6 +125,33 @@ func (c *Crawler) Seed(m record.Message) (bool, error) {
 	return c.admitLocked(m, u)
 }
 
+// Admit takes a start URL for a crawl whose frontier is a Kafka topic
+// (a sitemap's URL, produced to the links topic): like Seed it normalises
+// it, sets depth 0 and applies max_pages and the seen-set (marking it
+// seen), but queues nothing. It returns the message to produce and
+// whether it is new. Safe for concurrent use.
+func (c *Crawler) Admit(m record.Message) (record.Message, bool, error) {
+	norm, u, err := c.norm.Normalize(m.URL)
+	if err != nil {
+		return m, false, failure.Errorf(failure.BadInput, "URL %q: %v", m.URL, err)
+	}
+	m.URL, m.Depth, m.Parent = norm, 0, ""
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sc := c.sc.forHost(u.Hostname())
+	if sc.maxPages > 0 && c.pages[u.Host] >= sc.maxPages {
+		c.stats.OverLimit++
+		return m, false, nil
+	}
+	if !c.seen.Add(m.URL, c.opt.Now()) {
+		c.stats.Duplicates++
+		return m, false, nil
+	}
+	c.pages[u.Host]++
+	c.stats.Taken++
+	return m, true, nil
+}
+
 // admitLocked queues m unless its host is over max_pages or it was seen.
 func (c *Crawler) admitLocked(m record.Message, u *url.URL) (bool, error) {
 	sc := c.sc.forHost(u.Hostname())

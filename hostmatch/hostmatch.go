@@ -1,6 +1,8 @@
 // Package hostmatch gives a domain pattern one meaning for all of sluice:
 // the URL policy's allow and deny lists (package guard), the governor's
-// per-domain settings and the parse rules.
+// per-domain settings, the parse rules, request shaping and the proxy
+// pool's partitions and per-domain strategies (where a bare domain also
+// covers its subdomains; see package proxy).
 //
 // A pattern is one of:
 //

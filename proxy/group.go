@@ -104,6 +104,7 @@ func (p *Pool) configuredPartitions(byID map[string]*entry, taken map[*entry]str
 			es = append(es, e)
 		}
 		p.groups[d] = p.newGroup(d, es)
+		p.parts.set(p.cfg.partDomains[d], p.groups[d])
 	}
 	return nil
 }
@@ -137,6 +138,7 @@ func (p *Pool) evenPartitions(taken map[*entry]string) error {
 			taken[e] = d
 		}
 		p.groups[d] = p.newGroup(d, free[at:at+n])
+		p.parts.set(p.cfg.partDomains[d], p.groups[d])
 		at += n
 	}
 	return nil

@@ -3,7 +3,6 @@ package proxy
 import (
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"strings"
 	"time"
 )
@@ -190,11 +189,12 @@ func (h *HealthConfig) validate() error {
 type config struct {
 	model          Model
 	strategy       Strategy
-	domainStrat    map[string]Strategy
+	domainStrat    domainTable[Strategy]
 	stickyTTL      time.Duration
 	maxSessions    int
 	partitions     map[string][]string
 	evenDomains    []string
+	partDomains    map[string]domainKey // partitions' and even partitions' domains by key
 	health         HealthConfig
 	maxInFlight    int
 	concurrency    int
@@ -234,18 +234,25 @@ func WithStrategy(s Strategy) Option {
 	}
 }
 
-// WithDomainStrategy sets the strategy for one domain and its subdomains.
+// WithDomainStrategy sets the strategy for the hosts domain names: a bare
+// domain means the domain and its subdomains, "*.domain" its subdomains
+// only (see the package hostmatch patterns and domains.go). Where several
+// match a host, the most specific wins.
 func WithDomainStrategy(domain string, s Strategy) Option {
 	return func(c *config) {
 		if _, ok := strategyNames[s]; !ok {
 			c.errs = append(c.errs, fmt.Errorf("unknown proxy strategy %d", int(s)))
 		}
-		d := normDomain(domain)
-		if d == "" {
+		if strings.TrimSpace(domain) == "" {
 			c.errs = append(c.errs, fmt.Errorf("domain strategy needs a domain"))
 			return
 		}
-		c.domainStrat[d] = s
+		k, err := parseDomain(domain)
+		if err != nil {
+			c.errs = append(c.errs, fmt.Errorf("domain strategy: %w", err))
+			return
+		}
+		c.domainStrat.set(k, s)
 	}
 }
 
@@ -272,17 +279,25 @@ func WithMaxSessions(n int) Option {
 }
 
 // WithPartition reserves the proxies with the given ids for a domain (and
-// its subdomains): that domain is served only by them, and they serve no
-// other partitioned domain. Partitions must not overlap. Domains without a
+// its subdomains; "*.domain" for its subdomains only, as in
+// WithDomainStrategy): that domain is served only by them, and they serve
+// no other partitioned domain; a host several partitions match is served
+// by the most specific. Partitions must not overlap. Domains without a
 // partition are served by the proxies in no partition, or by the whole
 // pool if every proxy is in one.
 func WithPartition(domain string, ids ...string) Option {
 	return func(c *config) {
-		d := normDomain(domain)
-		if d == "" || len(ids) == 0 {
+		if strings.TrimSpace(domain) == "" || len(ids) == 0 {
 			c.errs = append(c.errs, fmt.Errorf("a partition needs a domain and at least one proxy id"))
 			return
 		}
+		k, err := parseDomain(domain)
+		if err != nil {
+			c.errs = append(c.errs, fmt.Errorf("partition: %w", err))
+			return
+		}
+		d := k.key
+		c.partDomains[d] = k
 		if _, dup := c.partitions[d]; dup {
 			c.errs = append(c.errs, fmt.Errorf("domain %s partitioned twice", d))
 			return
@@ -298,12 +313,17 @@ func WithPartition(domain string, ids ...string) Option {
 func WithEvenPartitions(domains ...string) Option {
 	return func(c *config) {
 		for _, d := range domains {
-			nd := normDomain(d)
-			if nd == "" {
+			if strings.TrimSpace(d) == "" {
 				c.errs = append(c.errs, fmt.Errorf("even partitions: empty domain"))
 				continue
 			}
-			c.evenDomains = append(c.evenDomains, nd)
+			k, err := parseDomain(d)
+			if err != nil {
+				c.errs = append(c.errs, fmt.Errorf("even partitions: %w", err))
+				continue
+			}
+			c.partDomains[k.key] = k
+			c.evenDomains = append(c.evenDomains, k.key)
 		}
 		c.partitionSet = true
 	}
@@ -399,7 +419,7 @@ func WithClock(now func() time.Time) Option { return func(c *config) { c.now = n
 func WithRand(r *rand.Rand) Option { return func(c *config) { c.rng = r } }
 
 func newConfig(opts []Option) (config, error) {
-	c := config{domainStrat: map[string]Strategy{}, partitions: map[string][]string{}}
+	c := config{partitions: map[string][]string{}, partDomains: map[string]domainKey{}}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -444,24 +464,4 @@ func newConfig(opts []Option) (config, error) {
 // normDomain lower-cases a host name and drops a trailing dot.
 func normDomain(d string) string {
 	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
-}
-
-// matchDomain looks d up in m, then its parent domains: "a.b.example"
-// matches a key "b.example" or "example". An IP address matches only
-// itself.
-func matchDomain[V any](m map[string]V, d string) (V, bool) {
-	if v, ok := m[d]; ok || net.ParseIP(d) != nil {
-		return v, ok
-	}
-	for {
-		if v, ok := m[d]; ok {
-			return v, true
-		}
-		i := strings.IndexByte(d, '.')
-		if i < 0 {
-			var zero V
-			return zero, false
-		}
-		d = d[i+1:]
-	}
 }

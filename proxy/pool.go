@@ -89,8 +89,9 @@ type Pool struct {
 
 	mu       sync.Mutex // guards everything below
 	entries  []*entry
-	groups   map[string]*group // partitions by domain
-	rest     *group            // proxies in no partition; nil if none
+	groups   map[string]*group   // partitions by domain key
+	parts    domainTable[*group] // the same, matched against a host
+	rest     *group              // proxies in no partition; nil if none
 	all      *group
 	dhealth  map[dkey]*domainHealth
 	sess     sessions
@@ -189,7 +190,7 @@ func (p *Pool) SetConcurrency(n int) {
 
 // groupFor returns the group serving a (normalized) domain.
 func (p *Pool) groupFor(dom string) *group {
-	if g, ok := matchDomain(p.groups, dom); ok {
+	if _, g, ok := p.parts.match(dom); ok {
 		return g
 	}
 	if p.rest != nil {
@@ -199,7 +200,7 @@ func (p *Pool) groupFor(dom string) *group {
 }
 
 func (p *Pool) strategyFor(dom string) Strategy {
-	if s, ok := matchDomain(p.cfg.domainStrat, dom); ok {
+	if _, s, ok := p.cfg.domainStrat.match(dom); ok {
 		return s
 	}
 	return p.cfg.strategy
