@@ -77,6 +77,7 @@ type FetchConfig struct {
 	MaxHeaderBytes   int64             `yaml:"max_header_bytes" help:"largest response header block in bytes"`
 	MaxRedirects     int               `yaml:"max_redirects" help:"redirects followed per attempt (0: none)"`
 	Truncate         bool              `yaml:"truncate" help:"keep the first --max-body bytes of a larger body and mark the result truncated, instead of refusing it"`
+	Hedge            bool              `yaml:"hedge" help:"send a late attempt once more through another proxy, first answer wins (idempotent requests to domains without a rate limit; docs/proxies.md)"`
 	CaptchaMarkers   []string          `yaml:"captcha_markers" flag:",repeat,alias=captcha-marker" help:"text that marks a challenge page in a 2xx body (repeatable; replaces the default markers; one empty value: no check)"`
 	Adaptive         governor.Adaptive `yaml:"adaptive"`
 	DNS              dnscache.Config   `yaml:"dns"`
@@ -140,7 +141,7 @@ func Defaults() Config {
 			Concurrency: 32, Rate: 10, Burst: 1, MaxAttempts: 4, Timeout: 60 * time.Second, MaxBody: 10 << 20,
 			StaggerMin: 100 * time.Millisecond, StaggerMax: 200 * time.Millisecond, Ramp: time.Second,
 			SpoolThreshold: 1 << 20, BodyBudget: 256 << 20, BodyTimeout: 30 * time.Second, MaxHeaderBytes: 1 << 20,
-			ConnectTimeout: 5 * time.Second, FirstByteTimeout: 15 * time.Second, NoProxyTimeout: 2 * time.Minute,
+			ConnectTimeout: 5 * time.Second, FirstByteTimeout: 15 * time.Second, NoProxyTimeout: 2 * time.Minute, Hedge: true,
 			MaxRedirects: 10, CaptchaMarkers: append([]string(nil), fetch.DefaultCaptchaMarkers...),
 			UserAgent: fetch.UserAgents{fetch.DefaultUserAgent}, MaxRequestBody: 64 << 10, MaxJars: 4096, MaxJarBytes: 16 << 10,
 			Adaptive: governor.Adaptive{Start: 0.5, Min: 0.05, Window: 50, MinSamples: 10, RaiseAfter: 250 * time.Millisecond, LatencyWindow: 100, LatencyFloor: 25 * time.Millisecond},
@@ -302,7 +303,7 @@ func (c *Config) FetchStage() fetch.Config {
 		Concurrency: f.Concurrency, DomainRate: f.Rate, DomainBurst: f.Burst, Domains: c.Domains, Adaptive: f.Adaptive,
 		Pending: f.Pending, StaggerMin: f.StaggerMin, StaggerMax: f.StaggerMax, Ramp: f.Ramp, ConnectTimeout: f.ConnectTimeout, HeaderTimeout: f.FirstByteTimeout, CaptchaMarkers: f.CaptchaMarkers,
 		AttemptTimeout: f.Timeout, BodyTimeout: f.BodyTimeout, Policy: c.Policy, MaxBodyBytes: f.MaxBody,
-		TruncateLarge: f.Truncate, MaxHeaderBytes: f.MaxHeaderBytes, MaxRedirects: f.MaxRedirects,
+		TruncateLarge: f.Truncate, NoHedge: !f.Hedge, MaxHeaderBytes: f.MaxHeaderBytes, MaxRedirects: f.MaxRedirects,
 		SpoolThreshold: f.SpoolThreshold, SpoolDir: f.SpoolDir, BodyBudget: f.BodyBudget, MaxAttempts: f.MaxAttempts, DNS: f.DNS,
 	}
 	fc.Shaping = fetch.Shaping{UserAgents: f.UserAgent, Headers: f.Headers, Cookies: f.Cookies, Rules: c.Requests,
