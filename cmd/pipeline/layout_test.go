@@ -149,8 +149,8 @@ func TestPackageMap(t *testing.T) {
 		"flow":      {"record"},
 		"progress":  {"flow", "record"},
 		"waterfall": {"record"},
-		"metrics":   {"flow", "governor", "record", "failure", "hostmatch"},
-		"watchdog":  {"flow", "governor", "metrics", "record", "failure", "hostmatch"},
+		"metrics":   {"flow", "governor", "proxy", "record", "failure", "hostmatch"},
+		"watchdog":  {"flow", "governor", "metrics", "proxy", "record", "failure", "hostmatch"},
 	}
 	for name, allowed := range only {
 		for _, d := range ours(pkgs[name].Deps) {
