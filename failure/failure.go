@@ -38,6 +38,7 @@ const (
 	Parse         Class = "parse"          // the page could not be parsed within its bounds
 	Robots        Class = "robots"         // robots.txt disallows the URL, or the host's robots.txt failed (5xx, unreachable)
 	Canceled      Class = "canceled"       // the run was stopped before the input finished
+	Parked        Class = "parked"         // parked on the delay topic more often than allowed, with no attempt's error to show
 	Internal      Class = "internal"       // a bug: a panic or an impossible state
 	Unknown       Class = "unknown"
 )

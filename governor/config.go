@@ -64,6 +64,12 @@ type Config struct {
 	// MaxRetryAfter caps how long a Retry-After may pause a domain or a
 	// (proxy, domain) pair, and delay a job's next attempt. 0 means 2 min.
 	MaxRetryAfter time.Duration
+	// ParkAfter, when positive, is how soon a job must be able to start
+	// an attempt: one that cannot (its domain paused past it, a retry
+	// delay longer than it, or a wait in its domain's queue that has
+	// lasted it) is handed to a worker as parked (Job.Park) instead of
+	// being held. 0 means never park.
+	ParkAfter time.Duration
 
 	// Logger receives warnings. The zero value logs nothing.
 	Logger zerolog.Logger
@@ -160,6 +166,9 @@ func (c *Config) validate() error {
 	}
 	if err := c.Adaptive.validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.ParkAfter < 0 {
+		errs = append(errs, fmt.Errorf("park after %v must not be negative", c.ParkAfter))
 	}
 	if c.BackoffBase < 0 || c.BackoffMax < 0 {
 		errs = append(errs, errors.New("backoff must not be negative"))

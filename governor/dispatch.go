@@ -42,8 +42,8 @@ type domain[T any] struct {
 	leaseWait   time.Duration
 	lastUsed    time.Time
 
-	attempts, ok, s429, s503, failed, pauses, dispatched int64
-	tokenWait                                            time.Duration
+	attempts, ok, s429, s503, failed, pauses, dispatched, parked int64
+	tokenWait                                                    time.Duration
 
 	pm      sync.Mutex // guards proxies and the jobs' seen lists
 	proxies map[string]*proxySlot
@@ -200,7 +200,7 @@ func (g *Governor[T]) proxyReadyAt(d *domain[T], now time.Time) (bool, time.Time
 func (g *Governor[T]) addLocked(j *Job[T], now time.Time) {
 	d := g.domainLocked(j.Key, now)
 	j.dom = d
-	j.Queued = now
+	j.Queued, j.waiting = now, now
 	d.queue = append(d.queue, j)
 	d.lastUsed = now
 	g.pending++
@@ -260,6 +260,9 @@ func (g *Governor[T]) dispatchLocked(now time.Time) time.Time {
 	if len(g.delayed) > 0 {
 		wake = earliest(wake, g.delayed[0].readyAt)
 	}
+	if g.cfg.ParkAfter > 0 {
+		wake = earliest(wake, g.parkLocked(now))
+	}
 	g.sizeLocked()
 	for g.free > 0 && !g.budget.Exhausted() && g.sem.TryAcquire() {
 		d, w := g.pickLocked(now)
@@ -273,13 +276,73 @@ func (g *Governor[T]) dispatchLocked(now time.Time) time.Time {
 	return wake
 }
 
+// parkLocked hands to idle workers, as parked, the queued jobs that
+// cannot start within ParkAfter: all of a domain's when it is blocked
+// (paused, or every proxy paused) past then, due when it unblocks; and
+// any that has waited ParkAfter in its queue, due ParkAfter from now.
+// It returns when the next waiting job passes ParkAfter (zero: none, or
+// no worker is idle, and a freed worker wakes the dispatcher anyway).
+func (g *Governor[T]) parkLocked(now time.Time) time.Time {
+	var wake time.Time
+	horizon := now.Add(g.cfg.ParkAfter)
+	for _, d := range g.live {
+		if len(d.queue) == 0 || g.free == 0 {
+			continue
+		}
+		due := g.blockedUntil(d, now)
+		kept := d.queue[:0]
+		for _, j := range d.queue {
+			switch {
+			case g.free == 0:
+				kept = append(kept, j)
+			case due.After(horizon):
+				g.parkJobLocked(j, due)
+			case !now.Before(j.waiting.Add(g.cfg.ParkAfter)):
+				g.parkJobLocked(j, horizon)
+			default:
+				kept = append(kept, j)
+				wake = earliest(wake, j.waiting.Add(g.cfg.ParkAfter))
+			}
+		}
+		clear(d.queue[len(kept):])
+		d.queue = kept
+	}
+	return wake
+}
+
+// blockedUntil returns until when d can start nothing whatever its
+// tokens: its Retry-After pause, its wait for a proxy, and, with
+// per-proxy buckets, the first of its proxies to be free again.
+func (g *Governor[T]) blockedUntil(d *domain[T], now time.Time) time.Time {
+	t := d.pausedUntil
+	if d.notBefore.After(t) {
+		t = d.notBefore
+	}
+	if d.lim.ProxyRate > 0 && len(g.cfg.Proxies) > 0 {
+		if ok, at := g.proxyReadyAt(d, now); !ok && at.After(t) {
+			t = at
+		}
+	}
+	return t
+}
+
+// parkJobLocked hands j, taken out of its queue, to an idle worker as
+// parked until due.
+func (g *Governor[T]) parkJobLocked(j *Job[T], due time.Time) {
+	j.Park = due
+	j.dom.parked++
+	g.pending--
+	g.free--
+	g.jobs <- j
+}
+
 // undelayLocked moves the jobs whose backoff is over to the head of their
 // domains' queues.
 func (g *Governor[T]) undelayLocked(now time.Time) {
 	for len(g.delayed) > 0 && !g.delayed[0].readyAt.After(now) {
 		j := heap.Pop(&g.delayed).(*Job[T])
 		j.dom.delayed--
-		j.Queued = now
+		j.Queued, j.waiting = now, now
 		j.dom.queue = append([]*Job[T]{j}, j.dom.queue...)
 		g.liveLocked(j.dom)
 	}
@@ -375,6 +438,9 @@ func (g *Governor[T]) handleLocked(ev event[T]) {
 		heap.Push(&g.delayed, j)
 		d.delayed++
 		g.free++
+	case Park:
+		d.parked++
+		g.pending--
 	case Finish:
 		g.pending--
 	}

@@ -75,6 +75,10 @@ const (
 	// NotReady: no attempt was made (Outcome.NoProxy); the job is back at
 	// the head of its domain's queue; the worker is free.
 	NotReady
+	// Park: the job cannot be attempted within Config.ParkAfter (a long
+	// Retry-After, say); it is done here, to be parked until Job.Park.
+	// The worker passes it on, then calls Release, as for Finish.
+	Park
 )
 
 // Job is one item inside the governor. Item and Key are the caller's;
@@ -94,6 +98,10 @@ type Job[T any] struct {
 	Started time.Time
 	// Delay is the backoff before the next attempt, after Retry.
 	Delay time.Duration
+	// Park, when not zero, is when a parked job may be tried again. A job
+	// handed to a worker with Park set is not to be attempted: the worker
+	// passes it on as parked and calls Release.
+	Park time.Time
 
 	dom     *domain[T]
 	readyAt time.Time         // end of the retry backoff
@@ -101,6 +109,7 @@ type Job[T any] struct {
 	res     *rate.Reservation // the domain token, returned if no proxy can take it
 	seen    []string          // proxies the gate was asked about, under dom.pm
 	index   int               // in the delayed heap
+	waiting time.Time         // when the job last began to wait in its domain's queue (not reset by NotReady)
 }
 
 // Governor is the scheduler. Build it with New; run its dispatcher with
@@ -195,18 +204,19 @@ func (g *Governor[T]) Gate(j *Job[T]) func(id string) bool {
 }
 
 // Report tells the governor how j's attempt went and returns what becomes
-// of j, and for Retry the backoff before the next attempt. For Retry and
+// of j, and for Retry the backoff before the next attempt (for Park, j.Park
+// says until when). For Retry and
 // NotReady the governor takes j back (and o.Held of the budget): the
 // caller must not touch j again; ok is false if ctx ended first, and then
 // j is in no one else's hands: the worker passes it on as canceled. For
-// Finish the worker passes j on and then calls Release. It blocks only
+// Finish and Park the worker passes j on and then calls Release. It blocks only
 // until the dispatcher takes the report, or ctx ends.
 func (g *Governor[T]) Report(ctx context.Context, j *Job[T], o Outcome) (v Verdict, backoff time.Duration, ok bool) {
 	now := g.now()
 	v = g.verdict(ctx, j, o, now)
 	backoff = j.Delay
 	ev := event[T]{verdict: v, job: j, out: o, at: now}
-	if v != Finish {
+	if v != Finish && v != Park {
 		g.budget.Give(o.Held)
 		if ctx.Err() != nil {
 			return v, backoff, false
@@ -216,7 +226,7 @@ func (g *Governor[T]) Report(ctx context.Context, j *Job[T], o Outcome) (v Verdi
 	case g.events <- ev:
 		return v, backoff, true
 	case <-ctx.Done():
-		return v, backoff, v == Finish
+		return v, backoff, v == Finish || v == Park
 	}
 }
 
@@ -231,6 +241,10 @@ func (g *Governor[T]) verdict(ctx context.Context, j *Job[T], o Outcome, now tim
 	delay := Backoff(g.cfg.BackoffBase, g.cfg.BackoffMax, j.Attempt, g.cfg.Jitter, g.rnd)
 	if o.RetryAfter > 0 {
 		delay = max(delay, min(o.RetryAfter, g.cfg.MaxRetryAfter))
+	}
+	if g.cfg.ParkAfter > 0 && delay > g.cfg.ParkAfter {
+		j.Park = now.Add(delay)
+		return Park
 	}
 	j.Delay, j.readyAt = delay, now.Add(delay)
 	return Retry

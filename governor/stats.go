@@ -35,6 +35,9 @@ type DomainStats struct {
 	Dispatched int64
 	// PausedUntil is the end of a Retry-After pause of the whole domain.
 	PausedUntil time.Time
+	// Parked counts the domain's tasks handed back as parked
+	// (Config.ParkAfter).
+	Parked int64
 }
 
 // Stats is a snapshot of the governor.
@@ -151,5 +154,6 @@ func (d *domain[T]) statsLocked() DomainStats {
 		InFlight: d.inflight, Queued: len(d.queue),
 		Attempts: d.attempts, OK: d.ok, Status429: d.s429, Status503: d.s503, Failed: d.failed,
 		Pauses: d.pauses, TokenWait: d.tokenWait, Dispatched: d.dispatched, PausedUntil: d.pausedUntil,
+		Parked: d.parked,
 	}
 }

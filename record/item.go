@@ -29,6 +29,11 @@ type Task struct {
 	Err      error
 	Dead     bool
 	Ack      Ack
+	// Parks is how many times the input was parked on the delay topic
+	// before (its delay record's attempts; 0 for a first delivery), and
+	// ParkErr the last error it carried there, nil if none.
+	Parks   int
+	ParkErr *Error
 }
 
 // Fetched is a Task after the fetch stage: the response, or the error of the
@@ -50,6 +55,10 @@ type Fetched struct {
 	Elapsed   time.Duration
 	Timings   Timings
 	Err       error
+	// Parked, when not zero, says the task could not be attempted soon
+	// enough and is to be parked on the delay topic until this time (see
+	// docs/kafka.md); Err is then the last attempt's error, nil if none.
+	Parked time.Time
 }
 
 // Spool is a response body in a temporary file.
@@ -85,5 +94,8 @@ type Output struct {
 	Result *Result
 	Page   *Page
 	Dead   *DeadLetter
-	Ack    Ack
+	// Delay, when set, replaces the Result: the input goes to the delay
+	// topic, to be tried again once due.
+	Delay *Delayed
+	Ack   Ack
 }
