@@ -102,6 +102,9 @@ func build(cfg jobConfig) (p *pipeline, err error) {
 		}
 	}
 	fc := cfg.Fetch
+	if parking(cfg.Kafka) {
+		fc.ParkAfter, fc.MaxParks = cfg.Kafka.ParkAfter, cfg.Kafka.MaxParks
+	}
 	fc.Pool = p.pool
 	fc.Logger = cfg.Log
 	fc.Trace = p.obs.span
@@ -180,7 +183,7 @@ func buildSink(kc KafkaConfig, client *kafka.Client, sc sink.JSONLConfig, onDone
 	if kc.ResultsTopic != "" {
 		k, err := sink.NewKafka(sink.KafkaConfig{
 			Brokers: client.Brokers, Transport: client.Transport, ResultsTopic: kc.ResultsTopic, PagesTopic: kc.PagesTopic,
-			DeadTopic: kc.DeadTopic, OnDone: onDone, Logger: log,
+			DeadTopic: kc.DeadTopic, DelayTopic: kc.DelayTopic, OnDone: onDone, Logger: log,
 		})
 		if err != nil {
 			return sinkParts{}, usageError{err}
@@ -230,6 +233,11 @@ func buildIOCrawl(cfg jobConfig, crawler *crawl.Crawler, get func(context.Contex
 		}
 		pio.src, pio.srcKafka = k.Source(), k
 		pio.close = append([]func() error{k.Close}, pio.close...)
+		if parking(kc) {
+			if err := buildDelaySource(&pio, kc, client, k, log); err != nil {
+				return pio, err
+			}
+		}
 	} else if crawler != nil { // file mode: the crawl's own source
 		cc := source.CrawlConfig{Crawler: crawler, Seeds: source.LinesConfig{Path: cfg.URLs, Reader: cfg.URLReader},
 			// With sitemaps, start URLs come from a file only, never stdin.
@@ -254,6 +262,9 @@ func buildIOCrawl(cfg jobConfig, crawler *crawl.Crawler, get func(context.Contex
 	}
 	sc := cfg.Sink
 	sc.Path, sc.Writer, sc.PagesPath = cfg.Out, cfg.OutWriter, cfg.Pages
+	if !parking(kc) {
+		kc.DelayTopic = "" // nothing parks: the sink needs no delay topic
+	}
 	sp, err := buildSink(kc, client, sc, onDone, log)
 	if err != nil {
 		return pio, err

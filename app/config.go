@@ -130,6 +130,9 @@ type KafkaConfig struct {
 	Prefetch       int           `yaml:"prefetch" help:"records read ahead per partition"`
 	CommitInterval time.Duration `yaml:"commit_interval" help:"how often acknowledged offsets are committed"`
 	SessionTimeout time.Duration `yaml:"session_timeout" help:"how long the group waits for a silent member"`
+	ParkAfter      time.Duration `yaml:"park_after" help:"park an input of the Kafka topic that cannot be attempted within this long on the delay topic, and acknowledge it (0: never park)"`
+	DelayTopic     string        `yaml:"delay_topic" help:"the delay topic of parked inputs (empty: the input topic + \".delay\"), read back by the group + \".delay\""`
+	MaxParks       int           `yaml:"max_parks" help:"times an input may be parked; once more and it ends as an error result"`
 }
 
 // Defaults returns the tree with every default filled in. Load starts
@@ -151,7 +154,7 @@ func Defaults() Config {
 		Policy:  guard.Config{ProxyDNS: guard.ProxyDNSRemote, HandshakeTimeout: 10 * time.Second, MaxProxyHeaderBytes: 64 << 10},
 		Proxy:   PoolConfig{Model: "shared", Strategy: "lru-weighted", StickyTTL: 10 * time.Minute, Cooldown: 30 * time.Second, Scheme: "http", CapMargin: 0.2},
 		Observe: ObserveConfig{TraceMax: 250000, StallAfter: 30 * time.Second, StatsInterval: 10 * time.Second, Progress: "auto"},
-		Kafka:   KafkaConfig{Group: "sluice", Window: 512, Prefetch: 64, CommitInterval: time.Second, SessionTimeout: 10 * time.Second},
+		Kafka:   KafkaConfig{Group: "sluice", Window: 512, Prefetch: 64, CommitInterval: time.Second, SessionTimeout: 10 * time.Second, MaxParks: 5},
 		Crawl:   crawl.Defaults(),
 	}
 }
@@ -175,6 +178,7 @@ func (c *Config) positives() map[string]float64 {
 		"proxy.sticky_ttl": float64(c.Proxy.StickyTTL), "proxy.cooldown": float64(c.Proxy.Cooldown),
 		"kafka.window": float64(c.Kafka.Window), "kafka.prefetch": float64(c.Kafka.Prefetch),
 		"kafka.commit_interval": float64(c.Kafka.CommitInterval), "kafka.session_timeout": float64(c.Kafka.SessionTimeout),
+		"kafka.max_parks": float64(c.Kafka.MaxParks),
 	}
 }
 
@@ -244,6 +248,15 @@ func (c *Config) validate(given map[string]bool) error {
 	if k.Topic != "" && k.Group == "" {
 		bad("kafka.group", "a Kafka input topic needs a consumer group")
 	}
+	if k.ParkAfter < 0 {
+		bad("kafka.park_after", "must not be negative (0: never park)")
+	}
+	if k.ParkAfter > 0 && k.Topic != "" && k.ResultsTopic == "" {
+		bad("kafka.park_after", "parking needs the Kafka sink (kafka.results_topic): the delay topic is written with the results")
+	}
+	if k.DelayTopic != "" && k.DelayTopic == k.Topic {
+		bad("kafka.delay_topic", "must not be the input topic")
+	}
 	if err := c.Crawl.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -260,6 +273,9 @@ func (c *Config) derive(given map[string]bool) {
 	}
 	if c.Kafka.ResultsTopic != "" && c.Kafka.DeadTopic == "" {
 		c.Kafka.DeadTopic = c.Kafka.ResultsTopic + ".dead"
+	}
+	if c.Kafka.Topic != "" && c.Kafka.DelayTopic == "" {
+		c.Kafka.DelayTopic = c.Kafka.Topic + ".delay"
 	}
 }
 

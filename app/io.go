@@ -22,6 +22,7 @@ type pipelineIO struct {
 
 	client    *kafka.Client // nil without Kafka
 	srcKafka  *source.Kafka // nil for a file or stdin
+	srcDelay  *source.Kafka // the delay topic's reader; nil unless parking (delay.go)
 	sinkKafka *sink.Kafka   // nil for JSONL
 	sinkJSONL *sink.JSONL
 	warc      *sink.WARC // the web archive between parse and sink; nil without one
@@ -31,7 +32,11 @@ type pipelineIO struct {
 // ready once open; the Kafka source once it is a member of a generation.
 func (p pipelineIO) sourceReady() error {
 	if p.srcKafka != nil {
-		return p.srcKafka.Ready()
+		err := p.srcKafka.Ready()
+		if p.srcDelay != nil {
+			err = errors.Join(err, p.srcDelay.Ready())
+		}
+		return err
 	}
 	return nil
 }
@@ -52,8 +57,11 @@ func (p pipelineIO) sinkReady() error {
 // writes, for the metrics.
 func (p pipelineIO) kafkaState() metrics.KafkaState {
 	var st metrics.KafkaState
-	if p.srcKafka != nil {
-		for _, pos := range p.srcKafka.Positions() {
+	for _, src := range []*source.Kafka{p.srcKafka, p.srcDelay} {
+		if src == nil {
+			continue
+		}
+		for _, pos := range src.Positions() {
 			lag := int64(0)
 			if pos.Committed >= 0 && pos.HighWater >= pos.Committed {
 				lag = pos.HighWater - pos.Committed

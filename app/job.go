@@ -61,6 +61,7 @@ type summary struct {
 	Written  int              `json:"written"`
 	OK       int              `json:"ok"`
 	Errors   map[string]int   `json:"errors"`
+	Parked   int              `json:"parked,omitempty"` // written to the delay topic (docs/kafka.md)
 	Dropped  uint64           `json:"dropped"`
 	Elapsed  time.Duration    `json:"elapsed"`
 	PerProxy map[string]int64 `json:"requests_per_proxy"`
@@ -107,6 +108,9 @@ func (s summary) print(w io.Writer) {
 			fmt.Fprintf(w, " %s=%d", k, s.Errors[k])
 		}
 		fmt.Fprintln(w)
+	}
+	if s.Parked > 0 {
+		fmt.Fprintf(w, "parked on the delay topic: %d\n", s.Parked)
 	}
 	if n := s.Errors[string(failure.Policy)]; n > 0 {
 		fmt.Fprintf(w, "refused by the URL policy: %d of %d inputs; %s\n", n, s.Written, s.refusalHints())
@@ -211,6 +215,8 @@ func (p *pipeline) count(o record.Output) {
 		}
 	case o.Dead != nil:
 		p.sum.Errors["dead_letter"]++
+	case o.Delay != nil:
+		p.sum.Parked++
 	}
 }
 

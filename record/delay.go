@@ -21,6 +21,9 @@ type Delayed struct {
 	Attempts int `json:"attempts"`
 	// Error is the last attempt's error, nil when none was made.
 	Error *Error `json:"error,omitempty"`
+	// RecordKey is the input record's key, the delay record's key; not
+	// part of the JSON.
+	RecordKey []byte `json:"-"`
 }
 
 // Park returns the delay record of t, due at notBefore, with the last
@@ -37,5 +40,6 @@ func Park(t Task, notBefore time.Time, err *Error) *Delayed {
 		// JSON strings are UTF-8: a binary body travels as base64.
 		msg.BodyBase64, msg.Body = base64.StdEncoding.EncodeToString([]byte(msg.Body)), ""
 	}
-	return &Delayed{Schema: SchemaVersion, Message: msg, NotBefore: notBefore.UTC(), Attempts: t.Parks + 1, Error: err}
+	return &Delayed{Schema: SchemaVersion, Message: msg, NotBefore: notBefore.UTC(), Attempts: t.Parks + 1, Error: err,
+		RecordKey: t.Origin.RawKey}
 }

@@ -168,6 +168,16 @@ type Config struct {
 	// MaxRetryAfter caps how long a Retry-After header may make an input
 	// wait before its next attempt. 0 means 2 min.
 	MaxRetryAfter time.Duration
+	// ParkAfter, when positive, parks a task that cannot be attempted
+	// within it (its domain paused past it by a Retry-After, a retry
+	// delay longer than it, or as long a wait for its domain's token):
+	// the stage passes it on with Fetched.Parked set, for the sink to
+	// write to the delay topic. 0 means never park (file input).
+	ParkAfter time.Duration
+	// MaxParks is how many times a task may be parked; one parked that
+	// many times already ends as an error result instead, with its last
+	// error's class (failure.Parked if it never got an answer). 0 means 5.
+	MaxParks int
 
 	// Shaping says what requests look like: User-Agent, headers, cookies,
 	// method and body, per site and per URL message, and the cookie jars
@@ -198,7 +208,7 @@ func (c *Config) Governor() governor.Config {
 		Domains: c.Domains, Adaptive: c.Adaptive, Pending: c.Pending,
 		StaggerMin: c.StaggerMin, StaggerMax: c.StaggerMax, Ramp: c.Ramp, BodyBudget: c.BodyBudget,
 		MaxAttempts: c.MaxAttempts, BackoffBase: c.BackoffBase, BackoffMax: c.BackoffMax,
-		Jitter: c.Jitter, MaxRetryAfter: c.MaxRetryAfter, Logger: c.Logger, Now: c.Now,
+		Jitter: c.Jitter, MaxRetryAfter: c.MaxRetryAfter, ParkAfter: c.ParkAfter, Logger: c.Logger, Now: c.Now,
 	}
 }
 
@@ -221,6 +231,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = 2 * c.Concurrency
+	}
+	if c.MaxParks == 0 {
+		c.MaxParks = 5
 	}
 	if c.SpoolThreshold == 0 {
 		c.SpoolThreshold = 1 << 20
@@ -253,6 +266,9 @@ func (c *Config) Validate() error {
 	}
 	if c.QueueSize < 1 {
 		errs = append(errs, fmt.Errorf("queue size %d must be at least 1", c.QueueSize))
+	}
+	if c.ParkAfter < 0 || c.MaxParks < 1 {
+		errs = append(errs, fmt.Errorf("park after %v must not be negative, max parks %d must be at least 1", c.ParkAfter, c.MaxParks))
 	}
 	if c.MaxBodyBytes < 1 {
 		errs = append(errs, fmt.Errorf("max body bytes %d must be positive", c.MaxBodyBytes))

@@ -111,6 +111,11 @@ func canceled(f record.Fetched, ctx context.Context) record.Fetched {
 // worker (that is the backpressure).
 func (s *Stage) work(ctx context.Context, j *job, send func(record.Fetched)) {
 	it := j.Item
+	if !j.Park.IsZero() { // parked by the governor: no attempt (park.go)
+		send(s.parked(it.f, j.Park, nil))
+		s.gov.Release(ctx, 0)
+		return
+	}
 	it.f.Started = j.Started
 	res, err := s.safeExec(ctx, j, s.gov.Gate(j))
 	o := governor.Outcome{Status: res.status, RetryAfter: res.retryAfter, Proxy: res.proxy,
@@ -126,6 +131,12 @@ func (s *Stage) work(ctx context.Context, j *job, send func(record.Fetched)) {
 	attempt, u := j.Attempt, it.task.URL
 	v, backoff, ok := s.gov.Report(ctx, j, o) // j is the governor's again unless v is Finish
 	switch {
+	case v == governor.Park:
+		f := it.f
+		f.Status = res.status
+		send(s.parked(f, j.Park, err))
+		s.gov.Release(ctx, res.held)
+		return
 	case v == governor.Retry && ok:
 		s.cfg.Logger.Debug().Str("url", u.Redacted()).Str("proxy", res.proxy).Int("attempt", attempt).
 			Str("class", string(o.Class)).Dur("backoff", backoff).Msg("retrying")

@@ -70,6 +70,14 @@ func (s *Stage) Process(f record.Fetched) (out record.Output) {
 		out.Dead = deadLetter(t, f.Err, s.cfg.Now())
 		return out
 	}
+	if !f.Parked.IsZero() { // to the delay topic, nothing to parse
+		var last *record.Error
+		if f.Err != nil {
+			last = errorOf(f.Err)
+		}
+		out.Delay = record.Park(t, f.Parked, last)
+		return out
+	}
 	res := &record.Result{
 		Schema:    record.SchemaVersion,
 		URL:       t.Msg.URL,

@@ -22,6 +22,7 @@ const (
 	KindResult     = "result"
 	KindPage       = "page"
 	KindDeadLetter = "dead_letter"
+	KindDelayed    = "delayed"
 )
 
 // KafkaConfig configures the Kafka sink. Brokers, ResultsTopic and
@@ -39,6 +40,10 @@ type KafkaConfig struct {
 	PagesTopic string
 	// DeadTopic receives the dead letters, key = the input record's key.
 	DeadTopic string
+	// DelayTopic, when set, receives the parked inputs (record.Delayed),
+	// key = the input record's key (see delay.go). Outputs with Delay set
+	// are refused when it is empty.
+	DelayTopic string
 	// PagesCompression compresses the pages topic's batches; 0 means zstd.
 	PagesCompression kafka.Compression
 
@@ -128,6 +133,7 @@ type Kafka struct {
 	results *kafka.Writer
 	pages   *kafka.Writer
 	dead    *kafka.Writer
+	delay   *kafka.Writer // nil without a delay topic
 	sink    *flow.Sink[record.Output]
 	log     zerolog.Logger
 
@@ -198,6 +204,9 @@ func NewKafka(cfg KafkaConfig) (*Kafka, error) {
 	if cfg.PagesTopic != "" {
 		k.pages = k.writer(cfg.PagesTopic, cfg.PagesCompression)
 	}
+	if cfg.DelayTopic != "" {
+		k.delay = k.writer(cfg.DelayTopic, 0)
+	}
 	k.sink = flow.NewSink("sink", cfg.QueueSize, k.run)
 	return k, nil
 }
@@ -227,7 +236,7 @@ func (k *Kafka) Sink() *flow.Sink[record.Output] { return k.sink }
 
 func (k *Kafka) run(ctx context.Context, in flow.Inbox[record.Output]) (err error) {
 	defer func() {
-		for _, w := range []*kafka.Writer{k.results, k.pages, k.dead} {
+		for _, w := range []*kafka.Writer{k.results, k.pages, k.dead, k.delay} {
 			if w != nil {
 				err = errors.Join(err, w.Close())
 			}
@@ -282,6 +291,9 @@ func (k *Kafka) checkTopics(ctx context.Context) error {
 	if k.cfg.PagesTopic != "" {
 		topics = append(topics, k.cfg.PagesTopic)
 	}
+	if k.cfg.DelayTopic != "" {
+		topics = append(topics, k.cfg.DelayTopic)
+	}
 	c := &kafka.Client{Addr: kafka.TCP(k.cfg.Brokers...), Transport: k.tr, Timeout: k.cfg.WriteTimeout}
 	pause := 100 * time.Millisecond
 	for {
@@ -315,8 +327,15 @@ func (k *Kafka) commit(ctx context.Context, batch []record.Output) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	var res, pages, dead []kafka.Message
+	var res, pages, dead, delayed []kafka.Message
 	for _, o := range batch {
+		if o.Delay != nil {
+			m, err := k.delayMessage(o)
+			if err != nil {
+				return err
+			}
+			delayed = append(delayed, m)
+		}
 		if o.Result != nil {
 			m, err := k.resultMessage(o.Result)
 			if err != nil {
@@ -338,11 +357,11 @@ func (k *Kafka) commit(ctx context.Context, batch []record.Output) error {
 		}
 	}
 	var wg sync.WaitGroup
-	errs := make([]error, 3)
+	errs := make([]error, 4)
 	for i, job := range []struct {
 		w    *kafka.Writer
 		msgs []kafka.Message
-	}{{k.results, res}, {k.pages, pages}, {k.dead, dead}} {
+	}{{k.results, res}, {k.pages, pages}, {k.dead, dead}, {k.delay, delayed}} {
 		if len(job.msgs) == 0 {
 			continue
 		}

@@ -63,6 +63,11 @@ type KafkaConfig struct {
 	// letter, keeping its first MaxMessageBytes bytes. 0 means
 	// MaxMessageBytes (64 KiB).
 	MaxMessageBytes int
+	// Delayed makes the source read a delay topic (delay.go): each record
+	// is a record.Delayed, and a partition's reader waits until its next
+	// record is due before reading it in, holding no window slot and no
+	// part of the pipeline meanwhile.
+	Delayed bool
 
 	// Logger receives warnings (and kafka-go's own lines at debug level).
 	Logger zerolog.Logger
@@ -430,6 +435,9 @@ func (k *Kafka) fetch(ctx context.Context, topic string, pa kafkago.PartitionAss
 		}
 		k.high[p] = m.HighWaterMark
 		k.mu.Unlock()
+		if k.cfg.Delayed && !sleepCtx(ctx, delayDue(m.Value).Sub(k.cfg.Now())) {
+			return
+		}
 		ack, err := k.tracker.Track(ctx, p, m.Offset)
 		if err != nil {
 			return
@@ -453,9 +461,19 @@ func (k *Kafka) task(m kafkago.Message, ack record.Ack) record.Task {
 		Enqueued: k.cfg.Now(),
 		Ack:      ack,
 	}
-	t.Msg, t.URL, t.Err = Decode(m.Value, k.cfg.MaxMessageBytes)
+	if k.cfg.Delayed {
+		t.Msg, t.URL, t.Parks, t.ParkErr, t.Err = DecodeDelayed(m.Value, k.cfg.MaxMessageBytes)
+	} else {
+		t.Msg, t.URL, t.Err = Decode(m.Value, k.cfg.MaxMessageBytes)
+	}
 	t.Dead = t.Err != nil
 	return t
+}
+
+// Run runs the source's body, as Source does: for a source that merges
+// this one with others (Merge).
+func (k *Kafka) Run(stop context.Context, emit flow.Emit[record.Task]) error {
+	return k.run(stop, emit)
 }
 
 // Close commits what is acknowledged and leaves the group. Call it once the
