@@ -38,6 +38,7 @@ type domain[T any] struct {
 	delayed     int  // jobs in the governor's backoff heap
 	live        bool // in Governor.live
 	pausedUntil time.Time
+	pauseErr    error     // the error of the answer that last paused the domain or one of its (proxy, domain) pairs
 	notBefore   time.Time // after a failed proxy lease
 	leaseWait   time.Duration
 	lastUsed    time.Time
@@ -296,6 +297,7 @@ func (g *Governor[T]) parkLocked(now time.Time) time.Time {
 			case g.free == 0:
 				kept = append(kept, j)
 			case due.After(horizon):
+				j.ParkErr = d.pauseErr
 				g.parkJobLocked(j, due)
 			case !now.Before(j.waiting.Add(g.cfg.ParkAfter)):
 				g.parkJobLocked(j, horizon)
@@ -495,6 +497,7 @@ func (g *Governor[T]) pauseLocked(d *domain[T], o Outcome, now time.Time) {
 	}
 	until := now.Add(min(o.RetryAfter, g.cfg.MaxRetryAfter))
 	d.pauses++
+	d.pauseErr = o.Err
 	if o.Status == statusTooManyRequests && o.Proxy != "" && d.lim.ProxyRate > 0 {
 		d.pm.Lock()
 		s := d.slotLocked(o.Proxy, now)

@@ -102,6 +102,9 @@ type Job[T any] struct {
 	// handed to a worker with Park set is not to be attempted: the worker
 	// passes it on as parked and calls Release.
 	Park time.Time
+	// ParkErr, for a job parked without an attempt because its domain
+	// was paused, is the error of the answer that paused it; nil if none.
+	ParkErr error
 
 	dom     *domain[T]
 	readyAt time.Time         // end of the retry backoff

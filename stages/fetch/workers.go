@@ -112,7 +112,7 @@ func canceled(f record.Fetched, ctx context.Context) record.Fetched {
 func (s *Stage) work(ctx context.Context, j *job, send func(record.Fetched)) {
 	it := j.Item
 	if !j.Park.IsZero() { // parked by the governor: no attempt (park.go)
-		send(s.parked(it.f, j.Park, nil))
+		send(s.parked(it.f, j.Park, j.ParkErr))
 		s.gov.Release(ctx, 0)
 		return
 	}
