@@ -522,7 +522,7 @@ func checkJSON(b docBlock) error {
 // type whose fields it has.
 func decodeRecord(raw []byte) error {
 	var errs []error
-	for _, v := range []any{&record.Result{}, &record.Page{}, &record.DeadLetter{}, &record.Span{}} {
+	for _, v := range []any{&record.Result{}, &record.Page{}, &record.DeadLetter{}, &record.Span{}, &record.Delayed{}} {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
 		err := dec.Decode(v)
