@@ -192,11 +192,14 @@ func (m *Metrics) ObserveOutput(o record.Output) {
 }
 
 // OutputOutcome names an output's outcome as in sluice_outputs_total: "ok",
-// the error class of its result, or "dead_letter".
+// the error class of its result, "dead_letter", or "parked" (written to
+// the delay topic).
 func OutputOutcome(o record.Output) string {
 	switch {
 	case o.Dead != nil:
 		return "dead_letter"
+	case o.Delay != nil:
+		return "parked"
 	case o.Result != nil && o.Result.Error != nil:
 		return o.Result.Error.Class
 	default:
