@@ -6,17 +6,20 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/sluicehq/sluice/failure"
 )
 
 // parkRun feeds urls to g and runs its workers the way the fetch stage
 // does with parking on: a job handed over with Park set is not attempted,
 // and a Park verdict ends the job. It returns the finished and the parked
-// jobs (with their due times) once all are one or the other.
-func parkRun(t *testing.T, g *Governor[string], urls []string, attempt func(j *Job[string]) Outcome) (finished []string, parked map[string]time.Time) {
+// jobs (with their due times) once all are one or the other, and the
+// errors the parked ones carry (the attempt's, or the domain's pause's).
+func parkRun(t *testing.T, g *Governor[string], urls []string, attempt func(j *Job[string]) Outcome) (finished []string, parked map[string]time.Time, why map[string]error) {
 	t.Helper()
 	ctx := t.Context()
 	var mu sync.Mutex
-	parked = map[string]time.Time{}
+	parked, why = map[string]time.Time{}, map[string]error{}
 	intake := make(chan *Job[string])
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -39,7 +42,7 @@ func parkRun(t *testing.T, g *Governor[string], urls []string, attempt func(j *J
 			for j := range g.Jobs() {
 				if !j.Park.IsZero() {
 					mu.Lock()
-					parked[j.Item] = j.Park
+					parked[j.Item], why[j.Item] = j.Park, j.ParkErr
 					mu.Unlock()
 					g.Release(ctx, 0)
 					continue
@@ -54,7 +57,7 @@ func parkRun(t *testing.T, g *Governor[string], urls []string, attempt func(j *J
 					g.Release(ctx, o.Held)
 				case Park:
 					mu.Lock()
-					parked[j.Item] = j.Park
+					parked[j.Item], why[j.Item] = j.Park, o.Err
 					mu.Unlock()
 					g.Release(ctx, o.Held)
 				}
@@ -63,7 +66,7 @@ func parkRun(t *testing.T, g *Governor[string], urls []string, attempt func(j *J
 	}
 	g.Run(ctx, intake, func(j *Job[string]) { t.Errorf("%s abandoned", j.Item) })
 	wg.Wait()
-	return finished, parked
+	return finished, parked, why
 }
 
 func TestParkingALongRetryAfterLeavesOtherDomainsAlone(t *testing.T) {
@@ -76,7 +79,7 @@ func TestParkingALongRetryAfterLeavesOtherDomainsAlone(t *testing.T) {
 		var mu sync.Mutex
 		attempts := map[string]int{}
 		urls := append(urlsOf("slow.test", 10), urlsOf("fast.test", 10)...)
-		finished, parked := parkRun(t, g, urls, func(j *Job[string]) Outcome {
+		finished, parked, why := parkRun(t, g, urls, func(j *Job[string]) Outcome {
 			mu.Lock()
 			attempts[j.Key]++
 			mu.Unlock()
@@ -92,6 +95,9 @@ func TestParkingALongRetryAfterLeavesOtherDomainsAlone(t *testing.T) {
 		for u, due := range parked {
 			if d := due.Sub(start); d < 120*time.Second || d > 121*time.Second {
 				t.Errorf("%s parked until start+%v, want start+120s (the Retry-After)", u, d)
+			}
+			if failure.ClassOf(why[u]) != failure.RateLimited {
+				t.Errorf("%s parked with error %v, want the 429's (rate_limited)", u, why[u])
 			}
 		}
 		if attempts["slow.test"] > 2 {
@@ -115,7 +121,7 @@ func TestParkingAJobThatWaitedTooLongForAToken(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		finished, parked := parkRun(t, g, urlsOf("a.test", 10), func(j *Job[string]) Outcome {
+		finished, parked, _ := parkRun(t, g, urlsOf("a.test", 10), func(j *Job[string]) Outcome {
 			return answer(200, time.Millisecond, 0, "")
 		})
 		// One token a second: those the bucket serves within 3 s are
@@ -137,7 +143,7 @@ func TestNoParkingWithoutParkAfter(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		finished, parked := parkRun(t, g, urlsOf("slow.test", 3), func(j *Job[string]) Outcome {
+		finished, parked, _ := parkRun(t, g, urlsOf("slow.test", 3), func(j *Job[string]) Outcome {
 			return answer(429, time.Millisecond, 120*time.Second, "")
 		})
 		if len(finished) != 3 || len(parked) != 0 {
