@@ -323,7 +323,7 @@ func buildReplay(cfg replayConfig, count func(record.Output)) (*replayPipeline, 
 		}
 		return record.Output{Result: st.Reparse(it.Page), Ack: it.Ack}
 	})
-	kc.PagesTopic = "" // replay writes results (and dead letters), not pages
+	kc.PagesTopic, kc.DelayTopic = "", "" // replay writes results (and dead letters), not pages; it never parks
 	sp, err := buildSink(kc, client, sink.JSONLConfig{Path: cfg.Out, Writer: cfg.OutWriter}, count, cfg.Log)
 	if err != nil {
 		return nil, err
