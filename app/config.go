@@ -130,6 +130,7 @@ type KafkaConfig struct {
 	Prefetch       int           `yaml:"prefetch" help:"records read ahead per partition"`
 	CommitInterval time.Duration `yaml:"commit_interval" help:"how often acknowledged offsets are committed"`
 	SessionTimeout time.Duration `yaml:"session_timeout" help:"how long the group waits for a silent member"`
+	RevokeWait     time.Duration `yaml:"revoke_wait" help:"in a rebalance, how long the member waits for inputs in flight before giving its partitions up (at most half the session timeout; 0: no wait)"`
 }
 
 // Defaults returns the tree with every default filled in. Load starts
@@ -151,7 +152,7 @@ func Defaults() Config {
 		Policy:  guard.Config{ProxyDNS: guard.ProxyDNSRemote, HandshakeTimeout: 10 * time.Second, MaxProxyHeaderBytes: 64 << 10},
 		Proxy:   PoolConfig{Model: "shared", Strategy: "lru-weighted", StickyTTL: 10 * time.Minute, Cooldown: 30 * time.Second, Scheme: "http", CapMargin: 0.2},
 		Observe: ObserveConfig{TraceMax: 250000, StallAfter: 30 * time.Second, StatsInterval: 10 * time.Second, Progress: "auto"},
-		Kafka:   KafkaConfig{Group: "sluice", Window: 512, Prefetch: 64, CommitInterval: time.Second, SessionTimeout: 10 * time.Second},
+		Kafka:   KafkaConfig{Group: "sluice", Window: 512, Prefetch: 64, CommitInterval: time.Second, SessionTimeout: 10 * time.Second, RevokeWait: 5 * time.Second},
 		Crawl:   crawl.Defaults(),
 	}
 }
@@ -209,7 +210,7 @@ func (c *Config) validate(given map[string]bool) error {
 		bad("fetch.max_redirects", "must not be negative (0: none followed)")
 	}
 	for key, v := range map[string]int64{"fetch.stagger_min": int64(c.Fetch.StaggerMin), "fetch.spool_threshold": c.Fetch.SpoolThreshold,
-		"pool_size": int64(c.PoolSize), "fetch.max_jars": int64(c.Fetch.MaxJars), "proxy.wait": int64(c.Proxy.Wait), "observe.stall_after": int64(c.Observe.StallAfter)} {
+		"pool_size": int64(c.PoolSize), "kafka.revoke_wait": int64(c.Kafka.RevokeWait), "fetch.max_jars": int64(c.Fetch.MaxJars), "proxy.wait": int64(c.Proxy.Wait), "observe.stall_after": int64(c.Observe.StallAfter)} {
 		if v < 0 {
 			bad(key, "must not be negative (0: off)")
 		}

@@ -73,6 +73,10 @@ func (s *Stage) intake(ctx context.Context, in flow.Inbox[record.Task], intake c
 		if !ok {
 			return
 		}
+		if !t.StillOwned() {
+			s.flow.Stats().Disown() // a revoked partition's: its next owner reads it
+			continue
+		}
 		if t.Err != nil || t.URL == nil {
 			f := record.Fetched{Task: t, Started: s.cfg.Now(), Err: t.Err}
 			if f.Err == nil {
@@ -101,6 +105,9 @@ func (s *Stage) intake(ctx context.Context, in flow.Inbox[record.Task], intake c
 	}
 }
 
+// errDisowned is the outcome of a task whose source no longer owns it.
+var errDisowned = failure.New(failure.Canceled, failure.ErrPermanent, errors.New("input revoked from this member"))
+
 func canceled(f record.Fetched, ctx context.Context) record.Fetched {
 	f.Err = failure.New(failure.Canceled, failure.ErrPermanent, context.Cause(ctx))
 	return f
@@ -111,6 +118,14 @@ func canceled(f record.Fetched, ctx context.Context) record.Fetched {
 // worker (that is the backpressure).
 func (s *Stage) work(ctx context.Context, j *job, send func(record.Fetched)) {
 	it := j.Item
+	if !it.task.StillOwned() {
+		// Revoked while it waited for a token or a retry: no attempt, and
+		// no outcome for the controller (class canceled).
+		s.gov.Report(ctx, j, governor.Outcome{Class: failure.Canceled, Err: errDisowned})
+		s.flow.Stats().Disown()
+		s.gov.Release(ctx, 0)
+		return
+	}
 	it.f.Started = j.Started
 	res, err := s.safeExec(ctx, j, s.gov.Gate(j))
 	o := governor.Outcome{Status: res.status, RetryAfter: res.retryAfter, Proxy: res.proxy,
