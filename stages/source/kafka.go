@@ -173,17 +173,17 @@ type Kafka struct {
 	log     zerolog.Logger
 	broken  chan error // the first panic in a goroutine of the source's own; run returns it
 
-	mu        sync.Mutex // guards the fields below
-	group     *kafkago.ConsumerGroup
-	cancel    context.CancelFunc // ends the generation manager
-	mgrDone   chan struct{}
-	assigned  []kafka.Partition
-	inGen     bool                      // a member of a live generation
-	high      map[kafka.Partition]int64 // high-water marks seen, by partition
-	commits   uint64
-	revokes   uint64 // generations given up
-	abandoned uint64 // inputs in flight when a revoke wait ran out
-	closed    bool
+	mu       sync.Mutex // guards the fields below
+	group    *kafkago.ConsumerGroup
+	cancel   context.CancelFunc // ends the generation manager
+	mgrDone  chan struct{}
+	assigned []kafka.Partition
+	inGen    bool                      // a member of a live generation
+	high     map[kafka.Partition]int64 // high-water marks seen, by partition
+	commits  uint64
+	revokes  uint64 // generations given up
+	leftover uint64 // inputs in flight when a revoke wait ran out
+	closed   bool
 }
 
 // NewKafka validates cfg and builds the source. It starts nothing.
@@ -255,7 +255,7 @@ func (k *Kafka) Positions() []Position {
 func (k *Kafka) Revocations() (generations, abandoned uint64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.revokes, k.abandoned
+	return k.revokes, k.leftover
 }
 
 // Commits returns how many commits the broker has accepted.
@@ -420,7 +420,7 @@ waiting:
 	k.tracker.Forget(a)
 	k.mu.Lock()
 	k.revokes++
-	k.abandoned += uint64(left)
+	k.leftover += uint64(left)
 	k.mu.Unlock()
 	if left > 0 {
 		k.log.Info().Str("group", k.cfg.Group).Int32("generation", gen.ID).Int("abandoned", left).Dur("waited", wait).
