@@ -51,7 +51,9 @@ func TestKafkaSourceRevokeWaitsForInFlight(t *testing.T) {
 	}
 	held = nil
 	mu.Unlock()
-	waitFor(t, "the split", func() bool { return len(a.k.Assigned()) == 1 && len(b.k.Assigned()) == 1 && a.k.Ready() == nil && b.k.Ready() == nil })
+	waitFor(t, "the split", func() bool {
+		return len(a.k.Assigned()) == 1 && len(b.k.Assigned()) == 1 && a.k.Ready() == nil && b.k.Ready() == nil
+	})
 	if got := committed(t, brokers, group, topic, 2); got[0]+got[1] != n {
 		t.Fatalf("committed %v after the revocation, want all %d", got, n)
 	}
