@@ -25,6 +25,13 @@ type BenchOptions struct {
 	Out         string  // results file; "": a temporary one
 	MinShare    float64 // fail below this share of the allowed rate
 	Max429      float64 // fail above this share of 429s
+
+	// Members, when set, switches to the scaling bench (docs/scaling.md):
+	// for each count, that many `pipeline run` processes in one consumer
+	// group on Brokers; the site has no rate limit.
+	Members []int
+	Brokers []string
+	Binary  string // the pipeline binary the members run; "": this one
 }
 
 // Bench is `pipeline bench`: it measures the governor on the local test
@@ -36,6 +43,9 @@ type BenchOptions struct {
 func Bench(ctx context.Context, c Config, o BenchOptions, stdout, stderr io.Writer) error {
 	if o.Pages < 1 || o.FarmProxies < 1 || o.FarmProxies > 250 || o.PerIP < 1 || o.Window <= 0 {
 		return usagef("-n, -per-ip and -window must be positive, -farm-proxies within 1..250")
+	}
+	if len(o.Members) > 0 {
+		return benchMembers(ctx, c, o, stdout, stderr)
 	}
 	// The bench's site and proxies are on loopback, which the URL policy
 	// refuses by default.

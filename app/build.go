@@ -226,7 +226,7 @@ func buildIOCrawl(cfg jobConfig, crawler *crawl.Crawler, get func(context.Contex
 		k, err := source.NewKafka(source.KafkaConfig{
 			Brokers: client.Brokers, Topics: []string{kc.Topic}, Group: kc.Group, Dialer: client.Dialer, StartAtEnd: kc.StartAtEnd,
 			Window: kc.Window, Prefetch: kc.Prefetch, CommitInterval: kc.CommitInterval, SessionTimeout: kc.SessionTimeout,
-			Logger: log,
+			RevokeWait: revokeWait(kc.RevokeWait), Logger: log,
 		})
 		if err != nil {
 			return pio, usageError{err}
@@ -485,4 +485,13 @@ func (p *pipeline) saveCrawl(hard context.Context) func() error {
 		<-done
 		return p.crawler.Close()
 	}
+}
+
+// revokeWait maps kafka.revoke_wait to the source's setting, whose zero
+// means its default: 0 in the config tree is no wait.
+func revokeWait(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

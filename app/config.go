@@ -133,6 +133,7 @@ type KafkaConfig struct {
 	ParkAfter      time.Duration `yaml:"park_after" help:"park an input of the Kafka topic that cannot be attempted within this long on the delay topic, and acknowledge it (0: never park)"`
 	DelayTopic     string        `yaml:"delay_topic" help:"the delay topic of parked inputs (empty: the input topic + \".delay\"), read back by the group + \".delay\""`
 	MaxParks       int           `yaml:"max_parks" help:"times an input may be parked; once more and it ends as an error result"`
+	RevokeWait     time.Duration `yaml:"revoke_wait" help:"in a rebalance, how long the member waits for inputs in flight before giving its partitions up (at most half the session timeout; 0: no wait)"`
 }
 
 // Defaults returns the tree with every default filled in. Load starts
@@ -154,7 +155,7 @@ func Defaults() Config {
 		Policy:  guard.Config{ProxyDNS: guard.ProxyDNSRemote, HandshakeTimeout: 10 * time.Second, MaxProxyHeaderBytes: 64 << 10},
 		Proxy:   PoolConfig{Model: "shared", Strategy: "lru-weighted", StickyTTL: 10 * time.Minute, Cooldown: 30 * time.Second, Scheme: "http", CapMargin: 0.2},
 		Observe: ObserveConfig{TraceMax: 250000, StallAfter: 30 * time.Second, StatsInterval: 10 * time.Second, Progress: "auto"},
-		Kafka:   KafkaConfig{Group: "sluice", Window: 512, Prefetch: 64, CommitInterval: time.Second, SessionTimeout: 10 * time.Second, MaxParks: 5},
+		Kafka:   KafkaConfig{Group: "sluice", Window: 512, Prefetch: 64, CommitInterval: time.Second, SessionTimeout: 10 * time.Second, MaxParks: 5, RevokeWait: 5 * time.Second},
 		Crawl:   crawl.Defaults(),
 	}
 }
@@ -213,7 +214,7 @@ func (c *Config) validate(given map[string]bool) error {
 		bad("fetch.max_redirects", "must not be negative (0: none followed)")
 	}
 	for key, v := range map[string]int64{"fetch.stagger_min": int64(c.Fetch.StaggerMin), "fetch.spool_threshold": c.Fetch.SpoolThreshold,
-		"pool_size": int64(c.PoolSize), "fetch.max_jars": int64(c.Fetch.MaxJars), "proxy.wait": int64(c.Proxy.Wait), "observe.stall_after": int64(c.Observe.StallAfter)} {
+		"pool_size": int64(c.PoolSize), "kafka.revoke_wait": int64(c.Kafka.RevokeWait), "fetch.max_jars": int64(c.Fetch.MaxJars), "proxy.wait": int64(c.Proxy.Wait), "observe.stall_after": int64(c.Observe.StallAfter)} {
 		if v < 0 {
 			bad(key, "must not be negative (0: off)")
 		}

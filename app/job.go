@@ -63,6 +63,7 @@ type summary struct {
 	Errors   map[string]int   `json:"errors"`
 	Parked   int              `json:"parked,omitempty"` // written to the delay topic (docs/kafka.md)
 	Dropped  uint64           `json:"dropped"`
+	Disowned uint64           `json:"disowned,omitempty"` // revoked in a rebalance, unstarted: read again by the next owner
 	Elapsed  time.Duration    `json:"elapsed"`
 	PerProxy map[string]int64 `json:"requests_per_proxy"`
 	// Unhealthy lists proxies quarantined or on probation at the end.
@@ -117,6 +118,9 @@ func (s summary) print(w io.Writer) {
 	}
 	if s.Dropped > 0 {
 		fmt.Fprintf(w, "unfinished at abort (not written, not acknowledged): %d\n", s.Dropped)
+	}
+	if s.Disowned > 0 {
+		fmt.Fprintf(w, "given up in rebalances, unstarted (the partitions' next owners read them): %d\n", s.Disowned)
 	}
 	for _, d := range s.Governor.Domains {
 		fmt.Fprintf(w, "governor: %s at %.0f%% (%s/s, concurrency %d), %d attempts: %d ok, %d × 429, %d × 503, %d failed; %d raises, %d cuts, %d pauses\n",
@@ -250,7 +254,8 @@ func (p *pipeline) run(hard, soft context.Context) (summary, error) {
 	s.Elapsed = time.Since(start)
 	s.Read = p.src.Stats().Processed()
 	for _, st := range p.stats() {
-		s.Dropped += st.Dropped()
+		s.Dropped += st.Dropped() - st.Disowned()
+		s.Disowned += st.Disowned()
 		s.Stages = append(s.Stages, stageSummary{Name: st.Name, Processed: st.Processed(), Dropped: st.Dropped()})
 	}
 	if p.pool != nil {

@@ -59,6 +59,7 @@ type Stats struct {
 	processed atomic.Uint64
 	errs      atomic.Uint64
 	dropped   atomic.Uint64
+	disowned  atomic.Uint64
 }
 
 // Queue is the number of elements waiting in the stage's input queue.
@@ -86,6 +87,21 @@ func (s *Stats) Errors() uint64 { return s.errs.Load() }
 // None of them was acknowledged. Once the pipeline has finished, for every
 // stage the upstream's Processed is the stage's Processed plus Dropped.
 func (s *Stats) Dropped() uint64 { return s.dropped.Load() }
+
+// Disowned is the part of Dropped that the stage let go because its source
+// no longer owned the input (see Disown).
+func (s *Stats) Disowned() uint64 { return s.disowned.Load() }
+
+// Disown records that the stage let go of an element it took because the
+// source no longer owns the input (record.Task.Owned: a Kafka partition
+// revoked in a rebalance): it was neither passed on nor acknowledged, and
+// the source's group delivers it again to the partition's next owner. It
+// counts as dropped, so every hop still adds up.
+func (s *Stats) Disown() {
+	s.inFlight.Add(-1)
+	s.dropped.Add(1)
+	s.disowned.Add(1)
+}
 
 // AddError counts an element that the stage passes on as a failure.
 func (s *Stats) AddError() { s.errs.Add(1) }

@@ -34,7 +34,18 @@ type Task struct {
 	// ParkErr the last error it carried there, nil if none.
 	Parks   int
 	ParkErr *Error
+	// Owned, when not nil, reports whether the source still owns the
+	// input (a Kafka partition can be revoked while its inputs wait in a
+	// queue). A stage that sees false drops the task before any work: it
+	// neither passes it on nor acknowledges it, and the source delivers it
+	// again to its next owner. Safe for concurrent use; call it once per
+	// decision, since a false answer records the drop.
+	Owned func() bool
 }
+
+// StillOwned reports whether t's source still owns it (true when the
+// source does not say).
+func (t Task) StillOwned() bool { return t.Owned == nil || t.Owned() }
 
 // Fetched is a Task after the fetch stage: the response, or the error of the
 // last attempt.

@@ -87,7 +87,12 @@ func setupBench(fs *flag.FlagSet, stdout, stderr io.Writer) func() error {
 	fs.IntVar(&o.PageBytes, "page-bytes", 8<<10, "size of each product page")
 	fs.Float64Var(&o.MinShare, "min-share", 0.85, "fail below this share of the allowed rate (0: report only)")
 	fs.Float64Var(&o.Max429, "max-429", 0.01, "fail when more than this share of requests is answered 429")
+	members := fs.String("members", "", "scaling bench: comma-separated member counts (1,2,3): that many processes running pipeline run in one Kafka group on -brokers (docs/scaling.md)")
+	brokers := fs.String("brokers", "", "Kafka brokers of the scaling bench (-members), host:port,...")
 	return func() error {
+		if err := o.ParseMembers(*members, *brokers); err != nil {
+			return usageErr{err}
+		}
 		c, err := load(f, "bench", stderr)
 		if err != nil {
 			return err

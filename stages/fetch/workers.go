@@ -73,6 +73,10 @@ func (s *Stage) intake(ctx context.Context, in flow.Inbox[record.Task], intake c
 		if !ok {
 			return
 		}
+		if !t.StillOwned() {
+			s.flow.Stats().Disown() // a revoked partition's: its next owner reads it
+			continue
+		}
 		if t.Err != nil || t.URL == nil {
 			f := record.Fetched{Task: t, Started: s.cfg.Now(), Err: t.Err}
 			if f.Err == nil {
@@ -101,6 +105,9 @@ func (s *Stage) intake(ctx context.Context, in flow.Inbox[record.Task], intake c
 	}
 }
 
+// errDisowned is the outcome of a task whose source no longer owns it.
+var errDisowned = failure.New(failure.Canceled, failure.ErrPermanent, errors.New("input revoked from this member"))
+
 func canceled(f record.Fetched, ctx context.Context) record.Fetched {
 	f.Err = failure.New(failure.Canceled, failure.ErrPermanent, context.Cause(ctx))
 	return f
@@ -112,7 +119,19 @@ func canceled(f record.Fetched, ctx context.Context) record.Fetched {
 func (s *Stage) work(ctx context.Context, j *job, send func(record.Fetched)) {
 	it := j.Item
 	if !j.Park.IsZero() { // parked by the governor: no attempt (park.go)
-		send(s.parked(it.f, j.Park, j.ParkErr))
+		if it.task.StillOwned() {
+			send(s.parked(it.f, j.Park, j.ParkErr))
+		} else {
+			s.flow.Stats().Disown() // revoked: the next owner parks it again
+		}
+		s.gov.Release(ctx, 0)
+		return
+	}
+	if !it.task.StillOwned() {
+		// Revoked while it waited for a token or a retry: no attempt, and
+		// no outcome for the controller (class canceled).
+		s.gov.Report(ctx, j, governor.Outcome{Class: failure.Canceled, Err: errDisowned})
+		s.flow.Stats().Disown()
 		s.gov.Release(ctx, 0)
 		return
 	}

@@ -59,6 +59,14 @@ type KafkaConfig struct {
 	// RebalanceTimeout is how long a rebalance waits for members to rejoin.
 	// 0 means 30 s.
 	RebalanceTimeout time.Duration
+	// RevokeWait bounds how long the member, when a generation ends (a
+	// rebalance), waits for the acks of inputs already in flight, committing
+	// as they come, before it gives its partitions up: what is not
+	// acknowledged by then is delivered again to the next owner. The wait
+	// is also held below half the session timeout and half the rebalance
+	// timeout, so that the member rejoins before the group drops it.
+	// 0 means 5 s; negative means no wait.
+	RevokeWait time.Duration
 	// MaxMessageBytes caps one URL message; a longer record is a dead
 	// letter, keeping its first MaxMessageBytes bytes. 0 means
 	// MaxMessageBytes (64 KiB).
@@ -99,6 +107,7 @@ func (c *KafkaConfig) setDefaults() {
 	def(&c.SessionTimeout, 10*time.Second)
 	def(&c.HeartbeatInterval, c.SessionTimeout/4)
 	def(&c.RebalanceTimeout, 30*time.Second)
+	def(&c.RevokeWait, 5*time.Second)
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = MaxMessageBytes
 	}
@@ -132,6 +141,12 @@ func (c *KafkaConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
+// revokeWait is the effective RevokeWait: at most half the session and
+// rebalance timeouts; 0 for no wait.
+func (c *KafkaConfig) revokeWait() time.Duration {
+	return max(0, min(c.RevokeWait, c.SessionTimeout/2, c.RebalanceTimeout/2))
+}
+
 // Kafka is a consumer-group source. Each generation of the group assigns
 // this member some partitions; one reader per partition fetches records
 // (kafka-go FetchMessage, which never commits by itself) into Tasks, and a
@@ -140,6 +155,16 @@ func (c *KafkaConfig) Validate() error {
 // generation and at Close. Input that is not a URL message becomes a Task
 // with Dead set, which the pipeline writes as a dead letter and
 // acknowledges, so it is committed like any other record.
+//
+// Revocation: when a generation ends (a rebalance), the readers stop, Tasks
+// not yet fetched are disowned (Task.Owned reports false: the fetch stage
+// drops them, unacknowledged, and the next owner reads them again), and
+// the member waits, at most RevokeWait, for the acks of the Tasks in
+// flight, committing as they come; then it commits and gives its
+// partitions up. Commits are made with the generation's id and only for
+// the partitions of that generation's assignment (kafka.Tracker
+// CommitsFor), so a member never commits for a partition it no longer
+// owns, and the broker refuses a late commit of an ended generation.
 //
 // Lifecycle: NewKafka starts nothing. Running the Source joins the group;
 // when its stop context ends the readers stop and the source's output
@@ -161,6 +186,8 @@ type Kafka struct {
 	inGen    bool                      // a member of a live generation
 	high     map[kafka.Partition]int64 // high-water marks seen, by partition
 	commits  uint64
+	revokes  uint64 // generations given up
+	leftover uint64 // inputs in flight when a revoke wait ran out
 	closed   bool
 }
 
@@ -227,6 +254,15 @@ func (k *Kafka) Positions() []Position {
 	return out
 }
 
+// Revocations returns how many generations the member has given up and
+// how many inputs were still in flight (neither acknowledged nor dropped)
+// when the revoke wait ran out: those are delivered again.
+func (k *Kafka) Revocations() (generations, abandoned uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.revokes, k.leftover
+}
+
 // Commits returns how many commits the broker has accepted.
 func (k *Kafka) Commits() uint64 {
 	k.mu.Lock()
@@ -275,6 +311,9 @@ func (k *Kafka) run(stop context.Context, emit flow.Emit[record.Task]) error {
 		case err := <-k.broken:
 			return err
 		case t := <-tasks:
+			if !t.StillOwned() {
+				continue // revoked while it waited here: the next owner reads it
+			}
 			if err := emit(t); err != nil {
 				return nil // hard stop: t stays unacknowledged
 			}
@@ -304,7 +343,7 @@ func (k *Kafka) manage(life, stop context.Context, group *kafkago.ConsumerGroup,
 				parts = append(parts, p)
 			}
 		}
-		k.tracker.Assign(committed)
+		a := k.tracker.Assign(committed)
 		k.mu.Lock()
 		k.assigned, k.inGen = parts, true
 		k.mu.Unlock()
@@ -312,15 +351,15 @@ func (k *Kafka) manage(life, stop context.Context, group *kafkago.ConsumerGroup,
 			Str("assigned", fmt.Sprint(parts)).Msg("partitions assigned")
 		gen.Start(func(ctx context.Context) {
 			defer k.recovered("generation")
-			k.generation(ctx, stop, gen, tasks)
+			k.generation(ctx, stop, gen, a, tasks)
 		})
 	}
 }
 
 // generation runs one generation: a reader per assigned partition (unless
 // the source has stopped) and the committer. It returns when the generation
-// ends, after a last commit.
-func (k *Kafka) generation(ctx, stop context.Context, gen *kafkago.Generation, tasks chan<- record.Task) {
+// ends, after the revocation (see revoke).
+func (k *Kafka) generation(ctx, stop context.Context, gen *kafkago.Generation, a kafka.Assignment, tasks chan<- record.Task) {
 	fetchCtx, cancel := context.WithCancel(ctx)
 	defer context.AfterFunc(stop, cancel)()
 	var wg sync.WaitGroup
@@ -341,18 +380,56 @@ func (k *Kafka) generation(ctx, stop context.Context, gen *kafkago.Generation, t
 	for {
 		select {
 		case <-ctx.Done():
-			cancel()
-			wg.Wait()
-			k.commit(gen) // still accepted while the group rebalances
-			k.mu.Lock()
-			k.inGen = false
-			k.mu.Unlock()
+			k.revoke(gen, a, func() { cancel(); wg.Wait() })
 			return
 		case <-tick.C:
-			k.commit(gen)
+			k.commit(gen, a)
 		case <-k.tracker.Ready():
-			k.commit(gen)
+			k.commit(gen, a)
 		}
+	}
+}
+
+// revoke gives up the generation's partitions: it disowns what is not yet
+// fetched, stops the readers (stopReaders), waits at most the revoke wait
+// for the acks of what is in flight, committing as they come (the
+// coordinator still takes commits of this generation while the group
+// prepares the rebalance: it waits for this member to rejoin), commits a
+// last time and forgets the assignment. After Close it does not wait: the
+// pipeline has finished, and what it left unacknowledged never will be.
+func (k *Kafka) revoke(gen *kafkago.Generation, a kafka.Assignment, stopReaders func()) {
+	k.tracker.Revoke(a)
+	stopReaders()
+	k.mu.Lock()
+	k.inGen = false
+	closed := k.closed
+	k.mu.Unlock()
+	wait := k.cfg.revokeWait()
+	if closed {
+		wait = 0
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	left := k.tracker.Outstanding(a)
+waiting:
+	for left > 0 && wait > 0 {
+		select {
+		case <-k.tracker.Ready():
+			k.commit(gen, a)
+			left = k.tracker.Outstanding(a)
+		case <-timer.C:
+			break waiting
+		}
+	}
+	k.commit(gen, a)
+	k.tracker.Forget(a)
+	k.mu.Lock()
+	k.revokes++
+	k.leftover += uint64(left)
+	k.mu.Unlock()
+	if left > 0 {
+		k.log.Info().Str("group", k.cfg.Group).Int32("generation", gen.ID).Int("abandoned", left).Dur("waited", wait).
+			Msg("partitions given up with inputs in flight: they are delivered again to the next owner")
 	}
 }
 
@@ -368,9 +445,10 @@ func (k *Kafka) recovered(where string) {
 	}
 }
 
-// commit commits what the tracker names, within the coordinator timeout.
-func (k *Kafka) commit(gen *kafkago.Generation) {
-	cs := k.tracker.Commits()
+// commit commits what the tracker names for assignment a, within the
+// coordinator timeout.
+func (k *Kafka) commit(gen *kafkago.Generation, a kafka.Assignment) {
+	cs := k.tracker.CommitsFor(a)
 	if len(cs) == 0 {
 		return
 	}
@@ -438,12 +516,12 @@ func (k *Kafka) fetch(ctx context.Context, topic string, pa kafkago.PartitionAss
 		if k.cfg.Delayed && !sleepCtx(ctx, delayDue(m.Value).Sub(k.cfg.Now())) {
 			return
 		}
-		ack, err := k.tracker.Track(ctx, p, m.Offset)
+				d, err := k.tracker.Deliver(ctx, p, m.Offset)
 		if err != nil {
 			return
 		}
 		select {
-		case tasks <- k.task(m, ack):
+		case tasks <- k.task(m, d):
 		case <-ctx.Done():
 			return
 		}
@@ -452,14 +530,15 @@ func (k *Kafka) fetch(ctx context.Context, topic string, pa kafkago.PartitionAss
 
 // task decodes one record. A record that is not a URL message becomes a
 // dead Task carrying at most MaxMessageBytes of the original bytes.
-func (k *Kafka) task(m kafkago.Message, ack record.Ack) record.Task {
+func (k *Kafka) task(m kafkago.Message, d kafka.Delivery) record.Task {
 	t := record.Task{
 		Origin: record.Origin{
 			Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
 			Raw: clipBytes(m.Value, k.cfg.MaxMessageBytes), RawKey: clipBytes(m.Key, k.cfg.MaxMessageBytes),
 		},
 		Enqueued: k.cfg.Now(),
-		Ack:      ack,
+		Ack:      d.Ack,
+		Owned:    d.Owned,
 	}
 	if k.cfg.Delayed {
 		t.Msg, t.URL, t.Parks, t.ParkErr, t.Err = DecodeDelayed(m.Value, k.cfg.MaxMessageBytes)
