@@ -221,15 +221,32 @@ type domainHealth struct {
 	health
 }
 
+// The (proxy, domain) health table is bounded two ways. An entry with
+// no probe out and no quarantine in force that saw no outcome for
+// domainHealthIdle is forgotten by a sweep, run at most once per
+// domainHealthSweep when an entry is made; and when the table reaches
+// HealthConfig.MaxDomainEntries, the older half of such entries goes
+// whatever their age. An entry in quarantine or with a probe out is never
+// forgotten: past the cap the table grows by those alone, and only while
+// their quarantine lasts. A forgotten pair comes back healthy with no
+// samples, as a pair never seen does.
+const (
+	domainHealthIdle  = 10 * time.Minute
+	domainHealthSweep = time.Minute
+)
+
 // domainHealthLocked returns the (proxy, domain) entry, creating it and
-// evicting old healthy entries when the table is full.
+// evicting idle or old entries as above.
 func (p *Pool) domainHealthLocked(e *entry, dom string, now time.Time) *domainHealth {
 	k := dkey{e.idx, dom}
 	if dh := p.dhealth[k]; dh != nil {
 		return dh
 	}
-	if len(p.dhealth) >= p.cfg.health.MaxDomainEntries {
-		p.evictDomainHealthLocked(now)
+	switch {
+	case len(p.dhealth) >= max(p.dhealthNext, p.cfg.health.MaxDomainEntries):
+		p.evictDomainHealthLocked(now, 0)
+	case now.Sub(p.dhealthSwept) >= domainHealthSweep:
+		p.evictDomainHealthLocked(now, domainHealthIdle)
 	}
 	dh := &domainHealth{health: newHealth(p.cfg.health.Window)}
 	dh.last = now
@@ -237,29 +254,31 @@ func (p *Pool) domainHealthLocked(e *entry, dom string, now time.Time) *domainHe
 	return dh
 }
 
-// evictDomainHealthLocked forgets the older half of the healthy entries
-// with no probe out (all entries, oldest first, if none is healthy), so
-// the scan is paid once per many insertions.
-func (p *Pool) evictDomainHealthLocked(now time.Time) {
+// evictDomainHealthLocked forgets the entries idle for at least idle,
+// with no probe out and out of quarantine. With idle 0 (the table is
+// full), it forgets the older half of them instead, so the scan is paid
+// once per many insertions.
+func (p *Pool) evictDomainHealthLocked(now time.Time, idle time.Duration) {
 	type aged struct {
 		k    dkey
 		last time.Time
 	}
 	var cands []aged
 	for k, dh := range p.dhealth {
-		if dh.state(now) == Healthy && !dh.probing {
+		if dh.probing || dh.state(now) == Quarantined {
+			continue
+		}
+		switch {
+		case idle > 0 && now.Sub(dh.last) >= idle:
+			delete(p.dhealth, k)
+		case idle == 0:
 			cands = append(cands, aged{k, dh.last})
 		}
 	}
-	if len(cands) == 0 {
-		for k, dh := range p.dhealth {
-			if !dh.probing {
-				cands = append(cands, aged{k, dh.last})
-			}
-		}
-	}
 	slices.SortFunc(cands, func(a, b aged) int { return a.last.Compare(b.last) })
-	for _, c := range cands[:max(len(cands)/2, 1)] {
+	for _, c := range cands[:(len(cands)+1)/2] {
 		delete(p.dhealth, c.k)
 	}
+	p.dhealthSwept = now
+	p.dhealthNext = len(p.dhealth) + max(p.cfg.health.MaxDomainEntries/4, 1)
 }
