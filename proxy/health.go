@@ -62,40 +62,41 @@ func effects(o Outcome) (proxyEff, domainEff effect) {
 	}
 }
 
-// window is a ring of the last outcomes: success and latency.
+// window is a ring of the last outcomes: success and latency. Its
+// slices grow as outcomes come, up to size, so the many (proxy, domain)
+// pairs that see a few outcomes hold a few.
 type window struct {
 	ok     []bool
 	lat    []time.Duration
+	size   int
 	next   int
 	n      int
 	okN    int
 	latSum time.Duration // over successful outcomes in the window
 }
 
-func newWindow(size int) window {
-	return window{ok: make([]bool, size), lat: make([]time.Duration, size)}
-}
+func newWindow(size int) window { return window{size: size} }
 
 func (w *window) add(ok bool, lat time.Duration) {
-	if w.n == len(w.ok) { // drop the oldest
+	if w.n == w.size { // drop the oldest
 		if w.ok[w.next] {
 			w.okN--
 			w.latSum -= w.lat[w.next]
 		}
-	} else {
+		w.ok[w.next], w.lat[w.next] = ok, lat
+	} else { // filling: next == n
 		w.n++
+		w.ok, w.lat = append(w.ok, ok), append(w.lat, lat)
 	}
-	w.ok[w.next], w.lat[w.next] = ok, lat
 	if ok {
 		w.okN++
 		w.latSum += lat
 	}
-	w.next = (w.next + 1) % len(w.ok)
+	w.next = (w.next + 1) % w.size
 }
 
 func (w *window) reset() {
-	clear(w.ok)
-	clear(w.lat)
+	w.ok, w.lat = w.ok[:0], w.lat[:0]
 	w.next, w.n, w.okN, w.latSum = 0, 0, 0, 0
 }
 
