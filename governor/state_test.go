@@ -257,6 +257,11 @@ func TestStateEntryCost(t *testing.T) {
 		}
 	}
 	domain := per(b)
+	b = heap()
+	for i := range n {
+		g.CapRate(fmt.Sprintf("c%d.cost.test", i), 0.5)
+	}
+	caps := per(b)
 
 	ps := []*proxy.Proxy{}
 	for i := range 10 {
@@ -279,6 +284,15 @@ func TestStateEntryCost(t *testing.T) {
 		l.Release(proxy.Outcome{Status: 200, Latency: time.Millisecond})
 	}
 	health := per(b)
+	b = heap()
+	for i := range n {
+		l, err := pool.Acquire(t.Context(), proxy.Request{Domain: "h0.cost.test", Session: fmt.Sprintf("s%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Release(proxy.Outcome{Status: 200, Latency: time.Millisecond})
+	}
+	sessions := per(b)
 
 	answers := map[string][][]netip.Addr{}
 	for i := range n {
@@ -298,8 +312,9 @@ func TestStateEntryCost(t *testing.T) {
 		_, _ = dns.LookupHost(t.Context(), fmt.Sprintf("h%d.cost.test", i%n))
 	}
 	name := per(b)
-	t.Logf("heap per entry: governor domain (bucket, controller; no (proxy, domain) bucket yet) %.0f B, pool (proxy, domain) health %.0f B (window 50), DNS name %.0f B",
-		domain, health, name)
+	t.Logf("heap per entry: governor domain (bucket, controller; no (proxy, domain) bucket yet) %.0f B, rate cap %.0f B, "+
+		"pool (proxy, domain) health %.0f B (one outcome), sticky session %.0f B, DNS name %.0f B",
+		domain, caps, health, sessions, name)
 	runtime.KeepAlive(g)
 	runtime.KeepAlive(pool)
 	runtime.KeepAlive(dns)
