@@ -9,7 +9,8 @@ import (
 // TestDomainHealthForgetsIdle: healthy (proxy, domain) entries idle for
 // ten minutes are forgotten, and the oldest go when the table is full,
 // but a pair in quarantine is kept through both until its quarantine is
-// over; forgotten, it comes back healthy and usable.
+// over, and its strike for the longest cool-down after; forgotten, it
+// comes back healthy and usable.
 func TestDomainHealthForgetsIdle(t *testing.T) {
 	clk := newClock()
 	p := newPool(t, 1, WithClock(clk.Now), seeded(7), WithHealth(HealthConfig{MaxDomainEntries: 20,
@@ -39,10 +40,15 @@ func TestDomainHealthForgetsIdle(t *testing.T) {
 		t.Fatal("the idle sweep dropped a quarantined pair")
 	}
 
-	clk.Advance(time.Hour) // the quarantine is over
+	clk.Advance(40 * time.Minute) // the quarantine is over
 	once(t, p, Request{Domain: "new2.example"}, ok)
+	if _, ok := domainState(p, "p1", "banned.example"); !ok {
+		t.Error("banned.example, out of quarantine 51 min after its ban, is forgotten: its strike is lost")
+	}
+	clk.Advance(30 * time.Minute) // idle past 10 min + the longest cool-down
+	once(t, p, Request{Domain: "new3.example"}, ok)
 	if _, ok := domainState(p, "p1", "banned.example"); ok {
-		t.Error("banned.example, out of quarantine and idle for an hour, is still kept")
+		t.Error("banned.example, out of quarantine and idle for 81 min, is still kept")
 	}
 	if id := once(t, p, Request{Domain: "banned.example"}, ok); id != "p1" {
 		t.Errorf("banned.example leased %s, want p1", id)

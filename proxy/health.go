@@ -224,13 +224,16 @@ type domainHealth struct {
 
 // The (proxy, domain) health table is bounded two ways. An entry with
 // no probe out and no quarantine in force that saw no outcome for
-// domainHealthIdle is forgotten by a sweep, run at most once per
+// domainHealthIdle (plus DomainCooldownMax while it remembers past
+// quarantines, so a pair banned again soon still gets the doubled
+// cool-down) is forgotten by a sweep, run at most once per
 // domainHealthSweep when an entry is made; and when the table reaches
 // HealthConfig.MaxDomainEntries, the older half of such entries goes
-// whatever their age. An entry in quarantine or with a probe out is never
-// forgotten: past the cap the table grows by those alone, and only while
-// their quarantine lasts. A forgotten pair comes back healthy with no
-// samples, as a pair never seen does.
+// whatever their age, those with no past quarantine first. An entry in
+// quarantine or with a probe out is never forgotten: past the cap the
+// table grows by those alone, and only while their quarantine lasts. A
+// forgotten pair comes back healthy with no samples, as a pair never seen
+// does.
 const (
 	domainHealthIdle  = 10 * time.Minute
 	domainHealthSweep = time.Minute
@@ -261,22 +264,35 @@ func (p *Pool) domainHealthLocked(e *entry, dom string, now time.Time) *domainHe
 // once per many insertions.
 func (p *Pool) evictDomainHealthLocked(now time.Time, idle time.Duration) {
 	type aged struct {
-		k    dkey
-		last time.Time
+		k      dkey
+		struck bool
+		last   time.Time
 	}
 	var cands []aged
 	for k, dh := range p.dhealth {
 		if dh.probing || dh.state(now) == Quarantined {
 			continue
 		}
+		wait := idle
+		if dh.strikes > 0 {
+			wait += p.cfg.health.DomainCooldownMax
+		}
 		switch {
-		case idle > 0 && now.Sub(dh.last) >= idle:
+		case idle > 0 && now.Sub(dh.last) >= wait:
 			delete(p.dhealth, k)
 		case idle == 0:
-			cands = append(cands, aged{k, dh.last})
+			cands = append(cands, aged{k, dh.strikes > 0, dh.last})
 		}
 	}
-	slices.SortFunc(cands, func(a, b aged) int { return a.last.Compare(b.last) })
+	slices.SortFunc(cands, func(a, b aged) int {
+		if a.struck != b.struck {
+			if a.struck {
+				return 1
+			}
+			return -1
+		}
+		return a.last.Compare(b.last)
+	})
 	for _, c := range cands[:(len(cands)+1)/2] {
 		delete(p.dhealth, c.k)
 	}
