@@ -113,6 +113,7 @@ func (o *observers) setup(cfg jobConfig, p *pipeline) error {
 		Stages:    p.stats(),
 		Fetch:     p.fetch.Activity,
 		Domains:   p.fetch.Domains,
+		DomainsOf: p.fetch.DomainsOf,
 		Conns:     p.fetch.Pools,
 		Proxies:   poolStates(p.pool),
 		Pool:      poolStats(p.pool),

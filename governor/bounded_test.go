@@ -216,3 +216,26 @@ func TestDomainTableBounded(t *testing.T) {
 		}
 	})
 }
+
+// TestStatsOf: the snapshots of the named hosts that are known, in the
+// order asked, the same as Stats gives for them.
+func TestStatsOf(t *testing.T) {
+	g, err := New[string](Config{DomainRate: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"a.example", "b.example", "c.example"} {
+		if err := g.Take(t.Context(), h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := g.StatsOf([]string{"c.example", "unknown.example", "a.example"})
+	if len(got) != 2 || got[0].Domain != "c.example" || got[1].Domain != "a.example" || got[0].Rate != 5 {
+		t.Fatalf("StatsOf = %+v", got)
+	}
+	for _, d := range g.Stats().Domains {
+		if d.Domain == "a.example" && d != got[1] {
+			t.Errorf("StatsOf gave %+v, Stats %+v", got[1], d)
+		}
+	}
+}

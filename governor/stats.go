@@ -143,6 +143,21 @@ func (g *Governor[T]) Stats() Stats {
 	return st
 }
 
+// StatsOf returns the snapshots of the named hosts that have a domain
+// entry, in the order given: Stats' Domains for a few hosts, at a cost
+// that does not grow with the table.
+func (g *Governor[T]) StatsOf(hosts []string) []DomainStats {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]DomainStats, 0, len(hosts))
+	for _, h := range hosts {
+		if d, ok := g.domains[h]; ok {
+			out = append(out, d.statsLocked())
+		}
+	}
+	return out
+}
+
 func (d *domain[T]) statsLocked() DomainStats {
 	return DomainStats{
 		Domain: d.name, Pattern: d.lim.Pattern, Limits: d.lim,

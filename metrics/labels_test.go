@@ -2,9 +2,12 @@ package metrics
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/governor"
 )
 
 // TestDomainLabelsReclaimed: past the cap, new domains count as other
@@ -67,5 +70,37 @@ func TestDomainLabelsReclaimed(t *testing.T) {
 	}
 	if !labels["h99.example"] {
 		t.Errorf("the newest domain has no label: %v", labels)
+	}
+}
+
+// TestDomainsOfAsksLabelledOnly: with DomainsOf, a scrape asks the
+// governor about the labelled domains only, and shows their limits and
+// the state table sizes.
+func TestDomainsOfAsksLabelledOnly(t *testing.T) {
+	m := newMetrics(t, Config{MaxDomains: 2})
+	for _, d := range []string{"a.example", "b.example", "c.example"} {
+		m.ObserveSpan(span("p1", d, 200, "", time.Now(), time.Millisecond))
+	}
+	var asked []string
+	m.Attach(Sources{
+		DomainsOf: func(hosts []string) []governor.DomainStats {
+			asked = append(asked, hosts...)
+			return []governor.DomainStats{{Domain: "a.example", Rate: 3, Concurrency: 4}}
+		},
+		State: func() map[string]int { return map[string]int{"governor_domains": 3} },
+	})
+	defer m.Detach()
+	fams := gather(t, m)
+	slices.Sort(asked)
+	if !slices.Equal(asked, []string{"a.example", "b.example"}) {
+		t.Errorf("asked about %v, want the two labelled domains", asked)
+	}
+	if v, _ := value(t, fams, "sluice_domain_rate_limit", map[string]string{"domain": "a.example"}); v != 3 {
+		t.Errorf("a.example rate %v, want 3", v)
+	}
+	for kind, want := range map[string]float64{"governor_domains": 3, "metrics_domain_labels": 2} {
+		if v, _ := value(t, fams, "sluice_state_entries", map[string]string{"kind": kind}); v != want {
+			t.Errorf("sluice_state_entries{kind=%q} = %v, want %v", kind, v, want)
+		}
 	}
 }

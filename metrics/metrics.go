@@ -303,6 +303,17 @@ func (c *labelCap) label(key string) string {
 	return key
 }
 
+// keys returns the keys holding a label.
+func (c *labelCap) keys() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.seen))
+	for k := range c.seen {
+		out = append(out, k)
+	}
+	return out
+}
+
 // len returns the number of keys holding a label.
 func (c *labelCap) len() int {
 	c.mu.Lock()

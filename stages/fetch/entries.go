@@ -1,5 +1,12 @@
 package fetch
 
+import "github.com/sluicehq/sluice/governor"
+
+// DomainsOf returns the governor's snapshots of the named domains (those
+// it knows), for gauges that need a few: see governor.Governor.StatsOf.
+// Safe for concurrent use.
+func (s *Stage) DomainsOf(hosts []string) []governor.DomainStats { return s.gov.StatsOf(hosts) }
+
 // Entries returns the sizes of the stage's per-key tables by kind, for
 // the sluice_state_entries gauge: the governor's domains, (proxy, domain)
 // buckets and rate caps, the DNS cache's names and the session cookie
