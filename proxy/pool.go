@@ -87,28 +87,29 @@ type Pool struct {
 	cfg     config
 	proxies []*Proxy
 
-	mu      sync.Mutex // guards everything below
-	entries []*entry
-	groups  map[string]*group   // partitions by domain key
-	parts   domainTable[*group] // the same, matched against a host
-	rest    *group              // proxies in no partition; nil if none
-	all     *group
-	dhealth map[dkey]*domainHealth
+	mu       sync.Mutex // guards everything below
+	entries  []*entry
+	groups   map[string]*group   // partitions by domain key
+	parts    domainTable[*group] // the same, matched against a host
+	rest     *group              // proxies in no partition; nil if none
+	all      *group
+	dhealth  map[dkey]*domainHealth
+	sess     sessions
+	leases   map[uint64]*Lease
+	nextID   uint64
+	waiters  list.List // of *waiter, first come first served
+	timer    *time.Timer
+	timerAt  time.Time
+	acquired int64
+	timeouts int64
+	noProxy  int64   // Acquire calls failed with ErrNoneUsable or ErrAuth
+	latency  float64 // EWMA of successful latencies over the pool, ns; 0: none yet
+	capCfg   capacity
+
 	// dhealthSwept is the last sweep of dhealth; dhealthNext the size
 	// that asks for the next eviction (see domainHealthLocked).
 	dhealthSwept time.Time
 	dhealthNext  int
-	sess         sessions
-	leases       map[uint64]*Lease
-	nextID       uint64
-	waiters      list.List // of *waiter, first come first served
-	timer        *time.Timer
-	timerAt      time.Time
-	acquired     int64
-	timeouts     int64
-	noProxy      int64   // Acquire calls failed with ErrNoneUsable or ErrAuth
-	latency      float64 // EWMA of successful latencies over the pool, ns; 0: none yet
-	capCfg       capacity
 }
 
 // entry is one proxy's mutable state.
