@@ -113,11 +113,13 @@ func (o *observers) setup(cfg jobConfig, p *pipeline) error {
 		Stages:    p.stats(),
 		Fetch:     p.fetch.Activity,
 		Domains:   p.fetch.Domains,
+		DomainsOf: p.fetch.DomainsOf,
 		Conns:     p.fetch.Pools,
 		Proxies:   poolStates(p.pool),
 		Pool:      poolStats(p.pool),
 		FDsNeeded: p.fetch.FDsNeeded(),
 		Kafka:     p.io.kafkaState,
+		State:     stateEntries(p),
 	}
 	if cfg.Observe.StallAfter > 0 {
 		var err error
@@ -261,6 +263,19 @@ func poolStats(pool *proxy.Pool) func() proxy.Stats {
 		return nil
 	}
 	return pool.Stats
+}
+
+// stateEntries is metrics.Sources.State: the fetch stage's and the
+// pool's per-key tables.
+func stateEntries(p *pipeline) func() map[string]int {
+	return func() map[string]int {
+		out := p.fetch.Entries()
+		if p.pool != nil {
+			e := p.pool.Entries()
+			out["pool_domain_health"], out["pool_sessions"] = e.DomainHealth, e.Sessions
+		}
+		return out
+	}
 }
 
 // counts is progress.Config.Counts.

@@ -47,7 +47,9 @@ type Config struct {
 	FallbackTTL time.Duration `yaml:"fallback_ttl"`
 	// NegativeTTL is how long a failed lookup is remembered. 0 means 5 s.
 	NegativeTTL time.Duration `yaml:"negative_ttl"`
-	// MaxEntries bounds the cache. 0 means 10000.
+	// MaxEntries bounds the cache. 0 means 10000. Expired entries are
+	// dropped at least once a minute; a full cache drops arbitrary live
+	// ones down to three quarters of this.
 	MaxEntries int `yaml:"max_entries"`
 }
 
@@ -81,8 +83,9 @@ type Cache struct {
 	hosts   *net.Resolver // the hosts file only
 	group   singleflight.Group
 
-	mu    sync.Mutex // guards cache
+	mu    sync.Mutex // guards cache and swept
 	cache map[string]dnsEntry
+	swept time.Time // last sweep of expired entries
 
 	queries, hits atomic.Int64
 }
@@ -274,23 +277,44 @@ type answerError struct{ rcode int }
 func (e *answerError) Error() string { return dns.RcodeToString[e.rcode] }
 
 func (r *Cache) store(key string, e dnsEntry) {
+	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.cache) >= r.cfg.MaxEntries {
-		now := r.now()
-		for k, v := range r.cache {
-			if !now.Before(v.expires) {
-				delete(r.cache, k)
-			}
-		}
-		for k := range r.cache { // still full: forget arbitrary entries
-			if len(r.cache) < r.cfg.MaxEntries {
-				break
-			}
+	if len(r.cache) >= r.cfg.MaxEntries || now.Sub(r.swept) >= sweepEvery {
+		r.sweepLocked(now)
+	}
+	r.cache[key] = e
+}
+
+// sweepEvery is how often the cache drops its expired entries at most,
+// besides whenever it is full.
+const sweepEvery = time.Minute
+
+// sweepLocked drops the expired entries; if the cache is still over three
+// quarters full, it drops arbitrary entries down to that (a lookup of
+// one of them asks again), so a cache full of live answers is scanned
+// once per MaxEntries/4 new names, not on every one.
+func (r *Cache) sweepLocked(now time.Time) {
+	r.swept = now
+	for k, v := range r.cache {
+		if !now.Before(v.expires) {
 			delete(r.cache, k)
 		}
 	}
-	r.cache[key] = e
+	for k := range r.cache {
+		if len(r.cache) <= r.cfg.MaxEntries*3/4 {
+			break
+		}
+		delete(r.cache, k)
+	}
+}
+
+// Len returns the number of names cached (answers and failures, expired
+// ones not yet swept included): at most Config.MaxEntries.
+func (r *Cache) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.cache)
 }
 
 // LookupNetIP is net.Resolver's method of that name (the fetch stage's

@@ -130,7 +130,7 @@ type Controller struct {
 	next     int
 	n, fails int
 
-	lat      []time.Duration // the last LatencyWindow latencies, a ring
+	lat      []time.Duration // the last LatencyWindow latencies, a ring grown as they come (most domains see few)
 	latNext  int
 	latN     int
 	fresh    int // latencies of this epoch
@@ -148,7 +148,7 @@ type Controller struct {
 func NewController(cfg Adaptive) *Controller {
 	cfg.setDefaults()
 	c := &Controller{cfg: cfg, level: cfg.Start,
-		outcomes: make([]bool, cfg.Window), lat: make([]time.Duration, cfg.LatencyWindow)}
+		outcomes: make([]bool, cfg.Window)}
 	if cfg.Off {
 		c.level = 1
 	}
@@ -181,9 +181,13 @@ func (c *Controller) Observe(s Signal) bool {
 		return false
 	}
 	if s.HasLatency {
-		c.lat[c.latNext] = s.Latency
-		c.latNext = (c.latNext + 1) % len(c.lat)
-		c.latN = min(c.latN+1, len(c.lat))
+		if len(c.lat) < c.cfg.LatencyWindow {
+			c.lat = append(c.lat, s.Latency)
+		} else {
+			c.lat[c.latNext] = s.Latency
+		}
+		c.latNext = (c.latNext + 1) % c.cfg.LatencyWindow
+		c.latN = len(c.lat)
 		c.fresh++
 	}
 	if c.n == len(c.outcomes) && !c.outcomes[c.next] {
@@ -207,14 +211,14 @@ func (c *Controller) Observe(s Signal) bool {
 		return c.cut(fmt.Sprintf("success rate %.0f%%", success*100))
 	}
 	latencyOK := true
-	if c.latN == len(c.lat) {
+	if c.latN == c.cfg.LatencyWindow {
 		med := c.median()
 		if c.baseline == 0 || med < c.baseline {
 			c.baseline = med
 		}
 		threshold := time.Duration(latencyFactor * float64(max(c.baseline, c.cfg.LatencyFloor)))
 		latencyOK = med <= threshold
-		if !latencyOK && c.fresh >= len(c.lat) {
+		if !latencyOK && c.fresh >= c.cfg.LatencyWindow {
 			return c.cut(fmt.Sprintf("median latency %v > %v", med, threshold))
 		}
 	}

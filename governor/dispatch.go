@@ -45,26 +45,41 @@ type domain[T any] struct {
 
 	attempts, ok, s429, s503, failed, pauses, dispatched, parked int64
 	tokenWait                                                    time.Duration
+	start                                                        float64 // the controller's level when the domain was made
 
 	pm      sync.Mutex // guards proxies and the jobs' seen lists
 	proxies map[string]*proxySlot
 }
 
-// maxIdleDomains bounds the domain table: past it, domains idle for a
-// minute, with nothing queued, backing off or paused, are forgotten.
-const maxIdleDomains = 10000
+// The domain table is bounded by forgetting idle domains. A domain is
+// idle when nothing of it is queued, in flight or backing off, no
+// Retry-After pause of it or of one of its (proxy, domain) pairs is in
+// force, its token buckets are full again (so a new entry, which starts
+// with one token, is never more permissive than the one it replaces), and
+// it was last used domainIdle ago (cutIdle when the adaptive controller
+// had cut it below where it starts, so a site that pushed back is
+// remembered longer). Idle domains are swept at most once per domainIdle,
+// and whenever the table reaches sweepLen entries (maxIdleDomains at
+// first, then a quarter more than what a sweep kept, so a table of busy
+// domains is not scanned on every new one).
+const (
+	maxIdleDomains = 10000
+	domainIdle     = time.Minute
+	cutIdle        = 10 * time.Minute
+)
 
 // domainLocked returns the state of host, creating it.
 func (g *Governor[T]) domainLocked(host string, now time.Time) *domain[T] {
 	if d, ok := g.domains[host]; ok {
 		return d
 	}
-	if len(g.domains) >= maxIdleDomains {
+	if len(g.domains) >= max(g.sweepLen, maxIdleDomains) || now.Sub(g.sweptAt) >= domainIdle {
 		g.forgetIdleLocked(now)
 	}
-	lim := g.capOfLocked(host, limitsFor(matchDomain(g.cfg.Domains, host), &g.cfg, len(g.cfg.Proxies)))
+	lim := g.capOfLocked(host, limitsFor(matchDomain(g.cfg.Domains, host), &g.cfg, len(g.cfg.Proxies)), now)
 	d := &domain[T]{name: host, lim: lim, ctl: newDomainController(g.cfg.Adaptive, lim),
 		proxies: map[string]*proxySlot{}, lastUsed: now}
+	d.start = d.ctl.Level()
 	if !math.IsInf(lim.MaxRate, 1) {
 		d.bucket = newBucket(lim.MaxRate, lim.Burst, now)
 	}
@@ -73,13 +88,44 @@ func (g *Governor[T]) domainLocked(host string, now time.Time) *domain[T] {
 	return d
 }
 
-// forgetIdleLocked drops the domains idle for a minute.
+// forgetIdleLocked drops the idle domains (and the rate caps no domain
+// and no recent CapRate keeps).
 func (g *Governor[T]) forgetIdleLocked(now time.Time) {
 	for k, d := range g.domains {
-		if !d.live && d.inflight == 0 && d.delayed == 0 && now.Sub(d.lastUsed) > time.Minute && now.After(d.pausedUntil) {
+		if d.idle(now) {
+			g.keepCapLocked(k, d.lastUsed)
 			delete(g.domains, k)
 		}
 	}
+	g.forgetCapsLocked(now)
+	g.sweptAt = now
+	g.sweepLen = len(g.domains) + maxIdleDomains/4
+}
+
+// idle reports whether d can be forgotten at now without loss: a domain
+// made again from its limits would start no less careful than d is.
+func (d *domain[T]) idle(now time.Time) bool {
+	wait := domainIdle
+	if d.ctl.Level() < d.start {
+		wait = cutIdle
+	}
+	if d.live || d.inflight > 0 || d.delayed > 0 || len(d.queue) > 0 || now.Sub(d.lastUsed) < wait ||
+		d.pausedUntil.After(now) || !full(d.bucket, now) {
+		return false
+	}
+	d.pm.Lock()
+	defer d.pm.Unlock()
+	for _, s := range d.proxies {
+		if s.pausedUntil.After(now) || !full(s.bucket, now) {
+			return false
+		}
+	}
+	return true
+}
+
+// full reports whether b (nil: unlimited) holds its whole burst at now.
+func full(b *rate.Limiter, now time.Time) bool {
+	return b == nil || b.TokensAt(now) >= float64(b.Burst())
 }
 
 // newDomainController starts a domain with a known per-IP limit at
@@ -426,6 +472,7 @@ func (g *Governor[T]) handleLocked(ev event[T]) {
 	}
 	j, d, now := ev.job, ev.job.dom, ev.at
 	d.inflight--
+	d.lastUsed = now
 	g.sem.Release()
 	if ev.verdict == NotReady {
 		g.requeueLocked(j, now)

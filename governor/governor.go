@@ -135,8 +135,10 @@ type Governor[T any] struct {
 	free     int // idle workers
 	started  bool
 	admitted int
-	next     time.Time          // next staggered admission
-	caps     map[string]float64 // rate caps per host (CapRate)
+	next     time.Time           // next staggered admission
+	caps     map[string]*rateCap // rate caps per host (CapRate)
+	sweptAt  time.Time           // last sweep of idle domains
+	sweepLen int                 // table size that asks for the next sweep
 }
 
 // event is what a worker tells the dispatcher.

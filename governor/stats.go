@@ -146,6 +146,21 @@ func (g *Governor[T]) Stats() Stats {
 	return st
 }
 
+// StatsOf returns the snapshots of the named hosts that have a domain
+// entry, in the order given: Stats' Domains for a few hosts, at a cost
+// that does not grow with the table.
+func (g *Governor[T]) StatsOf(hosts []string) []DomainStats {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]DomainStats, 0, len(hosts))
+	for _, h := range hosts {
+		if d, ok := g.domains[h]; ok {
+			out = append(out, d.statsLocked())
+		}
+	}
+	return out
+}
+
 func (d *domain[T]) statsLocked() DomainStats {
 	return DomainStats{
 		Domain: d.name, Pattern: d.lim.Pattern, Limits: d.lim,
@@ -156,4 +171,35 @@ func (d *domain[T]) statsLocked() DomainStats {
 		Pauses: d.pauses, TokenWait: d.tokenWait, Dispatched: d.dispatched, PausedUntil: d.pausedUntil,
 		Parked: d.parked,
 	}
+}
+
+// Entries counts the governor's per-key state, for bounds checks and the
+// sluice_state_entries gauge.
+type Entries struct {
+	// Domains counts domain entries: their queue, buckets, controller
+	// and counters. Idle ones are forgotten (see Governor.Entries).
+	Domains int
+	// ProxySlots counts (proxy, domain) buckets over every domain: at most
+	// Domains × the pool's proxies.
+	ProxySlots int
+	// Caps counts the rate caps (CapRate) kept, with or without a domain.
+	Caps int
+}
+
+// Entries returns the sizes of the governor's tables. A domain with
+// nothing queued, in flight or backing off, no pause in force and full
+// buckets is forgotten a minute after its last use (ten when the
+// adaptive controller had cut it), so the table holds the domains used in
+// the last minute or two, plus those paused or cut; a domain seen again
+// starts afresh from its limits, as careful as a new one.
+func (g *Governor[T]) Entries() Entries {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := Entries{Domains: len(g.domains), Caps: len(g.caps)}
+	for _, d := range g.domains {
+		d.pm.Lock()
+		e.ProxySlots += len(d.proxies)
+		d.pm.Unlock()
+	}
+	return e
 }

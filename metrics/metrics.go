@@ -10,15 +10,17 @@
 // registered globally.
 //
 // Label values are bounded: proxy ids (from the proxy list, never a URL),
-// domains up to Config.MaxDomains (the rest count as "other"), stage names,
-// failure classes and status classes. No URL and no credential is ever a
-// label.
+// domains up to Config.MaxDomains (the rest count as "other"; a domain
+// not seen for Config.DomainIdle gives its place, and its series, up to
+// the next new one), stage names, failure classes and status classes. No
+// URL and no credential is ever a label.
 package metrics
 
 import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -38,6 +40,15 @@ type Config struct {
 	// MaxDomains caps the distinct values of the domain label; domains seen
 	// after the cap is reached are counted as "other". 0 means 50.
 	MaxDomains int
+	// DomainIdle is how long a domain label is kept with no attempt of its
+	// domain: past it, when a new domain finds the cap reached, the idle
+	// domain's series are deleted and its place goes to the new one. So a
+	// long-running process labels the domains it works on now, not the
+	// first ones it saw. 0 means 1 h; negative keeps the first domains
+	// for good.
+	DomainIdle time.Duration
+	// Now is the clock of DomainIdle; nil means time.Now.
+	Now func() time.Time
 	// MaxProxies caps the distinct values of the proxy label, as a guard:
 	// proxy ids come from the configured list. 0 means 1000.
 	MaxProxies int
@@ -83,6 +94,12 @@ func New(cfg Config) (*Metrics, error) {
 	}
 	if cfg.Buckets == nil {
 		cfg.Buckets = DefaultBuckets
+	}
+	if cfg.DomainIdle == 0 {
+		cfg.DomainIdle = time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	reg := cfg.Registry
 	if reg == nil {
@@ -142,6 +159,14 @@ func New(cfg Config) (*Metrics, error) {
 			Help: "Stalls found by the watchdog, by the cause it named.",
 		}, []string{"cause"}),
 		live: newLiveCollector(),
+	}
+	if cfg.DomainIdle > 0 {
+		m.domains.idle, m.domains.now = cfg.DomainIdle, cfg.Now
+		m.domains.drop = func(d string) {
+			m.domainReqs.DeletePartialMatch(prometheus.Labels{"domain": d})
+			m.domainLimited.DeleteLabelValues(d)
+			m.domainToken.DeleteLabelValues(d)
+		}
 	}
 	m.live.domains = m.domains
 	m.live.proxies = m.proxies
@@ -235,30 +260,68 @@ func codeClass(status int) string {
 func seconds(s float64) float64 { return max(s, 0) }
 
 // labelCap hands out label values for an unbounded key space: the first
-// max distinct keys are their own label, later ones are Other. Safe for
-// concurrent use.
+// max distinct keys are their own label, later ones are Other. With idle
+// set, a key not asked for idle gives its place up to the next new key
+// (checked at most once per idle/60 while the cap is reached), and drop
+// deletes its series. Safe for concurrent use.
 type labelCap struct {
-	max  int
-	mu   sync.Mutex
-	seen map[string]struct{}
+	max   int
+	idle  time.Duration        // 0: keys keep their place for good
+	now   func() time.Time     // set with idle
+	drop  func(key string)     // set with idle; called with mu held
+	mu    sync.Mutex           // guards seen and swept
+	seen  map[string]time.Time // key → last asked for
+	swept time.Time
 }
 
-func newLabelCap(n int) *labelCap { return &labelCap{max: n, seen: map[string]struct{}{}} }
+func newLabelCap(n int) *labelCap { return &labelCap{max: n, seen: map[string]time.Time{}} }
 
 func (c *labelCap) label(key string) string {
 	if key == "" {
 		return "none"
 	}
+	var now time.Time
+	if c.idle > 0 {
+		now = c.now()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.seen[key]; ok {
+		c.seen[key] = now
 		return key
+	}
+	if len(c.seen) >= c.max && c.idle > 0 && now.Sub(c.swept) >= c.idle/60 {
+		c.swept = now
+		for k, t := range c.seen {
+			if now.Sub(t) >= c.idle {
+				delete(c.seen, k)
+				c.drop(k)
+			}
+		}
 	}
 	if len(c.seen) >= c.max {
 		return Other
 	}
-	c.seen[key] = struct{}{}
+	c.seen[key] = now
 	return key
+}
+
+// keys returns the keys holding a label.
+func (c *labelCap) keys() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.seen))
+	for k := range c.seen {
+		out = append(out, k)
+	}
+	return out
+}
+
+// len returns the number of keys holding a label.
+func (c *labelCap) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seen)
 }
 
 // known reports the label of key without claiming a slot for it.

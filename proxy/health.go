@@ -62,40 +62,41 @@ func effects(o Outcome) (proxyEff, domainEff effect) {
 	}
 }
 
-// window is a ring of the last outcomes: success and latency.
+// window is a ring of the last outcomes: success and latency. Its
+// slices grow as outcomes come, up to size, so the many (proxy, domain)
+// pairs that see a few outcomes hold a few.
 type window struct {
 	ok     []bool
 	lat    []time.Duration
+	size   int
 	next   int
 	n      int
 	okN    int
 	latSum time.Duration // over successful outcomes in the window
 }
 
-func newWindow(size int) window {
-	return window{ok: make([]bool, size), lat: make([]time.Duration, size)}
-}
+func newWindow(size int) window { return window{size: size} }
 
 func (w *window) add(ok bool, lat time.Duration) {
-	if w.n == len(w.ok) { // drop the oldest
+	if w.n == w.size { // drop the oldest
 		if w.ok[w.next] {
 			w.okN--
 			w.latSum -= w.lat[w.next]
 		}
-	} else {
+		w.ok[w.next], w.lat[w.next] = ok, lat
+	} else { // filling: next == n
 		w.n++
+		w.ok, w.lat = append(w.ok, ok), append(w.lat, lat)
 	}
-	w.ok[w.next], w.lat[w.next] = ok, lat
 	if ok {
 		w.okN++
 		w.latSum += lat
 	}
-	w.next = (w.next + 1) % len(w.ok)
+	w.next = (w.next + 1) % w.size
 }
 
 func (w *window) reset() {
-	clear(w.ok)
-	clear(w.lat)
+	w.ok, w.lat = w.ok[:0], w.lat[:0]
 	w.next, w.n, w.okN, w.latSum = 0, 0, 0, 0
 }
 
@@ -221,15 +222,35 @@ type domainHealth struct {
 	health
 }
 
+// The (proxy, domain) health table is bounded two ways. An entry with
+// no probe out and no quarantine in force that saw no outcome for
+// domainHealthIdle (plus DomainCooldownMax while it remembers past
+// quarantines, so a pair banned again soon still gets the doubled
+// cool-down) is forgotten by a sweep, run at most once per
+// domainHealthSweep when an entry is made; and when the table reaches
+// HealthConfig.MaxDomainEntries, the older half of such entries goes
+// whatever their age, those with no past quarantine first. An entry in
+// quarantine or with a probe out is never forgotten: past the cap the
+// table grows by those alone, and only while their quarantine lasts. A
+// forgotten pair comes back healthy with no samples, as a pair never seen
+// does.
+const (
+	domainHealthIdle  = 10 * time.Minute
+	domainHealthSweep = time.Minute
+)
+
 // domainHealthLocked returns the (proxy, domain) entry, creating it and
-// evicting old healthy entries when the table is full.
+// evicting idle or old entries as above.
 func (p *Pool) domainHealthLocked(e *entry, dom string, now time.Time) *domainHealth {
 	k := dkey{e.idx, dom}
 	if dh := p.dhealth[k]; dh != nil {
 		return dh
 	}
-	if len(p.dhealth) >= p.cfg.health.MaxDomainEntries {
-		p.evictDomainHealthLocked(now)
+	switch {
+	case len(p.dhealth) >= max(p.dhealthNext, p.cfg.health.MaxDomainEntries):
+		p.evictDomainHealthLocked(now, 0)
+	case now.Sub(p.dhealthSwept) >= domainHealthSweep:
+		p.evictDomainHealthLocked(now, domainHealthIdle)
 	}
 	dh := &domainHealth{health: newHealth(p.cfg.health.Window)}
 	dh.last = now
@@ -237,29 +258,44 @@ func (p *Pool) domainHealthLocked(e *entry, dom string, now time.Time) *domainHe
 	return dh
 }
 
-// evictDomainHealthLocked forgets the older half of the healthy entries
-// with no probe out (all entries, oldest first, if none is healthy), so
-// the scan is paid once per many insertions.
-func (p *Pool) evictDomainHealthLocked(now time.Time) {
+// evictDomainHealthLocked forgets the entries idle for at least idle,
+// with no probe out and out of quarantine. With idle 0 (the table is
+// full), it forgets the older half of them instead, so the scan is paid
+// once per many insertions.
+func (p *Pool) evictDomainHealthLocked(now time.Time, idle time.Duration) {
 	type aged struct {
-		k    dkey
-		last time.Time
+		k      dkey
+		struck bool
+		last   time.Time
 	}
 	var cands []aged
 	for k, dh := range p.dhealth {
-		if dh.state(now) == Healthy && !dh.probing {
-			cands = append(cands, aged{k, dh.last})
+		if dh.probing || dh.state(now) == Quarantined {
+			continue
+		}
+		wait := idle
+		if dh.strikes > 0 {
+			wait += p.cfg.health.DomainCooldownMax
+		}
+		switch {
+		case idle > 0 && now.Sub(dh.last) >= wait:
+			delete(p.dhealth, k)
+		case idle == 0:
+			cands = append(cands, aged{k, dh.strikes > 0, dh.last})
 		}
 	}
-	if len(cands) == 0 {
-		for k, dh := range p.dhealth {
-			if !dh.probing {
-				cands = append(cands, aged{k, dh.last})
+	slices.SortFunc(cands, func(a, b aged) int {
+		if a.struck != b.struck {
+			if a.struck {
+				return 1
 			}
+			return -1
 		}
-	}
-	slices.SortFunc(cands, func(a, b aged) int { return a.last.Compare(b.last) })
-	for _, c := range cands[:max(len(cands)/2, 1)] {
+		return a.last.Compare(b.last)
+	})
+	for _, c := range cands[:(len(cands)+1)/2] {
 		delete(p.dhealth, c.k)
 	}
+	p.dhealthSwept = now
+	p.dhealthNext = len(p.dhealth) + max(p.cfg.health.MaxDomainEntries/4, 1)
 }

@@ -105,6 +105,11 @@ type Pool struct {
 	noProxy  int64   // Acquire calls failed with ErrNoneUsable or ErrAuth
 	latency  float64 // EWMA of successful latencies over the pool, ns; 0: none yet
 	capCfg   capacity
+
+	// dhealthSwept is the last sweep of dhealth; dhealthNext the size
+	// that asks for the next eviction (see domainHealthLocked).
+	dhealthSwept time.Time
+	dhealthNext  int
 }
 
 // entry is one proxy's mutable state.

@@ -29,9 +29,13 @@ func (s *sessions) lookup(key string) *binding { return s.byKey[key] }
 
 func (s *sessions) len() int { return len(s.byKey) }
 
-// bind binds a session to e for ttl, forgetting the oldest binding when
-// the table holds max.
+// bind binds a session to e for ttl, forgetting the expired bindings
+// (all bindings share one ttl, so they expire oldest first), then the
+// oldest ones while the table holds max.
 func (s *sessions) bind(key, session, group string, e *entry, now time.Time, ttl time.Duration, max int) *binding {
+	for el := s.order.Front(); el != nil && !now.Before(el.Value.(*binding).expires); el = s.order.Front() {
+		s.unbind(el.Value.(*binding))
+	}
 	for len(s.byKey) >= max && s.order.Len() > 0 {
 		s.unbind(s.order.Front().Value.(*binding))
 	}
@@ -42,13 +46,16 @@ func (s *sessions) bind(key, session, group string, e *entry, now time.Time, ttl
 	return b
 }
 
-// unbind forgets b if it is still the session's binding.
+// unbind forgets b, once: a binding already forgotten is left alone.
 func (s *sessions) unbind(b *binding) {
-	if s.byKey[b.key] != b {
+	if b.elem == nil {
 		return
 	}
-	delete(s.byKey, b.key)
 	s.order.Remove(b.elem)
+	b.elem = nil
+	if s.byKey[b.key] == b {
+		delete(s.byKey, b.key)
+	}
 	b.e.bound--
 }
 

@@ -283,3 +283,24 @@ func (p *Pool) Describe() string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// Entries counts the pool's per-key state, for bounds checks and the
+// sluice_state_entries gauge.
+type Entries struct {
+	// DomainHealth counts (proxy, domain) health entries: bounded by
+	// HealthConfig.MaxDomainEntries and forgotten after ten idle minutes,
+	// except those in quarantine or with a probe out.
+	DomainHealth int
+	// Sessions counts sticky session bindings (WithMaxSessions bounds
+	// them; expired ones go when the next session is bound).
+	Sessions int
+	// Leases counts the leases out.
+	Leases int
+}
+
+// Entries returns the sizes of the pool's tables.
+func (p *Pool) Entries() Entries {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Entries{DomainHealth: len(p.dhealth), Sessions: p.sess.len(), Leases: len(p.leases)}
+}

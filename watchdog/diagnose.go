@@ -207,8 +207,15 @@ func domainTokens(d *diag) (string, string, bool) {
 		}
 	}
 	rate := ""
-	if d.s.Sources.Domains != nil {
-		for _, ds := range d.s.Sources.Domains() {
+	var domains []governor.DomainStats
+	switch {
+	case d.s.Sources.DomainsOf != nil:
+		domains = d.s.Sources.DomainsOf([]string{top})
+	case d.s.Sources.Domains != nil:
+		domains = d.s.Sources.Domains()
+	}
+	if domains != nil {
+		for _, ds := range domains {
 			if ds.Domain == top && !math.IsInf(ds.Rate, 1) {
 				rate = fmt.Sprintf(" (rate %.3g/s)", ds.Rate)
 			}

@@ -96,6 +96,19 @@ func TestDiagnose(t *testing.T) {
 			cause: CauseDomainTokens, summary: []string{"8 of 8 fetch workers wait for rate-limit tokens", "7 of them for slow.example (rate 0.5/s)"},
 		},
 		{
+			name: "waiting for one domain's tokens, asked by name",
+			snap: Snapshot{Stages: busy, Sources: metrics.Sources{
+				Fetch: act(governor.Activity{Workers: 8, TokenWait: map[string]int{"slow.example": 7, "other.example": 1}}),
+				DomainsOf: func(hosts []string) []governor.DomainStats {
+					if len(hosts) != 1 || hosts[0] != "slow.example" {
+						return nil
+					}
+					return []governor.DomainStats{{Domain: "slow.example", Rate: 0.5}}
+				},
+			}},
+			cause: CauseDomainTokens, summary: []string{"7 of them for slow.example (rate 0.5/s)"},
+		},
+		{
 			name: "requests hang",
 			snap: Snapshot{Since: 45 * time.Second, Stages: busy,
 				Sources: metrics.Sources{Fetch: act(governor.Activity{Workers: 8, Requests: map[string]int{"p1": 5, "p2": 3}})}},
