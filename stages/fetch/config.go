@@ -149,8 +149,9 @@ type Config struct {
 	BodyBudget int64
 	// ReadAhead bounds the bytes of bodies that workers have read and not
 	// yet passed on (the parse stage is busy): once a response's headers
-	// are in, its body is read only when its length (the Content-Length,
-	// else one 32 KiB read unit; at most ReadAhead) fits, and until then
+	// are in, its body is read only when its length (the Content-Length;
+	// one 32 KiB read unit when the length is unknown or the body will
+	// spool; at most ReadAhead) fits, and until then
 	// it stays in the connection. So a slow next stage holds at most
 	// ReadAhead bytes of bodies in the fetch stage instead of one body
 	// per worker. 0 means 16 MiB; negative means no bound but BodyBudget.

@@ -287,7 +287,11 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 		return res, s.bodyError(err, ctx, bctx, lease != nil)
 	}
 	size := knownSize(resp, r)
-	ahead, err := s.ahead.reserve(bctx, size) // the answer waits in its connection meanwhile
+	want := size // what the body will hold in memory
+	if s.cfg.SpoolThreshold >= 0 && size > s.cfg.SpoolThreshold {
+		want = -1 // spooled: one read unit at a time
+	}
+	ahead, err := s.ahead.reserve(bctx, want) // the answer waits in its connection meanwhile
 	if err != nil {
 		return res, s.bodyError(err, ctx, bctx, lease != nil)
 	}
