@@ -70,6 +70,7 @@ type FetchConfig struct {
 	SpoolThreshold   int64             `yaml:"spool_threshold" help:"bodies larger than this many bytes spool to disk (0: never spool)"`
 	SpoolDir         string            `yaml:"spool_dir" help:"directory for spooled bodies (empty: the system's temporary directory)"`
 	BodyBudget       int64             `yaml:"body_budget" help:"bytes of response bodies held in memory at most"`
+	ReadAhead        int64             `yaml:"read_ahead" help:"bytes of bodies read and not yet taken by the parse stage at most; further answers wait in their connections"`
 	BodyTimeout      time.Duration     `yaml:"body_timeout" help:"time allowed to read a body once its headers are in"`
 	ConnectTimeout   time.Duration     `yaml:"connect_timeout" help:"bound on a TCP connect to a proxy or a target"`
 	FirstByteTimeout time.Duration     `yaml:"first_byte_timeout" help:"bound on the wait for the response headers, and for a proxy's first byte on a new connection"`
@@ -144,7 +145,7 @@ func Defaults() Config {
 		Fetch: FetchConfig{
 			Concurrency: 32, Rate: 10, Burst: 1, MaxAttempts: 4, Timeout: 60 * time.Second, MaxBody: 10 << 20,
 			StaggerMin: 100 * time.Millisecond, StaggerMax: 200 * time.Millisecond, Ramp: time.Second,
-			SpoolThreshold: 1 << 20, BodyBudget: 256 << 20, BodyTimeout: 30 * time.Second, MaxHeaderBytes: 1 << 20,
+			SpoolThreshold: 1 << 20, BodyBudget: 256 << 20, ReadAhead: 16 << 20, BodyTimeout: 30 * time.Second, MaxHeaderBytes: 1 << 20,
 			ConnectTimeout: 5 * time.Second, FirstByteTimeout: 15 * time.Second, NoProxyTimeout: 2 * time.Minute, Hedge: true,
 			MaxRedirects: 10, CaptchaMarkers: append([]string(nil), fetch.DefaultCaptchaMarkers...),
 			UserAgent: fetch.UserAgents{fetch.DefaultUserAgent}, MaxRequestBody: 64 << 10, MaxJars: 4096, MaxJarBytes: 16 << 10,
@@ -165,7 +166,7 @@ func (c *Config) positives() map[string]float64 {
 	f, a, d := c.Fetch, c.Fetch.Adaptive, c.Fetch.DNS
 	return map[string]float64{
 		"fetch.concurrency": float64(f.Concurrency), "fetch.burst": float64(f.Burst), "fetch.max_attempts": float64(f.MaxAttempts),
-		"fetch.timeout": float64(f.Timeout), "fetch.max_body": float64(f.MaxBody), "fetch.body_budget": float64(f.BodyBudget),
+		"fetch.timeout": float64(f.Timeout), "fetch.max_body": float64(f.MaxBody), "fetch.body_budget": float64(f.BodyBudget), "fetch.read_ahead": float64(f.ReadAhead),
 		"fetch.body_timeout": float64(f.BodyTimeout), "fetch.connect_timeout": float64(f.ConnectTimeout),
 		"fetch.first_byte_timeout": float64(f.FirstByteTimeout), "fetch.no_proxy_timeout": float64(f.NoProxyTimeout), "fetch.ramp": float64(f.Ramp), "fetch.max_header_bytes": float64(f.MaxHeaderBytes),
 		"fetch.max_request_body": float64(f.MaxRequestBody), "fetch.max_jar_bytes": float64(f.MaxJarBytes),
@@ -321,7 +322,7 @@ func (c *Config) FetchStage() fetch.Config {
 		Pending: f.Pending, StaggerMin: f.StaggerMin, StaggerMax: f.StaggerMax, Ramp: f.Ramp, ConnectTimeout: f.ConnectTimeout, HeaderTimeout: f.FirstByteTimeout, CaptchaMarkers: f.CaptchaMarkers,
 		AttemptTimeout: f.Timeout, BodyTimeout: f.BodyTimeout, Policy: c.Policy, MaxBodyBytes: f.MaxBody,
 		TruncateLarge: f.Truncate, NoHedge: !f.Hedge, MaxHeaderBytes: f.MaxHeaderBytes, MaxRedirects: f.MaxRedirects,
-		SpoolThreshold: f.SpoolThreshold, SpoolDir: f.SpoolDir, BodyBudget: f.BodyBudget, MaxAttempts: f.MaxAttempts, DNS: f.DNS,
+		SpoolThreshold: f.SpoolThreshold, SpoolDir: f.SpoolDir, BodyBudget: f.BodyBudget, ReadAhead: f.ReadAhead, MaxAttempts: f.MaxAttempts, DNS: f.DNS,
 	}
 	fc.Shaping = fetch.Shaping{UserAgents: f.UserAgent, Headers: f.Headers, Cookies: f.Cookies, Rules: c.Requests,
 		MaxBody: f.MaxRequestBody, MaxJars: f.MaxJars, MaxJarBytes: f.MaxJarBytes, JarTTL: c.Proxy.StickyTTL}

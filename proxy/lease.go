@@ -28,12 +28,17 @@ type Lease struct {
 	slow    bool // the proxy's cap was below its maximum when granted
 	capAt   int  // the proxy's cap when granted (0: no cap)
 	bound   *binding
-	stop    func() bool // ends the context watch; guarded by the pool's lock
 	late    chan struct{}
-	timer   *time.Timer // marks the lease late; guarded by the pool's lock
+	timer   *time.Timer // marks the lease late; set before the lease is handed out, never changed
 	isLate  bool        // guarded by the pool's lock
 	done    bool        // released; guarded by the pool's lock
 	once    sync.Once
+
+	// The context watch, set after the lease is handed out. Its own lock,
+	// not the pool's: taking and returning a lease then costs the pool's
+	// lock once each (it is the pool's busiest lock at high concurrency).
+	stopMu sync.Mutex
+	stop   func() bool // ends the context watch; guarded by stopMu
 }
 
 // Late returns a channel closed when the lease has run far longer than
@@ -56,14 +61,14 @@ func (l *Lease) Cap() int { return l.capAt }
 // any goroutine; only the first call counts.
 func (l *Lease) Release(o Outcome) {
 	l.once.Do(func() {
-		l.pool.mu.Lock()
-		stop, timer := l.stop, l.timer
-		l.pool.mu.Unlock()
+		l.stopMu.Lock()
+		stop := l.stop
+		l.stopMu.Unlock()
 		if stop != nil {
 			stop()
 		}
-		if timer != nil {
-			timer.Stop()
+		if l.timer != nil {
+			l.timer.Stop() // a late mark that fires anyway finds the lease done
 		}
 		l.pool.release(l, o)
 	})

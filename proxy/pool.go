@@ -258,9 +258,9 @@ func (p *Pool) watch(ctx context.Context, l *Lease) (*Lease, error) {
 		return l, nil
 	}
 	stop := context.AfterFunc(ctx, func() { l.Release(Outcome{Class: failure.Canceled}) })
-	p.mu.Lock()
+	l.stopMu.Lock()
 	l.stop = stop
-	p.mu.Unlock()
+	l.stopMu.Unlock()
 	if err := ctx.Err(); err != nil {
 		l.Release(Outcome{Class: failure.Canceled})
 		return nil, err

@@ -55,6 +55,13 @@ type Fetched struct {
 	Status   int
 	Header   http.Header
 	Body     []byte
+	// Recycle, when set, hands Body's buffer back to the fetch stage for
+	// another body. The holder that is last done with Body calls it, once
+	// (further calls do nothing); after that neither Body nor any copy of
+	// it may be read. A holder that passes Body on (to a Page) leaves
+	// Recycle uncalled: the buffer is then the garbage collector's, as is
+	// Body when Recycle is nil.
+	Recycle func()
 	// Spool, when set, holds the body instead of Body: the fetch stage
 	// wrote a large body to a temporary file. LoadBody reads it in.
 	Spool     *Spool

@@ -147,6 +147,15 @@ type Config struct {
 	// not started while it is used up, and a body that would overdraw it
 	// spools to disk instead. 0 means 256 MiB.
 	BodyBudget int64
+	// ReadAhead bounds the bytes of bodies that workers have read and not
+	// yet passed on (the parse stage is busy): once a response's headers
+	// are in, its body is read only when its length (the Content-Length;
+	// one 32 KiB read unit when the length is unknown or the body will
+	// spool; at most ReadAhead) fits, and until then
+	// it stays in the connection. So a slow next stage holds at most
+	// ReadAhead bytes of bodies in the fetch stage instead of one body
+	// per worker. 0 means 16 MiB; negative means no bound but BodyBudget.
+	ReadAhead int64
 
 	// NoHedge turns hedging off. By default an attempt whose proxy lease
 	// runs late (see proxy.WithSlowAttempt) on a domain without a rate
@@ -237,6 +246,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SpoolThreshold == 0 {
 		c.SpoolThreshold = 1 << 20
+	}
+	if c.ReadAhead == 0 {
+		c.ReadAhead = 16 << 20
 	}
 	def(&c.ConnectTimeout, 5*time.Second)
 	def(&c.TLSTimeout, 10*time.Second)

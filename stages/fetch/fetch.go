@@ -37,7 +37,8 @@ type Stage struct {
 	toProxy map[string]proxyDial    // by proxy id, HTTP(S) proxies only: see proxyRefuses
 	dns     *dnscache.Cache         // nil when DNS.Off
 	spool   *spooler
-	shape   *shaper // request shaping and session cookie jars (shape.go, jar.go)
+	ahead   *readAhead // nil: no bound (Config.ReadAhead < 0)
+	shape   *shaper    // request shaping and session cookie jars (shape.go, jar.go)
 	gov     *governor.Governor[*item]
 	execFn  execFunc // s.exec; tests replace it
 	flow    *flow.Stage[record.Task, record.Fetched]
@@ -110,6 +111,7 @@ func New(cfg Config) (*Stage, error) {
 		return nil, fmt.Errorf("fetch config: %w", err)
 	}
 	s.spool = &spooler{parent: cfg.SpoolDir, threshold: cfg.SpoolThreshold, budget: s.gov.Budget()}
+	s.ahead = newReadAhead(cfg.ReadAhead)
 	s.execFn = s.exec
 	if cfg.Pool != nil && cfg.Pool.Len() > 1 && !cfg.NoHedge {
 		s.hedges = make(chan struct{}, max(1, cfg.Concurrency/10))
@@ -177,7 +179,9 @@ type attemptResult struct {
 	header     http.Header
 	body       []byte
 	spool      *record.Spool
-	held       int64 // body budget held by body
+	held       int64   // body budget held by body
+	ahead      int64   // read-ahead reserved for body (readahead.go)
+	buf        *[]byte // the pooled buffer body lives in (bodypool.go); nil if none
 	truncated  bool
 	timings    record.Timings
 	retryAfter time.Duration
@@ -282,7 +286,22 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 	if err != nil {
 		return res, s.bodyError(err, ctx, bctx, lease != nil)
 	}
-	b, err := s.spool.read(r, s.cfg.MaxBodyBytes, s.cfg.TruncateLarge, knownSize(resp, r))
+	size := knownSize(resp, r)
+	want := size // what the body will hold in memory
+	if s.cfg.SpoolThreshold >= 0 && size > s.cfg.SpoolThreshold {
+		want = -1 // spooled: one read unit at a time
+	}
+	ahead, err := s.ahead.reserve(bctx, want) // the answer waits in its connection meanwhile
+	if err != nil {
+		return res, s.bodyError(err, ctx, bctx, lease != nil)
+	}
+	kept := false
+	defer func() {
+		if !kept {
+			s.ahead.release(ahead)
+		}
+	}()
+	b, err := s.spool.read(r, s.cfg.MaxBodyBytes, s.cfg.TruncateLarge, size)
 	if err != nil {
 		return res, s.bodyError(err, ctx, bctx, lease != nil)
 	}
@@ -290,9 +309,11 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 		// A challenge page instead of the page: this proxy is banned
 		// here; another may not be.
 		s.spool.budget.Give(b.held)
+		s.spool.bodies.put(b.buf)
 		return res, failure.New(failure.Blocked, failure.ErrRetryable, fmt.Errorf("captcha marker %q in the body", m))
 	}
-	res.body, res.spool, res.truncated, res.held = b.data, b.spool, b.truncated, b.held
+	res.body, res.spool, res.truncated, res.held, res.ahead, res.buf = b.data, b.spool, b.truncated, b.held, ahead, b.buf
+	kept = true
 	return res, nil
 }
 

@@ -25,6 +25,7 @@ func (s *Stage) Get(ctx context.Context, u *url.URL) (status int, body []byte, e
 	if res.held > 0 {
 		defer s.spool.budget.Give(res.held)
 	}
+	defer s.ahead.release(res.ahead)
 	if res.spool != nil {
 		f := record.Fetched{Spool: res.spool}
 		if lerr := f.LoadBody(); lerr != nil {

@@ -171,6 +171,8 @@ func endedEarly(ctx context.Context) error {
 // discard gives back what a losing attempt holds.
 func (s *Stage) discard(o attemptOut) {
 	s.spool.budget.Give(o.res.held)
+	s.ahead.release(o.res.ahead)
+	s.spool.bodies.put(o.res.buf)
 	if o.res.spool != nil {
 		_ = os.Remove(o.res.spool.Path)
 	}

@@ -25,6 +25,7 @@ type spooler struct {
 	mu      sync.Mutex // guards dir
 	dir     string     // made on first use, removed by close
 	spooled atomic.Int64
+	bodies  bodyPool // buffers of bodies of known length (bodypool.go)
 }
 
 // body is a body as read: in memory (data, holding held bytes of the
@@ -34,6 +35,7 @@ type body struct {
 	spool     *record.Spool
 	truncated bool
 	held      int64
+	buf       *[]byte // the pooled buffer that data lives in; nil if none
 }
 
 // readChunk is the unit in which bodies are read and budgeted.
@@ -62,6 +64,8 @@ func (sp *spooler) read(r io.Reader, limit int64, truncate bool, size int64) (b 
 		if err != nil {
 			sp.budget.Give(b.held)
 			b.held = 0
+			sp.bodies.put(b.buf)
+			b.buf = nil
 			if file != nil {
 				_ = file.Close()
 				_ = os.Remove(file.Name())
@@ -69,7 +73,11 @@ func (sp *spooler) read(r io.Reader, limit int64, truncate bool, size int64) (b 
 		}
 	}()
 	if size > 0 && size <= limit && (sp.threshold < 0 || size <= sp.threshold) {
-		mem = make([]byte, 0, size)
+		if b.buf = sp.bodies.get(size); b.buf != nil {
+			mem = (*b.buf)[:0:size] // capped at size, as a buffer of exactly size would be
+		} else {
+			mem = make([]byte, 0, size)
+		}
 	}
 	var chunk *[readChunk]byte
 	defer func() {
@@ -112,6 +120,8 @@ func (sp *spooler) read(r io.Reader, limit int64, truncate bool, size int64) (b 
 					sp.budget.Give(b.held)
 					b.held = 0
 					mem = nil
+					sp.bodies.put(b.buf)
+					b.buf = nil
 				}
 				if _, err = file.Write(p[:k]); err != nil {
 					return b, spoolErr(err)
@@ -134,6 +144,12 @@ func (sp *spooler) read(r io.Reader, limit int64, truncate bool, size int64) (b 
 	if file == nil {
 		if n > 0 {
 			b.data = mem[:n]
+		}
+		if b.buf != nil && !sameArray(b.data, *b.buf) {
+			// The body outgrew its hint and moved (or is empty): the
+			// pooled buffer holds none of it.
+			sp.bodies.put(b.buf)
+			b.buf = nil
 		}
 		return b, nil
 	}

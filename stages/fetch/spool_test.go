@@ -111,9 +111,10 @@ func TestKnownSize(t *testing.T) {
 func BenchmarkSpoolRead(b *testing.B) {
 	body := bytes.Repeat([]byte("<p>lorem ipsum</p>\n"), 61440/19+1)[:61440]
 	for _, bc := range []struct {
-		name string
-		size int64
-	}{{"content-length", int64(len(body))}, {"unknown", -1}} {
+		name    string
+		size    int64
+		recycle bool // give the buffer back, as the parse stage does
+	}{{"content-length", int64(len(body)), false}, {"content-length-recycled", int64(len(body)), true}, {"unknown", -1, false}} {
 		b.Run(bc.name, func(b *testing.B) {
 			sp := &spooler{threshold: 1 << 20, budget: governor.NewBudget(1 << 30)}
 			r := bytes.NewReader(body)
@@ -126,6 +127,9 @@ func BenchmarkSpoolRead(b *testing.B) {
 					b.Fatalf("read %d bytes: %v", len(got.data), err)
 				}
 				sp.budget.Give(got.held)
+				if bc.recycle {
+					sp.bodies.put(got.buf)
+				}
 			}
 		})
 	}

@@ -44,8 +44,12 @@ func (s *Stage) baseTransport(share int) (*http.Transport, *net.Dialer) {
 		MaxIdleConnsPerHost:    pool,
 		IdleConnTimeout:        90 * time.Second,
 		MaxResponseHeaderBytes: s.cfg.MaxHeaderBytes,
-		ForceAttemptHTTP2:      true,
-		DisableCompression:     true, // bodies are decoded by readBody, under the cap (bounds.go)
+		// A request through a proxy is a few hundred bytes; net/http's
+		// 4 KiB write buffer per connection is mostly never touched.
+		// Larger requests are written in more pieces, not refused.
+		WriteBufferSize:    2 << 10,
+		ForceAttemptHTTP2:  true,
+		DisableCompression: true, // bodies are decoded by readBody, under the cap (bounds.go)
 	}
 	if s.cfg.TLS != nil {
 		tr.TLSClientConfig = s.cfg.TLS.Clone()

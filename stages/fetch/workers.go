@@ -149,6 +149,9 @@ func (s *Stage) work(ctx context.Context, j *job, send func(record.Fetched)) {
 	}
 	attempt, u := j.Attempt, it.task.URL
 	v, backoff, ok := s.gov.Report(ctx, j, o) // j is the governor's again unless v is Finish
+	if v != governor.Finish {
+		s.ahead.release(res.ahead)
+	}
 	switch {
 	case v == governor.Park:
 		f := it.f
@@ -172,12 +175,14 @@ func (s *Stage) work(ctx context.Context, j *job, send func(record.Fetched)) {
 	f := it.f
 	if err == nil {
 		f.FinalURL, f.Status, f.Header, f.Body, f.Spool, f.Truncated, f.Timings = res.finalURL, res.status, res.header, res.body, res.spool, res.truncated, res.timings
+		f.Recycle = s.spool.bodies.recycler(res.buf)
 		f.Err = nil
 	} else {
 		f.Status, f.Err = res.status, err
 	}
 	f.Elapsed = s.cfg.Now().Sub(f.Started)
 	send(f)
+	s.ahead.release(res.ahead)
 	s.gov.Release(ctx, res.held)
 }
 

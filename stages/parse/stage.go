@@ -64,6 +64,12 @@ func (s *Stage) Flow() *flow.Map[record.Fetched, record.Output] { return s.flow 
 // Process turns one Fetched into its Output. It never panics: a panic in
 // extraction becomes an internal error result. Safe for concurrent use.
 func (s *Stage) Process(f record.Fetched) (out record.Output) {
+	if f.Recycle != nil && !s.cfg.KeepPages {
+		// Nothing keeps the body once it is parsed (the result holds
+		// copies only): its buffer can take the next body. With
+		// KeepPages the Page holds it, so it is left to the collector.
+		defer f.Recycle()
+	}
 	t := f.Task
 	out.Ack = t.Ack
 	if t.Dead {
