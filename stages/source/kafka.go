@@ -516,7 +516,7 @@ func (k *Kafka) fetch(ctx context.Context, topic string, pa kafkago.PartitionAss
 		if k.cfg.Delayed && !sleepCtx(ctx, delayDue(m.Value).Sub(k.cfg.Now())) {
 			return
 		}
-				d, err := k.tracker.Deliver(ctx, p, m.Offset)
+		d, err := k.tracker.Deliver(ctx, p, m.Offset)
 		if err != nil {
 			return
 		}
