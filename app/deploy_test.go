@@ -112,8 +112,11 @@ func TestDockerCompose(t *testing.T) {
 	if !strings.Contains(adv, "localhost:29092") || len(k.Ports) == 0 || !strings.Contains(k.Ports[0], "29092:29092") {
 		t.Errorf("kafka is not reachable from the host: advertised %q, ports %v", adv, k.Ports)
 	}
+	if cfg.Kafka.ParkAfter <= 0 || cfg.Kafka.DelayTopic == "" {
+		t.Errorf("the deployment does not park (park_after %v, delay_topic %q): one paused domain would hold its partitions' commits", cfg.Kafka.ParkAfter, cfg.Kafka.DelayTopic)
+	}
 	script := strings.Join(c.Services["topics"].Command, "\n")
-	for _, topic := range []string{cfg.Kafka.Topic, cfg.Kafka.ResultsTopic, cfg.Kafka.PagesTopic, cfg.Kafka.DeadTopic} {
+	for _, topic := range []string{cfg.Kafka.Topic, cfg.Kafka.ResultsTopic, cfg.Kafka.PagesTopic, cfg.Kafka.DeadTopic, cfg.Kafka.DelayTopic} {
 		if !strings.Contains(script, "create "+topic+" ") {
 			t.Errorf("the topics service does not create %q", topic)
 		}
