@@ -168,7 +168,6 @@ type Site struct {
 	failSeq atomic.Int64
 	mode    atomic.Int32 // a SiteMode, set by SetMode
 
-
 	mu        sync.Mutex // guards everything below
 	requests  int64
 	byIP      map[string]int64
