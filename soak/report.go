@@ -36,7 +36,8 @@ type Judged struct {
 // Report is what a soak saw.
 type Report struct {
 	Config         Config
-	Anchor         string // the member lifetime judged for leaks
+	Anchor         string  // the member lifetime judged for leaks
+	ChurnEnd       float64 // seconds: the last churn step ended (past Duration when a SIGTERM drain ran long)
 	Rows           []Row
 	Judged         []Judged
 	Events         events
@@ -48,7 +49,7 @@ type Report struct {
 func (s *soak) report(churnEnd float64, rec Reconciliation) *Report {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := &Report{Config: s.cfg, Events: s.events, Reconciliation: rec}
+	r := &Report{Config: s.cfg, Events: s.events, Reconciliation: rec, ChurnEnd: churnEnd}
 	changes := s.events.Kill9 + s.events.Term + s.events.Starts + s.events.Unexpected
 	r.DupBound = changes * s.cfg.Partitions * window
 	for _, key := range s.order {
@@ -126,16 +127,20 @@ func (r *Report) verdict() error {
 // Print writes the report as Markdown tables.
 func (r *Report) Print(w io.Writer) {
 	c := r.Config
-	fmt.Fprintf(w, "\n## soak: %v of churn, %d members, %d partitions, %.0f inputs/s, a sample every %v, a churn step every %v\n\n",
-		c.Duration, c.Members, c.Partitions, c.Rate, c.Sample, c.Churn)
+	fmt.Fprintf(w, "\n## soak: %v of input (churn until %.0fs), %d members, %d partitions, %.0f inputs/s, a sample every %v, a churn step every %v\n\n",
+		c.Duration, r.ChurnEnd, c.Members, c.Partitions, c.Rate, c.Sample, c.Churn)
 	e := r.Events
 	fmt.Fprintf(w, "churn: %d kill -9, %d SIGTERM (%d not exit 0), %d member starts, %d proxy kills, %d flaky-domain mode switches, %d sink slow-downs, %d unexpected exits\n\n",
 		e.Kill9, e.Term, e.TermNotClean, e.Starts, e.ProxyKills, e.ModeSwitches, e.SinkSlow, e.Unexpected)
 	fmt.Fprintln(w, "| member | series | from s | to s | samples | start | end | max | slope /min |")
 	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, row := range r.Rows {
-		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %d | %s | %s | %s | %.2f |\n", row.Owner, row.Series, row.From, row.To,
-			row.Samples, num(row.Start), num(row.End), num(row.Max), row.Slope)
+		sl := "-" // too few points for a slope that means anything
+		if row.Samples >= 5 {
+			sl = fmt.Sprintf("%.2f", row.Slope)
+		}
+		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %d | %s | %s | %s | %s |\n", row.Owner, row.Series, row.From, row.To,
+			row.Samples, num(row.Start), num(row.End), num(row.Max), sl)
 	}
 	fmt.Fprintf(w, "\nleak checks on the anchor %s (never restarted), second half of the churn phase:\n\n", r.Anchor)
 	fmt.Fprintln(w, "| series | window s | samples | slope /min | bound | max | bound | ok |")

@@ -71,7 +71,7 @@ func TestSoakReconciles(t *testing.T) {
 	var log bytes.Buffer
 	rep, err := Run(context.Background(), Config{
 		Brokers: brokers, Binary: bin, Members: 2, Partitions: 4, Rate: 5,
-		Duration: 25 * time.Second, Sample: time.Second, Churn: 2 * time.Second, Drain: 2 * time.Minute,
+		Duration: 15 * time.Second, Sample: time.Second, Churn: 1500 * time.Millisecond, Drain: 2 * time.Minute,
 		MaxGoroutineSlope: math.Inf(1), MaxFDSlope: math.Inf(1), Log: &log,
 	})
 	if rep == nil {
