@@ -11,6 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${SLUICE_KAFKA_BROKERS:-}" ]; then
+  CI_PIDS=()
+  trap 'for pid in "${CI_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done' EXIT
   # shellcheck disable=SC1091
   source .ci/setup-kafka.sh
 fi

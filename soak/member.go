@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +23,7 @@ type member struct {
 	slot    int
 	cmd     *exec.Cmd
 	started time.Time
+	logFile *os.File // the member's log, or nil; written by watch only
 
 	addr chan string   // the metrics address, once, from the log
 	done chan struct{} // closed once the process has exited and its stderr is read
@@ -37,19 +40,30 @@ const tailLines = 20
 
 // startMember starts bin with args and waits until it logs its metrics
 // address (or exits, or ctx ends).
-func startMember(ctx context.Context, bin string, args []string, slot, life int) (*member, error) {
+// With logDir set, the member's log is also written to logDir/NAME.log.
+func startMember(ctx context.Context, bin string, args []string, slot, life int, logDir string) (*member, error) {
 	m := &member{
 		name: fmt.Sprintf("m%d.%d", slot, life), slot: slot,
 		addr: make(chan string, 1), done: make(chan struct{}),
+	}
+	if logDir != "" {
+		f, err := os.Create(filepath.Join(logDir, m.name+".log"))
+		if err != nil {
+			return nil, err
+		}
+		m.logFile = f
 	}
 	m.cmd = exec.Command(bin, args...)
 	m.cmd.SysProcAttr = procAttr()
 	m.cmd.Stdout = io.Discard
 	stderr, err := m.cmd.StderrPipe()
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = m.cmd.Start()
 	}
-	if err := m.cmd.Start(); err != nil {
+	if err != nil {
+		if m.logFile != nil {
+			_ = m.logFile.Close()
+		}
 		return nil, fmt.Errorf("start member %s: %w", m.name, err)
 	}
 	m.started = time.Now()
@@ -88,6 +102,9 @@ func (m *member) watch(stderr io.Reader) {
 				sent = true
 			}
 		}
+		if m.logFile != nil {
+			_, _ = io.WriteString(m.logFile, line+"\n")
+		}
 		m.mu.Lock()
 		if strings.HasPrefix(line, "panic:") || strings.Contains(line, "DATA RACE") {
 			m.panicked = true
@@ -100,6 +117,9 @@ func (m *member) watch(stderr io.Reader) {
 	}
 	_, _ = io.Copy(io.Discard, stderr) // a line past the buffer: keep the pipe drained
 	m.exitErr = m.cmd.Wait()
+	if m.logFile != nil {
+		_ = m.logFile.Close()
+	}
 	close(m.done)
 }
 

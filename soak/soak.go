@@ -53,6 +53,9 @@ type Config struct {
 
 	// Log receives one line per churn step and sample; nil discards.
 	Log io.Writer
+	// LogDir, if set, receives each member lifetime's log as NAME.log
+	// ("m1.2.log": slot 1, second lifetime). It must exist.
+	LogDir string
 }
 
 func (c Config) withDefaults() Config {
@@ -261,7 +264,7 @@ func (s *soak) memberArgs() []string {
 		"--kafka-results-topic", s.results, "--kafka-dead-topic", s.dead,
 		"--kafka-client-id", s.clientID, "--kafka-session-timeout", "6s",
 		"--proxies", s.proxiesFile(), "--allow-loopback",
-		"--metrics-addr", "127.0.0.1:0", "--progress", "off", "--log-level", "info",
+		"--metrics-addr", "127.0.0.1:0", "--progress", "log", "--stats-interval", "10s", "--log-level", "info",
 		"--rate", "50", "--concurrency", "16", "--timeout", "2s", "--max-attempts", "3",
 		"--drain-timeout", "20s", "--kafka-window", strconv.Itoa(window),
 	}
@@ -277,7 +280,7 @@ func (s *soak) startSlot(ctx context.Context, slot int) error {
 	s.lives[slot]++
 	life := s.lives[slot]
 	s.mu.Unlock()
-	m, err := startMember(ctx, s.cfg.Binary, s.memberArgs(), slot, life)
+	m, err := startMember(ctx, s.cfg.Binary, s.memberArgs(), slot, life, s.cfg.LogDir)
 	if err != nil {
 		return err
 	}

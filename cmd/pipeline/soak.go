@@ -27,6 +27,7 @@ func setupSoak(fs *flag.FlagSet, stdout, stderr io.Writer) func() error {
 	var c soak.Config
 	brokers := fs.String("kafka-brokers", "", "Kafka bootstrap brokers, comma-separated host:port (default: $SLUICE_KAFKA_BROKERS)")
 	fs.StringVar(&c.Binary, "member-bin", "", "the pipeline binary the members run (default: this one)")
+	fs.StringVar(&c.LogDir, "member-logs", "", "write each member's log to this directory (it must exist), one file per lifetime")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Minute, "produce input and churn for this long")
 	fs.DurationVar(&c.Drain, "drain", 3*time.Minute, "then wait this long at most for every input to end")
 	fs.IntVar(&c.Members, "members", 3, "member processes in the consumer group (2..5)")
