@@ -93,3 +93,40 @@ func TestSoakReconciles(t *testing.T) {
 		t.Errorf("report lacks the anchor's goroutines:\n%s", out.String())
 	}
 }
+
+// TestVerdict: the report fails on goroutines or fds of the anchor
+// growing past their bounds over the second half, on a lost input, on
+// duplicates past the bound and on a crash, and passes otherwise.
+func TestVerdict(t *testing.T) {
+	build := func(goroutinesPerMin, fdMax float64, rec Reconciliation, ev events) *Report {
+		s := &soak{cfg: Config{Partitions: 2}.withDefaults(), series: map[string]*series{}, events: ev}
+		s.all = []*member{{name: "m0.1"}, {name: "m1.1", slot: 1}}
+		for sec := 0.0; sec <= 600; sec += 10 {
+			s.add("goroutines", "m0.1", point{sec, 70 + goroutinesPerMin*sec/60})
+			s.add("fds", "m0.1", point{sec, min(20+sec, fdMax)})
+			s.add("goroutines", "m1.1", point{sec, 1000 * sec}) // not the anchor: reported, not judged
+		}
+		return s.report(600, rec)
+	}
+	fine := Reconciliation{Produced: 100, OK: 100}
+	calm := events{Starts: 3, Kill9: 1}
+	if err := build(1, 30, fine, calm).verdict(); err != nil {
+		t.Errorf("calm soak failed: %v", err)
+	}
+	for name, c := range map[string]struct {
+		rep  *Report
+		want string
+	}{
+		"goroutine slope": {build(100, 30, fine, calm), "leak: goroutines"},
+		"fd max":          {build(1, 1000, fine, calm), "leak: fds"},
+		"lost":            {build(1, 30, Reconciliation{Produced: 100, OK: 99, Lost: 1, LostIDs: []int{7}}, calm), "lost: 1 of 100"},
+		"duplicates":      {build(1, 30, Reconciliation{Produced: 100, OK: 100, Duplicates: 1000}, calm), "duplicates: 1000, above the bound of 512"},
+		"crash":           {build(1, 30, fine, events{Starts: 3, Unexpected: 1}), "crash:"},
+		"interrupted":     {build(1, 30, Reconciliation{Produced: 100, Lost: -1}, calm), "not reconciled"},
+	} {
+		err := c.rep.verdict()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: verdict %v, want %q", name, err, c.want)
+		}
+	}
+}
