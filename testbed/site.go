@@ -166,6 +166,7 @@ type Site struct {
 	conns     connTracker
 
 	failSeq atomic.Int64
+	mode    atomic.Int32 // a SiteMode, set by SetMode
 
 	mu        sync.Mutex // guards everything below
 	requests  int64
@@ -352,7 +353,42 @@ func clientIP(remoteAddr string) string {
 	return host
 }
 
+// SiteMode is how a Site answers product requests; see Site.SetMode.
+type SiteMode int32
+
+const (
+	// SiteNormal serves the catalog as configured.
+	SiteNormal SiteMode = iota
+	// SiteLimited answers every product request 429 with "Retry-After: 1".
+	SiteLimited
+	// SiteHang answers no product request: it waits until the client goes
+	// away (a client timeout) or the site closes, and records
+	// StatusClientClosed.
+	SiteHang
+)
+
+// SetMode switches how product requests that arrive from now on are
+// answered, so that a soak can move one domain between 200s, 429s and
+// timeouts. Safe for concurrent use; the zero mode is SiteNormal.
+func (s *Site) SetMode(m SiteMode) { s.mode.Store(int32(m)) }
+
 func (s *Site) serveProduct(w http.ResponseWriter, r *http.Request) {
+	if m := SiteMode(s.mode.Load()); m != SiteNormal {
+		s.mu.Lock()
+		s.requests++
+		s.mu.Unlock()
+		if m == SiteLimited {
+			s.mu.Lock()
+			s.limited++
+			s.mu.Unlock()
+			w.Header().Set("Retry-After", "1")
+			s.answerError(w, http.StatusTooManyRequests, "rate limit exceeded (site mode)")
+			return
+		}
+		<-r.Context().Done() // SiteHang: the client gives up, or Close (the base context)
+		s.recordStatus(StatusClientClosed)
+		abortResponse()
+	}
 	ip := clientIP(r.RemoteAddr)
 	if ok, retryAfter := s.admit(ip); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))

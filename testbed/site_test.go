@@ -363,3 +363,37 @@ func TestSiteCloseCutsLatency(t *testing.T) {
 		t.Fatal("closed site still answers")
 	}
 }
+
+// TestSiteMode: SetMode moves the site between 200s, 429s with
+// Retry-After, and hanging until the client gives up.
+func TestSiteMode(t *testing.T) {
+	site := startSite(t, SiteConfig{Products: 3})
+	client := &http.Client{Timeout: 200 * time.Millisecond}
+	get := func() (*http.Response, error) {
+		resp, err := client.Get(site.ProductURL(1))
+		if err == nil {
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	if resp, err := get(); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("normal: %v %v", resp, err)
+	}
+	site.SetMode(SiteLimited)
+	if resp, err := get(); err != nil || resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("limited: %v %v", resp, err)
+	}
+	site.SetMode(SiteHang)
+	if _, err := get(); err == nil {
+		t.Fatal("hang: got an answer")
+	}
+	site.SetMode(SiteNormal)
+	if resp, err := get(); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("normal again: %v %v", resp, err)
+	}
+	st := site.Stats()
+	if st.Requests != 4 || st.Limited != 1 || st.ByStatus[http.StatusOK] != 2 {
+		t.Errorf("stats %+v", st)
+	}
+	client.CloseIdleConnections()
+}

@@ -41,6 +41,9 @@ func TestExitCodes(t *testing.T) {
 	replay := []string{"replay", "--pages-file", pages, "--out", out("replay.jsonl"), "--log-level", "error"}
 	plan := []string{"plan", "--config", "../../app/testdata/plan.yaml"}
 	waterfall := []string{"waterfall", "--in", trace, "--out", out("trace.html")}
+	// soak's broker comes from the flag or the environment: here, from the flag only.
+	t.Setenv("SLUICE_KAFKA_BROKERS", "")
+	soak := []string{"soak", "--duration", "1m", "--member-bin", "/bin/false"}
 	with := func(base []string, more ...string) []string { return append(append([]string(nil), base...), more...) }
 	rows := []struct {
 		name string
@@ -103,6 +106,12 @@ func TestExitCodes(t *testing.T) {
 		{"probe failed: not ready", []string{"probe", "--url", ready.URL + "/other"}, exitFailure},
 		{"probe unknown flag", []string{"probe", "--bogus"}, exitUsage},
 		{"probe bad value", []string{"probe", "--timeout", "soon"}, exitUsage},
+
+		{"soak without a broker", soak, exitUsage},
+		{"soak failed: no broker listening", with(soak, "--kafka-brokers", "127.0.0.1:1"), exitFailure},
+		{"soak unknown flag", with(soak, "--urls", urls), exitUsage},
+		{"soak bad value", with(soak, "--members", "x"), exitUsage},
+		{"soak members out of range", with(soak, "--kafka-brokers", "127.0.0.1:1", "--members", "1"), exitUsage},
 
 		{"version ok", []string{"version"}, exitOK},
 		{"version unknown flag", []string{"version", "--bogus"}, exitUsage},

@@ -44,6 +44,7 @@ var layers = map[string]string{
 	"waterfall":     "below",
 	"progress":      "below",
 	"testbed":       "below",
+	"soak":          "below",
 }
 
 // listed is what go list -json tells of one package.
@@ -148,6 +149,7 @@ func TestPackageMap(t *testing.T) {
 		"kafka":     {"record"},
 		"flow":      {"record"},
 		"progress":  {"flow", "record"},
+		"soak":      {"record", "testbed"},
 		"waterfall": {"record"},
 		"metrics":   {"flow", "governor", "proxy", "record", "failure", "hostmatch"},
 		"watchdog":  {"flow", "governor", "metrics", "proxy", "record", "failure", "hostmatch"},

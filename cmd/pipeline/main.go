@@ -4,7 +4,8 @@
 // a local proxy farm, with no setup; `pipeline plan` prints the fetch
 // governor's calculation for a config; `pipeline bench` measures the
 // governor against a local site with a per-IP limit; `pipeline waterfall`
-// draws a request waterfall from a span trace.
+// draws a request waterfall from a span trace; `pipeline soak` churns
+// member processes against Kafka and checks that nothing grows.
 //
 // This package is only the command line: flags bound from the config tree
 // of package app, subcommand dispatch and exit codes (docs/cli.md).
@@ -39,6 +40,7 @@ commands:
   bench      measure the governor on a local site with a per-IP limit: completion, 429s, rate
   waterfall  draw the request waterfall (HTML) of a span trace written with --trace
   probe      check a running pipeline's /readyz (the container healthcheck)
+  soak       minutes of churn against Kafka and real member processes: exits 1 on a leak or a loss
   version    print the module version and the revision the binary was built from
 
 Run 'pipeline <command> -h' for the flags of a command.
@@ -61,6 +63,7 @@ var commands = map[string]command{
 	"waterfall": {aboutWaterfall, setupWaterfall},
 	"version":   {aboutVersion, setupVersion},
 	"probe":     {aboutProbe, setupProbe},
+	"soak":      {aboutSoak, setupSoak},
 }
 
 func main() {
