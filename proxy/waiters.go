@@ -230,12 +230,19 @@ func (p *Pool) onTimer() {
 	p.dispatchLocked(p.cfg.now())
 }
 
+// aliveFor is how recent a timely answer must be for a proxy to count as
+// alive (see stuckLocked).
+const aliveFor = time.Minute
+
 // stuckLocked says whether a request for dom on g that found no proxy
 // must fail rather than wait: ErrAuth when every proxy of the pool refused
-// our credentials before any worked; a *DomainError at once when the
-// proxies are usable but each is quarantined on dom (or probing it): the
-// domain failed, not the proxies, so the request does not wait for the
-// domain's cool-down, and g's no-proxy clock does not start; ErrNoneUsable
+// our credentials before any worked; a *DomainError at once when a proxy
+// of g is usable and alive (it gave a timely answer within aliveFor) but
+// each is quarantined on dom (or probing it): the domain failed, not the
+// proxies, so the request does not wait for the domain's cool-down, and
+// g's no-proxy clock does not start. A proxy that answers nothing (a
+// blackhole: through a plain-HTTP proxy its timeouts look like the
+// target's) fails every domain and proves no one alive. ErrNoneUsable
 // when no proxy of g has been usable (each quarantined, or on probation
 // with its probe out) for the no-proxy timeout. It starts g's no-proxy
 // clock.
@@ -248,7 +255,7 @@ func (p *Pool) stuckLocked(g *group, dom string, now time.Time) error {
 		if ok, _, _ := p.healthUsableLocked(m.e, dom, now); ok {
 			return nil // only busy or at its cap: wait
 		}
-		if de == nil && p.proxyUsableLocked(m.e, now) {
+		if de == nil && p.proxyUsableLocked(m.e, now) && now.Sub(m.e.timely) < aliveFor {
 			de = &DomainError{Domain: dom}
 		}
 	}
