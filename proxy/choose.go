@@ -176,6 +176,18 @@ func (p *Pool) healthUsableLocked(e *entry, dom string, now time.Time) (ok, prob
 	return true, probeP, probeD
 }
 
+// proxyUsableLocked reports whether the health of e itself, whatever
+// its health on any domain, lets it take a lease.
+func (p *Pool) proxyUsableLocked(e *entry, now time.Time) bool {
+	switch e.h.state(now) {
+	case Quarantined:
+		return false
+	case Probation:
+		return !e.h.probing
+	}
+	return true
+}
+
 // healthyLocked reports whether e, and e on dom, are healthy.
 func (p *Pool) healthyLocked(e *entry, dom string, now time.Time) bool {
 	if e.h.state(now) != Healthy {

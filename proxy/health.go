@@ -132,8 +132,9 @@ type health struct {
 	since       time.Time // start of the current quarantine
 	probing     bool      // a probe lease is out
 	quarantines int64
-	soft        int64     // leases that ran late (see WithSlowAttempt)
-	last        time.Time // last outcome recorded
+	soft        int64         // leases that ran late (see WithSlowAttempt)
+	last        time.Time     // last outcome recorded
+	cause       failure.Class // the class of the outcome that began the current or last quarantine
 }
 
 func newHealth(size int) health { return health{win: newWindow(size)} }

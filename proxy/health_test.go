@@ -6,6 +6,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/sluicehq/sluice/failure"
 )
 
 const base = 30 * time.Second
@@ -312,5 +314,44 @@ func TestDomainHealthTableIsBounded(t *testing.T) {
 	}
 	if n := len(p.DomainHealth()); n > 50 {
 		t.Errorf("%d (proxy, domain) entries kept, bound 50", n)
+	}
+}
+
+// A domain quarantined on every proxy that answers others fails Acquire at
+// once with a *DomainError (the no-proxy clock does not start); a domain
+// quarantined on proxies that never answered anything waits as before.
+func TestDomainQuarantinedOnLiveProxiesFailsAtOnce(t *testing.T) {
+	for _, alive := range []bool{true, false} {
+		clk := newClock()
+		p := newPool(t, 2, WithClock(clk.Now), seeded(1), WithNoProxyTimeout(time.Hour))
+		if alive {
+			once(t, p, Request{Domain: "ok.example"}, ok)
+			once(t, p, Request{Domain: "ok.example"}, ok)
+		}
+		for range 6 {
+			once(t, p, Request{Domain: "hang.example"}, Outcome{Class: failure.Timeout})
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		_, err := p.Acquire(ctx, Request{Domain: "hang.example"})
+		cancel()
+		var de *DomainError
+		st := p.Stats()
+		switch {
+		case alive && (!errors.As(err, &de) || de.Class != failure.Timeout || de.Until.IsZero() || !st.StuckSince.IsZero() || st.DomainQuarantined != 1):
+			t.Errorf("live proxies: %v (%+v), stats %+v", err, de, st)
+		case !alive && (!errors.Is(err, context.DeadlineExceeded) || st.StuckSince.IsZero() || st.DomainQuarantined != 0):
+			t.Errorf("proxies never seen working: %v, stats %+v", err, st)
+		}
+		for _, ps := range st.Proxies {
+			if ps.State != Healthy {
+				t.Errorf("alive %v: %s is %s", alive, ps.ID, ps.State)
+			}
+		}
+		l, err := p.Acquire(t.Context(), Request{Domain: "ok.example"})
+		if err != nil {
+			t.Errorf("alive %v: another domain: %v", alive, err)
+			continue
+		}
+		l.Release(ok)
 	}
 }

@@ -99,9 +99,11 @@ func (p *Pool) newLeaseLocked(e *entry, req Request, dom string, probeP, probeD 
 	return l
 }
 
-// markLate counts a lease that outlived its expected time as a soft
-// failure of its proxy: the proxy's cap falls back to the first one, so a
-// proxy that swallows requests gets few more until it answers.
+// markLate marks a lease that outlived its expected time. Unless its
+// proxy delivered a timely answer since the lease was granted (then the
+// proxy works and the lease's target is what hangs), it is a soft failure
+// of the proxy: the proxy's cap falls back to the first one, so a proxy
+// that swallows requests gets few more until it answers.
 func (p *Pool) markLate(l *Lease) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -109,10 +111,16 @@ func (p *Pool) markLate(l *Lease) {
 		return
 	}
 	l.isLate = true
-	l.e.cap.restart(p.capCfg)
-	l.e.h.soft++
+	if !p.answeredSinceLocked(l) {
+		l.e.cap.restart(p.capCfg)
+		l.e.h.soft++
+	}
 	close(l.late)
 }
+
+// answeredSinceLocked reports whether l's proxy delivered a timely answer
+// (to any lease) since l was granted.
+func (p *Pool) answeredSinceLocked(l *Lease) bool { return l.e.timely.After(l.granted) }
 
 // grantedLocked accounts for the wait of a lease just granted.
 func (p *Pool) grantedLocked(l *Lease, wait time.Duration) {
@@ -161,12 +169,16 @@ func (p *Pool) recordProxyLocked(l *Lease, o Outcome, pe effect, now time.Time) 
 	case pe == good:
 		e.everOK = true
 		e.sinceOK = 0
+		if !l.isLate {
+			e.timely = now
+		}
 		e.cap.grow()
 		p.noteLatencyLocked(o.Latency)
 		p.clearStuckLocked(e)
-	case pe == bad || pe == severe || o.Class == failure.Timeout && !l.isLate:
+	case pe == bad || pe == severe || o.Class == failure.Timeout && !l.isLate && !p.answeredSinceLocked(l):
 		// A timeout says nothing sure about the proxy (the target may be
-		// slow) but is reason enough not to send it more yet.
+		// slow) but is reason enough not to send it more yet, unless the
+		// proxy answered others meanwhile: then the target hangs.
 		e.cap.restart(p.capCfg)
 	}
 	if o.Class == failure.ProxyAuth {
@@ -195,5 +207,9 @@ func (p *Pool) recordDomainLocked(l *Lease, o Outcome, de effect, now time.Time)
 		}
 		return
 	}
+	before := dh.quarantines
 	dh.record(de, o.Latency, l.probeD, l.granted, now, hc, cooldown{hc.DomainCooldownBase, hc.DomainCooldownMax}, p.cfg.rng.Float64())
+	if dh.quarantines > before {
+		dh.cause = o.Class
+	}
 }

@@ -71,7 +71,34 @@ var (
 	ErrAuth = errors.New("every proxy refused our credentials")
 	// ErrNoneAllowed: Request.Allow refused every usable proxy.
 	ErrNoneAllowed = errors.New("no proxy allowed for this request now")
+	// ErrDomainQuarantined: the proxies serving the request are fine, but
+	// each is quarantined on the request's domain (or has its probe out
+	// there): the target failed, not the proxies. Acquire returns it at
+	// once, as a *DomainError, rather than hold the caller for the
+	// cool-down.
+	ErrDomainQuarantined = errors.New("every proxy is quarantined on this domain")
 )
+
+// DomainError is ErrDomainQuarantined with its details.
+type DomainError struct {
+	Domain string
+	// Class is the failure class that last quarantined one of the
+	// domain's (proxy, domain) pairs ("" if not known).
+	Class failure.Class
+	// Until is when the first of those quarantines ends (zero: a probe
+	// is out).
+	Until time.Time
+}
+
+func (e *DomainError) Error() string {
+	msg := ErrDomainQuarantined.Error() + " (" + e.Domain
+	if e.Class != "" {
+		msg += ", after " + string(e.Class)
+	}
+	return msg + ")"
+}
+
+func (e *DomainError) Unwrap() error { return ErrDomainQuarantined }
 
 // Pool hands out leases on proxies under a model and strategies, and
 // learns from their outcomes. Build it with New; it starts nothing and
@@ -103,6 +130,7 @@ type Pool struct {
 	acquired int64
 	timeouts int64
 	noProxy  int64   // Acquire calls failed with ErrNoneUsable or ErrAuth
+	domainQ  int64   // Acquire calls failed with ErrDomainQuarantined
 	latency  float64 // EWMA of successful latencies over the pool, ns; 0: none yet
 	capCfg   capacity
 
@@ -134,6 +162,10 @@ type entry struct {
 	// it was caught.
 	sinceOK, catchCost int64
 	authFailed, everOK bool
+	// timely is when the proxy last delivered an answer that was not late:
+	// a proxy that did so since a lease was granted is alive, so that
+	// lease running late or timing out is its target's doing.
+	timely time.Time
 }
 
 // New returns a pool over proxies configured by opts. It checks the ids
@@ -241,7 +273,7 @@ func (p *Pool) Acquire(ctx context.Context, req Request) (*Lease, error) {
 		return nil, ErrNoneAllowed
 	}
 	if err := p.stuckLocked(g, dom, now); err != nil {
-		p.noProxy++
+		p.countFailLocked(err)
 		p.mu.Unlock()
 		return nil, err
 	}
@@ -266,6 +298,15 @@ func (p *Pool) watch(ctx context.Context, l *Lease) (*Lease, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// countFailLocked counts an Acquire failed by stuckLocked's err.
+func (p *Pool) countFailLocked(err error) {
+	if errors.Is(err, ErrDomainQuarantined) {
+		p.domainQ++
+	} else {
+		p.noProxy++
+	}
 }
 
 func (p *Pool) exclusive(e *entry) bool { return p.cfg.model == Exclusive && !e.rotating }

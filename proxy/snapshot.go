@@ -102,6 +102,10 @@ type Stats struct {
 	// NoProxy counts Acquire calls failed because no proxy was usable for
 	// the no-proxy timeout, or every proxy refused our credentials.
 	NoProxy int64 `json:"no_proxy"`
+	// DomainQuarantined counts Acquire calls failed at once because every
+	// proxy serving the request, usable itself, was quarantined on its
+	// domain (ErrDomainQuarantined).
+	DomainQuarantined int64 `json:"domain_quarantined"`
 	// Usable counts proxies not quarantined now.
 	Usable int `json:"usable"`
 	// AuthFailed says every proxy refused our credentials and none has
@@ -122,7 +126,8 @@ func (p *Pool) Stats() Stats {
 		Model: p.cfg.model.String(), Strategy: p.cfg.strategy.String(),
 		Waiting: p.waiters.Len(), Leased: len(p.leases), Acquired: p.acquired,
 		WaitTimeouts: p.timeouts, Sessions: p.sess.len(), NoProxy: p.noProxy,
-		AuthFailed: p.authFailedLocked(),
+		DomainQuarantined: p.domainQ,
+		AuthFailed:        p.authFailedLocked(),
 	}
 	for _, g := range p.allGroupsLocked() {
 		s.StuckSince = earliestAfter(time.Time{}, s.StuckSince, g.stuckSince)

@@ -110,7 +110,7 @@ func (p *Pool) serveLocked(w *waiter, now time.Time) bool {
 	} else if g.err = p.stuckLocked(w.g, w.dom, now); g.err == nil {
 		return false
 	} else {
-		p.noProxy++
+		p.countFailLocked(g.err)
 	}
 	p.waiters.Remove(w.elem)
 	w.elem = nil
@@ -182,6 +182,31 @@ func (p *Pool) quarantineEndLocked(g *group, dom string, now time.Time) time.Tim
 	return at
 }
 
+// domainQuarantineEndLocked returns the first future end of a
+// quarantine of a proxy of g on dom; zero if none.
+func (p *Pool) domainQuarantineEndLocked(g *group, dom string, now time.Time) time.Time {
+	var at time.Time
+	for _, m := range g.members {
+		if t := p.untilDomainLocked(m.e, dom); t.After(now) && (at.IsZero() || t.Before(at)) {
+			at = t
+		}
+	}
+	return at
+}
+
+// domainCauseLocked returns the class that last quarantined a proxy of g
+// on dom; "" if none is known.
+func (p *Pool) domainCauseLocked(g *group, dom string) failure.Class {
+	var cls failure.Class
+	var at time.Time
+	for _, m := range g.members {
+		if dh := p.dhealth[dkey{m.e.idx, dom}]; dh != nil && dh.cause != "" && !dh.since.Before(at) {
+			cls, at = dh.cause, dh.since
+		}
+	}
+	return cls
+}
+
 func (p *Pool) untilDomainLocked(e *entry, dom string) time.Time {
 	if dh := p.dhealth[dkey{e.idx, dom}]; dh != nil && !e.rotating {
 		return dh.until
@@ -205,19 +230,39 @@ func (p *Pool) onTimer() {
 	p.dispatchLocked(p.cfg.now())
 }
 
+// aliveFor is how recent a timely answer must be for a proxy to count as
+// alive (see stuckLocked).
+const aliveFor = time.Minute
+
 // stuckLocked says whether a request for dom on g that found no proxy
 // must fail rather than wait: ErrAuth when every proxy of the pool refused
-// our credentials before any worked; ErrNoneUsable when no proxy of g has
-// been usable on dom (each quarantined, or on probation with its probe
-// out) for the no-proxy timeout. It starts g's no-proxy clock.
+// our credentials before any worked; a *DomainError at once when a proxy
+// of g is usable and alive (it gave a timely answer within aliveFor) but
+// each is quarantined on dom (or probing it): the domain failed, not the
+// proxies, so the request does not wait for the domain's cool-down, and
+// g's no-proxy clock does not start. A proxy that answers nothing (a
+// blackhole: through a plain-HTTP proxy its timeouts look like the
+// target's) fails every domain and proves no one alive. ErrNoneUsable
+// when no proxy of g has been usable (each quarantined, or on probation
+// with its probe out) for the no-proxy timeout. It starts g's no-proxy
+// clock.
 func (p *Pool) stuckLocked(g *group, dom string, now time.Time) error {
 	if p.authFailedLocked() {
 		return ErrAuth
 	}
+	var de *DomainError
 	for _, m := range g.members {
 		if ok, _, _ := p.healthUsableLocked(m.e, dom, now); ok {
 			return nil // only busy or at its cap: wait
 		}
+		if de == nil && p.proxyUsableLocked(m.e, now) && now.Sub(m.e.timely) < aliveFor {
+			de = &DomainError{Domain: dom}
+		}
+	}
+	if de != nil {
+		de.Until = p.domainQuarantineEndLocked(g, dom, now)
+		de.Class = p.domainCauseLocked(g, dom)
+		return de
 	}
 	if g.stuckSince.IsZero() {
 		g.stuckSince = now

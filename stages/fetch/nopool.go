@@ -12,8 +12,12 @@ import (
 // for its no-proxy timeout, or whose every proxy refused our credentials,
 // ends the input at once (classes no_proxy and proxy_auth, permanent):
 // retrying would only wait again. A lease that merely waited past the
-// pool's max wait may be retried.
+// pool's max wait may be retried. A domain quarantined on every proxy
+// (proxy.ErrDomainQuarantined) fails the attempt at once with the class
+// that quarantined it (timeout if not known), retryable: the worker is
+// not held through the domain's cool-down.
 func leaseError(ctx context.Context, err error) error {
+	var de *proxy.DomainError
 	switch {
 	case ctx.Err() != nil:
 		return failure.New(failure.Canceled, failure.ErrPermanent, err)
@@ -21,6 +25,14 @@ func leaseError(ctx context.Context, err error) error {
 		return failure.New(failure.ProxyAuth, failure.ErrPermanent, err)
 	case errors.Is(err, proxy.ErrNoneUsable):
 		return failure.New(failure.NoProxy, failure.ErrPermanent, err)
+	case errors.As(err, &de):
+		// The proxies work; the domain does not answer through any of
+		// them: a failure of the target, retried within its attempts.
+		class := de.Class
+		if class == "" {
+			class = failure.Timeout
+		}
+		return failure.New(class, failure.ErrRetryable, err)
 	case errors.Is(err, proxy.ErrNoneAllowed):
 		// The governor requeues: no attempt was made.
 		return failure.New(failure.ProxyConnect, failure.ErrProxy, err)
