@@ -43,6 +43,9 @@ type Config struct {
 	// DrainTimeout bounds the drain after SIGINT/SIGTERM.
 	DrainTimeout time.Duration `yaml:"drain_timeout" help:"on SIGINT/SIGTERM, how long to drain before aborting requests"`
 	LogLevel     string        `yaml:"log_level" help:"log level: debug, info, warn, error"`
+	// MemoryLimit is the Go runtime's soft memory limit for run
+	// (runtime/debug.SetMemoryLimit); see DefaultMemoryLimit.
+	MemoryLimit int64 `yaml:"memory_limit" help:"run: soft limit in bytes of the process's Go memory; the garbage collector works harder only near it (0: off; unset: 64 MiB + 64 KiB × concurrency + 2 × read_ahead; GOMEMLIMIT in the environment overrides it)"`
 
 	Fetch   FetchConfig       `yaml:"fetch" flag:"flat"`
 	Policy  guard.Config      `yaml:"policy" flag:"flat"`
@@ -161,6 +164,19 @@ func Defaults() Config {
 	}
 }
 
+// DefaultMemoryLimit is memory_limit when it is not set: 64 MiB, plus
+// 64 KiB per request in flight (goroutine stacks, connection buffers, the
+// request's own objects, and the collector's headroom over them), plus
+// twice the bodies read ahead: about the peak that docs/performance.md
+// bounds a run by, with a margin. At the default concurrency (32) and
+// read_ahead that is 98 MiB; at 1,000, about 159 MiB. A run that stays
+// within its bound never meets it, so it costs nothing; a run that grows
+// past it (larger pages, a burst of long tokens) collects more often
+// instead of letting the heap double.
+func DefaultMemoryLimit(concurrency int, readAhead int64) int64 {
+	return 64<<20 + int64(concurrency)*64<<10 + 2*readAhead
+}
+
 // positives are the settings whose zero (or less) is refused.
 func (c *Config) positives() map[string]float64 {
 	f, a, d := c.Fetch, c.Fetch.Adaptive, c.Fetch.DNS
@@ -207,6 +223,9 @@ func (c *Config) validate(given map[string]bool) error {
 	}
 	if c.Fetch.Rate == 0 {
 		bad("fetch.rate", "0 would fetch nothing: give a positive rate, or a negative one for unlimited")
+	}
+	if c.MemoryLimit < 0 {
+		bad("memory_limit", "must not be negative (0: off)")
 	}
 	if given["pending"] && c.Fetch.Pending < 1 {
 		bad("fetch.pending", "must be positive")
@@ -272,6 +291,9 @@ func (c *Config) validate(given map[string]bool) error {
 func (c *Config) derive(given map[string]bool) {
 	if !given["pending"] {
 		c.Fetch.Pending = max(256, 8*c.Fetch.Concurrency)
+	}
+	if !given["memory-limit"] {
+		c.MemoryLimit = DefaultMemoryLimit(c.Fetch.Concurrency, c.Fetch.ReadAhead)
 	}
 	if c.Kafka.ResultsTopic != "" && c.Kafka.DeadTopic == "" {
 		c.Kafka.DeadTopic = c.Kafka.ResultsTopic + ".dead"

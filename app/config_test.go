@@ -281,3 +281,31 @@ func TestDurationSpellings(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryLimit: unset, memory_limit follows the concurrency and the
+// read-ahead (in a file or a flag alike); 0 is off; negative is refused.
+func TestMemoryLimit(t *testing.T) {
+	c, err := load(t, Defaults(), "--concurrency=1000", "--read-ahead=4194304")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := DefaultMemoryLimit(1000, 4<<20); c.MemoryLimit != want || want != 64<<20+1000*64<<10+8<<20 {
+		t.Errorf("unset: memory_limit %d, want %d", c.MemoryLimit, want)
+	}
+	dir := t.TempDir()
+	c, err = load(t, Defaults(), "--config", writeFile(t, dir, "c.yaml", "fetch:\n  concurrency: 200\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := DefaultMemoryLimit(200, 16<<20); c.MemoryLimit != want {
+		t.Errorf("unset, concurrency from the file: memory_limit %d, want %d", c.MemoryLimit, want)
+	}
+	for arg, want := range map[string]int64{"--memory-limit=0": 0, "--memory-limit=134217728": 128 << 20} {
+		if c, err := load(t, Defaults(), "--concurrency=1000", arg); err != nil || c.MemoryLimit != want {
+			t.Errorf("%s: memory_limit %d, %v; want %d", arg, c.MemoryLimit, err, want)
+		}
+	}
+	if _, err := load(t, Defaults(), "--memory-limit=-1"); err == nil || !strings.Contains(err.Error(), "memory_limit") {
+		t.Errorf("--memory-limit=-1: %v, want a refusal", err)
+	}
+}

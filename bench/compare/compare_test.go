@@ -68,8 +68,8 @@ func TestCompareTiny(t *testing.T) {
 	if len(rep.Profiles) != 1 {
 		t.Fatalf("%d profiles, want 1", len(rep.Profiles))
 	}
-	if p := rep.Profiles[0]; p.Err != nil || !p.Verify.OK() || !strings.Contains(p.CPUTop, "flat") || !strings.Contains(p.AllocTop, "flat") {
-		t.Errorf("profile: err %v, records %s, CPU top %q, alloc top %q", p.Err, p.Verify, p.CPUTop, p.AllocTop)
+	if p := rep.Profiles[0]; p.Err != nil || !p.Verify.OK() || !strings.Contains(p.CPUTop, "flat") || !strings.Contains(p.AllocTop, "flat") || !strings.Contains(p.HeapTop, "flat") {
+		t.Errorf("profile: err %v, records %s, CPU top %q, alloc top %q, heap top %q", p.Err, p.Verify, p.CPUTop, p.AllocTop, p.HeapTop)
 	}
 	if cfg.KafkaBrokers != nil {
 		if k := rep.Kafka; k == nil || k.Err != nil || !k.Row.Verify.OK() || k.Dead != 0 {

@@ -21,10 +21,16 @@ type Profile struct {
 	C          int
 	CPUFile    string
 	AllocsFile string
-	CPUTop     string // go tool pprof -top
-	AllocTop   string // go tool pprof -sample_index=alloc_space -top
-	Verify     verification
-	Err        error
+	// HeapFile and GoroutineFile are taken mid-run, once half the records
+	// are written: what is live (as of the last collection) and which
+	// goroutines exist while the pipeline is at full concurrency.
+	HeapFile      string
+	GoroutineFile string
+	CPUTop        string // go tool pprof -top
+	AllocTop      string // go tool pprof -sample_index=alloc_space -top
+	HeapTop       string // go tool pprof -sample_index=inuse_space -top, mid-run
+	Verify        verification
+	Err           error
 }
 
 // profile runs sluice at concurrency c with --pprof, its URLs fed on
@@ -34,8 +40,10 @@ type Profile struct {
 // closed and the pipeline drains and exits.
 func (w *world) profile(ctx context.Context, c int, dir string, rep *Report) Profile {
 	p := Profile{C: c,
-		CPUFile:    filepath.Join(dir, fmt.Sprintf("cpu-c%d.pb.gz", c)),
-		AllocsFile: filepath.Join(dir, fmt.Sprintf("allocs-c%d.pb.gz", c)),
+		CPUFile:       filepath.Join(dir, fmt.Sprintf("cpu-c%d.pb.gz", c)),
+		AllocsFile:    filepath.Join(dir, fmt.Sprintf("allocs-c%d.pb.gz", c)),
+		HeapFile:      filepath.Join(dir, fmt.Sprintf("heap-c%d.pb.gz", c)),
+		GoroutineFile: filepath.Join(dir, fmt.Sprintf("goroutine-c%d.pb.gz", c)),
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.PeerTimeout)
 	defer cancel()
@@ -104,7 +112,16 @@ func (w *world) profile(ctx context.Context, c int, dir string, rep *Report) Pro
 		}
 		fed <- err
 	}()
-	err = waitLines(ctx, out, w.cfg.N, exited)
+	err = waitLines(ctx, out, (w.cfg.N+1)/2, exited)
+	if err == nil {
+		err = fetchTo(ctx, base+"heap", p.HeapFile)
+	}
+	if err == nil {
+		err = fetchTo(ctx, base+"goroutine", p.GoroutineFile)
+	}
+	if err == nil {
+		err = waitLines(ctx, out, w.cfg.N, exited)
+	}
 	if ferr := <-cpuDone; err == nil {
 		err = ferr
 	}
@@ -123,6 +140,7 @@ func (w *world) profile(ctx context.Context, c int, dir string, rep *Report) Pro
 	p.Verify, _ = verifyFile(out, w.site.URL(), w.cfg.N)
 	p.CPUTop = pprofTop(ctx, w.pipeline, p.CPUFile)
 	p.AllocTop = pprofTop(ctx, w.pipeline, p.AllocsFile, "-sample_index=alloc_space")
+	p.HeapTop = pprofTop(ctx, w.pipeline, p.HeapFile, "-sample_index=inuse_space")
 	return p
 }
 

@@ -151,6 +151,8 @@ func printProfile(out io.Writer, p Profile) {
 		fmt.Fprintf(out, "profiling failed: %v\n\n", p.Err)
 		return
 	}
-	fmt.Fprintf(out, "CPU profile %s, allocations %s; the profiled run's records: %s\n\n", p.CPUFile, p.AllocsFile, p.Verify)
+	fmt.Fprintf(out, "CPU profile %s, allocations %s, mid-run heap %s and goroutines %s; the profiled run's records: %s\n\n",
+		p.CPUFile, p.AllocsFile, p.HeapFile, p.GoroutineFile, p.Verify)
 	fmt.Fprintf(out, "CPU (top):\n```\n%s\n```\n\nAllocated bytes (top, alloc_space):\n```\n%s\n```\n\n", p.CPUTop, p.AllocTop)
+	fmt.Fprintf(out, "Live heap mid-run (top, inuse_space):\n```\n%s\n```\n\n", p.HeapTop)
 }

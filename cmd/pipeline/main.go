@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/sluicehq/sluice/app"
@@ -186,6 +187,7 @@ func setupRun(fs *flag.FlagSet, stdout, stderr io.Writer) func() error {
 		if err != nil {
 			return err
 		}
+		defer setMemoryLimit(c.MemoryLimit, os.Getenv("GOMEMLIMIT"))()
 		return app.Run(context.Background(), c, stdout, stderr)
 	}
 }
@@ -206,4 +208,18 @@ func setupPlan(fs *flag.FlagSet, stdout, stderr io.Writer) func() error {
 		}
 		return app.Plan(c, stdout)
 	}
+}
+
+// setMemoryLimit sets the Go runtime's soft memory limit to limit bytes
+// (memory_limit), unless it is 0 (off) or GOMEMLIMIT is set in the
+// environment (env), which the runtime has already applied and which
+// overrides the setting. The limit is process-wide, so the command that
+// owns the process sets it, not package app; the returned func puts the
+// previous limit back (for tests that run commands in one process).
+func setMemoryLimit(limit int64, env string) (restore func()) {
+	if limit <= 0 || env != "" {
+		return func() {}
+	}
+	was := debug.SetMemoryLimit(limit)
+	return func() { debug.SetMemoryLimit(was) }
 }

@@ -168,7 +168,7 @@ func (s *Stage) refuse(t record.Task) error {
 // exec makes one attempt of j for the governor. The attempt's wait began
 // when j joined its domain's queue.
 func (s *Stage) exec(ctx context.Context, j *job, allow func(string) bool) (attemptResult, error) {
-	return s.hedged(ctx, j.Item.task, j.Attempt, j.Item.tried, j.Queued, allow) // see hedge.go
+	return s.hedged(ctx, j.Item.f.Task, j.Attempt, j.Item.tried, j.Queued, allow) // see hedge.go
 }
 
 // attemptResult is what one attempt learned, successful or not.

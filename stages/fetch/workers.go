@@ -21,8 +21,7 @@ import (
 
 // item is one input inside the stage, the governor's job payload.
 type item struct {
-	task  record.Task
-	f     record.Fetched // what the task has become so far
+	f     record.Fetched // the task (f.Task) and what it has become so far
 	tried []string       // proxy ids already tried
 }
 
@@ -97,7 +96,7 @@ func (s *Stage) intake(ctx context.Context, in flow.Inbox[record.Task], intake c
 			}
 		}
 		select {
-		case intake <- &job{Key: t.URL.Hostname(), Item: &item{task: t, f: record.Fetched{Task: t, Method: s.shape.method(t)}}}:
+		case intake <- &job{Key: t.URL.Hostname(), Item: &item{f: record.Fetched{Task: t, Method: s.shape.method(t)}}}:
 		case <-ctx.Done():
 			send(canceled(record.Fetched{Task: t}, ctx))
 			return
@@ -119,7 +118,7 @@ func canceled(f record.Fetched, ctx context.Context) record.Fetched {
 func (s *Stage) work(ctx context.Context, j *job, send func(record.Fetched)) {
 	it := j.Item
 	if !j.Park.IsZero() { // parked by the governor: no attempt (park.go)
-		if it.task.StillOwned() {
+		if it.f.Task.StillOwned() {
 			send(s.parked(it.f, j.Park, j.ParkErr))
 		} else {
 			s.flow.Stats().Disown() // revoked: the next owner parks it again
@@ -127,7 +126,7 @@ func (s *Stage) work(ctx context.Context, j *job, send func(record.Fetched)) {
 		s.gov.Release(ctx, 0)
 		return
 	}
-	if !it.task.StillOwned() {
+	if !it.f.Task.StillOwned() {
 		// Revoked while it waited for a token or a retry: no attempt, and
 		// no outcome for the controller (class canceled).
 		s.gov.Report(ctx, j, governor.Outcome{Class: failure.Canceled, Err: errDisowned})
@@ -147,7 +146,7 @@ func (s *Stage) work(ctx context.Context, j *job, send func(record.Fetched)) {
 			it.tried = append(it.tried, res.proxy)
 		}
 	}
-	attempt, u := j.Attempt, it.task.URL
+	attempt, u := j.Attempt, it.f.Task.URL
 	v, backoff, ok := s.gov.Report(ctx, j, o) // j is the governor's again unless v is Finish
 	if v != governor.Finish {
 		s.ahead.release(res.ahead)
