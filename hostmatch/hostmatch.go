@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unicode"
 )
 
 // Pattern is a parsed host pattern. The zero value matches nothing. It is
@@ -84,6 +85,8 @@ func checkName(name string) error {
 	}
 	for _, r := range name {
 		switch {
+		case unicode.IsSpace(r) || unicode.IsControl(r):
+			return fmt.Errorf("%q is not allowed in a host name", r)
 		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '.', r == '_', r >= 0x80:
 		case r == '*':
 			return errors.New("* stands alone or as the whole first label")
