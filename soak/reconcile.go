@@ -159,6 +159,7 @@ func (s *soak) drain(ctx context.Context, produced *idSet) (Reconciliation, erro
 				return rec, err
 			}
 		} else if time.Now().After(deadline) {
+			s.dumpStuck(ctx)
 			rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			defer cancel()
 			rec, rerr := s.outcomes(rctx, ids)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -121,4 +123,74 @@ func maxOf(ps []point) float64 {
 		}
 	}
 	return m
+}
+
+// dumpStuck writes, for every live member, what shows why the group's lag
+// does not reach 0: its Kafka and stage lines of /metrics (assigned
+// partitions, committed offsets, lag, queues) and its goroutines (a reader
+// blocked, a task held), into the member log directory if there is one,
+// else into the soak's log.
+func (s *soak) dumpStuck(ctx context.Context) {
+	s.mu.Lock()
+	ms := append([]*member(nil), s.members...)
+	s.mu.Unlock()
+	for _, m := range ms {
+		if m == nil || m.exited() {
+			continue
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "== %s at %.1fs, lag not draining\n", m.name, s.elapsed())
+		for _, part := range []struct{ path, keep string }{
+			{"/metrics", "sluice_kafka_|sluice_stage_|sluice_fetch_|sluice_domain_requests_in_flight|sluice_stalled"},
+			{"/debug/pprof/goroutine?debug=1", ""},
+		} {
+			body, err := get(ctx, s.http, "http://"+m.metricsAddr()+part.path)
+			if err != nil {
+				fmt.Fprintf(&b, "GET %s: %v\n", part.path, err)
+				continue
+			}
+			for line := range strings.Lines(body) {
+				if part.keep == "" || keepLine(line, strings.Split(part.keep, "|")) {
+					b.WriteString(line)
+				}
+			}
+		}
+		if s.cfg.LogDir == "" {
+			_, _ = io.WriteString(s.cfg.Log, b.String())
+			continue
+		}
+		path := filepath.Join(s.cfg.LogDir, m.name+".stuck.txt")
+		if err := os.WriteFile(path, []byte(b.String()), 0o600); err == nil {
+			fmt.Fprintf(s.cfg.Log, "%6.1fs stuck: %s's partitions, queues and goroutines in %s\n", s.elapsed(), m.name, path)
+		}
+	}
+}
+
+func keepLine(line string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(line, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// get reads at most 8 MiB of url's body.
+func get(ctx context.Context, client *http.Client, url string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	return string(body), err
 }

@@ -264,7 +264,7 @@ func (s *soak) memberArgs() []string {
 		"--kafka-results-topic", s.results, "--kafka-dead-topic", s.dead,
 		"--kafka-client-id", s.clientID, "--kafka-session-timeout", "6s",
 		"--proxies", s.proxiesFile(), "--allow-loopback",
-		"--metrics-addr", "127.0.0.1:0", "--progress", "log", "--stats-interval", "10s", "--log-level", "info",
+		"--metrics-addr", "127.0.0.1:0", "--pprof", "--progress", "log", "--stats-interval", "10s", "--log-level", "info",
 		"--rate", "50", "--concurrency", "16", "--timeout", "2s", "--max-attempts", "3",
 		"--drain-timeout", "20s", "--kafka-window", strconv.Itoa(window),
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -377,8 +378,21 @@ func StartKafkaBroker(t TB) *KafkaBroker {
 	}
 	b := &KafkaBroker{t: t, cmd: cmd, dir: t.TempDir(), port: port}
 	t.Cleanup(func() { b.Stop(syscall.SIGKILL) })
-	b.Start()
-	return b
+	// A port taken between the check and the bind (by a test of another
+	// package, run in parallel) fails the first start: try other ports.
+	for try := 1; ; try++ {
+		err := b.start()
+		if err == nil {
+			return b
+		}
+		if try == 3 || !strings.Contains(b.tail(), "BindException") {
+			t.Fatal(err)
+		}
+		if b.port, err = freePortPair(); err != nil {
+			t.Fatal(err)
+		}
+		b.dir = t.TempDir()
+	}
 }
 
 // Addr returns the broker's host:port.
@@ -388,16 +402,22 @@ func (b *KafkaBroker) Addr() string { return "127.0.0.1:" + strconv.Itoa(b.port)
 // and waits until it has started.
 func (b *KafkaBroker) Start() {
 	b.t.Helper()
+	if err := b.start(); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func (b *KafkaBroker) start() error {
 	logf, err := os.OpenFile(filepath.Join(b.dir, "broker.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		b.t.Fatal(err)
+		return err
 	}
 	start, _ := logf.Seek(0, 2)
 	cmd := exec.Command("bash", b.cmd, filepath.Join(b.dir, "data"), strconv.Itoa(b.port))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		b.t.Fatal(err)
+		return err
 	}
 	b.proc, b.log, b.done = cmd, logf, make(chan struct{})
 	go func() { // owner: b; ends when the broker process exits
@@ -407,15 +427,17 @@ func (b *KafkaBroker) Start() {
 	deadline := time.Now().Add(120 * time.Second)
 	for time.Now().Before(deadline) {
 		if b.started(start) {
-			return
+			return nil
 		}
 		select {
 		case <-b.done:
-			b.t.Fatalf("broker exited at start; log:\n%s", b.tail())
+			b.proc = nil
+			logf.Close()
+			return fmt.Errorf("broker exited at start; log:\n%s", b.tail())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	b.t.Fatalf("broker did not start; log:\n%s", b.tail())
+	return fmt.Errorf("broker did not start; log:\n%s", b.tail())
 }
 
 func (b *KafkaBroker) started(from int64) bool {
@@ -470,12 +492,16 @@ func (b *KafkaBroker) Stop(sig syscall.Signal) {
 // freePortPair finds a port p such that p and p+1 are both free (the
 // broker and its controller).
 func freePortPair() (int, error) {
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	// Below Linux's ephemeral range (32768-60999 by default), where the
+	// source ports of outgoing connections are picked: a port the kernel
+	// never hands out by itself stays free between this check and the
+	// broker's bind, whatever else the tests dial meanwhile.
+	for range 200 {
+		p := 20000 + mrand.IntN(12000)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
 		if err != nil {
-			return 0, err
+			continue
 		}
-		p := l.Addr().(*net.TCPAddr).Port
 		l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
 		l.Close()
 		if err == nil {

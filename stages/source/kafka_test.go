@@ -230,6 +230,11 @@ func TestKafkaSourceCommitStopsAtUnacked(t *testing.T) {
 	r := startSource(t, KafkaConfig{Brokers: brokers, Topics: []string{topic}, Group: group}, c)
 	waitFor(t, "every record", func() bool { return c.count() == 40 })
 	waitFor(t, "the commit up to the stalled record", func() bool { return committed(t, brokers, group, topic, 1)[0] == stalled })
+	// The tracker learns of the commit once the broker has answered.
+	waitFor(t, "the tracker to record the commit", func() bool {
+		st := r.k.Tracker().Status()
+		return len(st) == 1 && st[0].Committed == stalled
+	})
 	st := r.k.Tracker().Status()
 	if len(st) != 1 || st[0].Committed != stalled || st[0].Unacked != 1 || st[0].Uncommitted != 40-stalled {
 		t.Fatalf("tracker status %+v", st)
