@@ -140,14 +140,16 @@ func (c *choice) weight(e *entry) float64 {
 // probes the lease would be: neither it nor the pair is quarantined or
 // already probing, and it is below its in-flight cap.
 func (p *Pool) usableLocked(e *entry, dom string, now time.Time) (ok, probeP, probeD bool) {
-	ok, probeP, probeD = p.healthUsableLocked(e, dom, now)
-	if !ok {
+	if !p.openLocked(e) { // first: it costs no map look-up
 		return false, false, false
 	}
-	if p.exclusive(e) && e.inFlight > 0 || !e.cap.admits(e.inFlight) {
-		return false, false, false
-	}
-	return true, probeP, probeD
+	return p.healthUsableLocked(e, dom, now)
+}
+
+// openLocked reports whether e's cap (or, under the Exclusive model, its
+// being idle) lets it take one more lease, whatever its health.
+func (p *Pool) openLocked(e *entry) bool {
+	return !(p.exclusive(e) && e.inFlight > 0) && e.cap.admits(e.inFlight)
 }
 
 // healthUsableLocked is usableLocked without the caps: whether the health

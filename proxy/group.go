@@ -16,6 +16,7 @@ type group struct {
 	rrPos   int
 	lru     lruHeap
 	scratch []*member
+	stack   []int // for walks of lru
 	// stuckSince is when a request first found no proxy of the group
 	// usable since one last worked; zero while one is.
 	stuckSince time.Time
