@@ -209,6 +209,9 @@ func (p *Pool) recordDomainLocked(l *Lease, o Outcome, de effect, now time.Time)
 	}
 	before := dh.quarantines
 	dh.record(de, o.Latency, l.probeD, l.granted, now, hc, cooldown{hc.DomainCooldownBase, hc.DomainCooldownMax}, p.cfg.rng.Float64())
+	if dh.until.After(p.domainUntil) {
+		p.domainUntil = dh.until
+	}
 	if dh.quarantines > before {
 		dh.cause = o.Class
 	}

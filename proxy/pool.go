@@ -134,6 +134,18 @@ type Pool struct {
 	latency  float64 // EWMA of successful latencies over the pool, ns; 0: none yet
 	capCfg   capacity
 
+	// The waiters by (group, domain) pair; how many are not plain; the
+	// pairs with plain ones; the count of dispatch passes (see
+	// dispatchLocked).
+	waitKeys  map[groupDomain]*waitKey
+	nonPlain  int
+	plainKeys int
+	pass      uint64
+
+	// domainUntil is the latest end of a (proxy, domain) quarantine yet:
+	// none is in force after it.
+	domainUntil time.Time
+
 	// dhealthSwept is the last sweep of dhealth; dhealthNext the size
 	// that asks for the next eviction (see domainHealthLocked).
 	dhealthSwept time.Time

@@ -112,7 +112,7 @@ func BenchmarkDispatch(b *testing.B) {
 			b.StopTimer()
 			p.mu.Lock()
 			for el := p.waiters.Front(); el != nil; el = p.waiters.Front() {
-				p.waiters.Remove(el)
+				p.removeLocked(el.Value.(*waiter))
 			}
 			p.stopTimerLocked()
 			p.mu.Unlock()
