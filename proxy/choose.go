@@ -30,6 +30,9 @@ func (p *Pool) tryLocked(req Request, dom string, g *group, now time.Time) (l *L
 			return l, refused
 		}
 	}
+	if g.open == 0 {
+		return nil, false // what pick would find, at no cost
+	}
 	e := c.pick(sticky)
 	if e == nil {
 		return nil, len(c.denied) > 0
@@ -150,6 +153,24 @@ func (p *Pool) usableLocked(e *entry, dom string, now time.Time) (ok, probeP, pr
 // being idle) lets it take one more lease, whatever its health.
 func (p *Pool) openLocked(e *entry) bool {
 	return !(p.exclusive(e) && e.inFlight > 0) && e.cap.admits(e.inFlight)
+}
+
+// reopenLocked counts e in its groups' open members, or not, after its
+// leases in flight or its cap changed: every change to either must call
+// it before the lock is let go or a proxy is picked.
+func (p *Pool) reopenLocked(e *entry) {
+	o := p.openLocked(e)
+	if o == e.open {
+		return
+	}
+	e.open = o
+	d := 1
+	if !o {
+		d = -1
+	}
+	for _, m := range e.members {
+		m.g.open += d
+	}
 }
 
 // healthUsableLocked is usableLocked without the caps: whether the health

@@ -174,6 +174,9 @@ type entry struct {
 	// it was caught.
 	sinceOK, catchCost int64
 	authFailed, everOK bool
+	// open: the proxy is counted in its groups' open members (see
+	// reopenLocked).
+	open bool
 	// timely is when the proxy last delivered an answer that was not late:
 	// a proxy that did so since a lease was granted is alive, so that
 	// lease running late or timing out is its target's doing.

@@ -13,6 +13,33 @@ import (
 	"github.com/sluicehq/sluice/failure"
 )
 
+// checkCountsLocked recounts what the pool keeps counts of: the open
+// members of each group, and the waiters by (group, domain) key, plain
+// or not.
+func checkCountsLocked(p *Pool) error {
+	groups := []*group{p.all}
+	if p.rest != nil {
+		groups = append(groups, p.rest)
+	}
+	for _, d := range sortedKeys(p.groups) {
+		groups = append(groups, p.groups[d])
+	}
+	for _, g := range groups {
+		open := 0
+		for _, m := range g.members {
+			if o := p.openLocked(m.e); o != m.e.open {
+				return fmt.Errorf("proxy %s (%d in flight, cap %d): open %v", m.e.p.ID, m.e.inFlight, m.e.cap.cur, m.e.open)
+			} else if o {
+				open++
+			}
+		}
+		if g.open != open {
+			return fmt.Errorf("group %q: %d open, recount %d", g.name, g.open, open)
+		}
+	}
+	return checkWaitersLocked(p)
+}
+
 // checkWaitersLocked recounts the queue against the pool's counts of its
 // waiters: the (group, domain) keys, the plain waiters and the others.
 func checkWaitersLocked(p *Pool) error {
@@ -62,10 +89,10 @@ func waitingURLs(p *Pool) []string {
 	return urls
 }
 
-func checkWaiters(t *testing.T, p *Pool) {
+func checkCounts(t *testing.T, p *Pool) {
 	t.Helper()
 	p.mu.Lock()
-	err := checkWaitersLocked(p)
+	err := checkCountsLocked(p)
 	p.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +122,7 @@ func TestDispatchServesPastBlockedPairs(t *testing.T) {
 			runtime.Gosched()
 		}
 	}
-	checkWaiters(t, p)
+	checkCounts(t, p)
 	// Each release serves one waiter, synchronously: the rest still wait.
 	held := map[int]*Lease{-1: a, -2: b}
 	served := make([]bool, len(reqs))
@@ -117,7 +144,7 @@ func TestDispatchServesPastBlockedPairs(t *testing.T) {
 		if got := waitingURLs(p); !slices.Equal(got, want) {
 			t.Fatalf("step %d: waiting %q, want %q", k, got, want)
 		}
-		checkWaiters(t, p)
+		checkCounts(t, p)
 		held[s.served] = <-got[s.served]
 	}
 	if id := held[3].Proxy.ID; id != "p2" {
@@ -125,19 +152,33 @@ func TestDispatchServesPastBlockedPairs(t *testing.T) {
 	}
 	held[3].Release(ok)
 	held[4].Release(ok)
-	checkWaiters(t, p)
+	checkCounts(t, p)
 }
 
-// TestWaiterCountsMatchRecount runs many requests of every kind (plain,
-// with Avoid, a session, an Allow that refuses some proxies) for a few
+// TestCountsMatchRecount runs many requests of every kind (plain, with
+// Avoid, a session, an Allow that refuses some proxies) for a few
 // domains, some given up by their context, with outcomes that quarantine
-// proxies and pairs, and recounts the queue against the pool's counts
-// while it runs and at the end.
-func TestWaiterCountsMatchRecount(t *testing.T) {
+// proxies and pairs and move caps, leases marked late and the concurrency
+// changed, and recounts what the pool counts while it runs and at the
+// end.
+func TestCountsMatchRecount(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []Option
+	}{
+		{"shared", []Option{WithConcurrency(8), WithSlowAttempt(1, 50*time.Microsecond)}},
+		{"exclusive", []Option{WithModel(Exclusive)}},
+		{"rotating", []Option{WithModel(Rotating), WithMaxInFlight(1)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testCountsMatchRecount(t, tc.opts) })
+	}
+}
+
+func testCountsMatchRecount(t *testing.T, opts []Option) {
 	hc := HealthConfig{FailThreshold: 2, CooldownBase: time.Millisecond, CooldownMax: 2 * time.Millisecond,
 		DomainCooldownBase: time.Millisecond, DomainCooldownMax: 2 * time.Millisecond}
-	p := newPool(t, 6, WithMaxInFlight(1), WithSlowStart(-1), WithPartition("a.example", "p1", "p2"),
-		WithHealth(hc), WithMaxWait(20*time.Millisecond), seeded(42))
+	opts = append(opts, WithPartition("a.example", "p1", "p2"), WithHealth(hc), WithMaxWait(20*time.Millisecond), seeded(42))
+	p := newPool(t, 6, opts...)
 	domains := []string{"a.example", "b.example", "c.example"}
 	outcomes := []Outcome{ok, ok, ok, connFail, blocked, upstream, {Class: failure.Timeout}}
 	stop := make(chan struct{})
@@ -152,7 +193,7 @@ func TestWaiterCountsMatchRecount(t *testing.T) {
 			default:
 			}
 			p.mu.Lock()
-			err = checkWaitersLocked(p)
+			err = checkCountsLocked(p)
 			p.mu.Unlock()
 			runtime.Gosched()
 		}
@@ -179,6 +220,9 @@ func TestWaiterCountsMatchRecount(t *testing.T) {
 				} else if i%5 == 0 {
 					go cancel()
 				}
+				if g == 0 && i%10 == 0 {
+					p.SetConcurrency(4 + rng.IntN(12))
+				}
 				l, err := p.Acquire(ctx, req)
 				if err == nil {
 					runtime.Gosched()
@@ -193,11 +237,56 @@ func TestWaiterCountsMatchRecount(t *testing.T) {
 	if err := <-checked; err != nil {
 		t.Fatal(err)
 	}
-	checkWaiters(t, p)
+	checkCounts(t, p)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.waiters.Len() != 0 || len(p.waitKeys) != 0 || p.nonPlain != 0 || p.plainKeys != 0 {
 		t.Errorf("after the last request: %d waiting, %d pairs, %d not plain, %d plain pairs",
 			p.waiters.Len(), len(p.waitKeys), p.nonPlain, p.plainKeys)
 	}
+}
+
+// TestOpenCountFollowsCaps steps a proxy's cap through each way it moves
+// (grown by successes, set back by a failure or a late lease, resized by
+// SetConcurrency) with leases out, and recounts the open members after
+// each step.
+func TestOpenCountFollowsCaps(t *testing.T) {
+	p := newPool(t, 1, WithConcurrency(5), seeded(44)) // a cap of 5+1, from 2
+	req := Request{Domain: "d"}
+	step := func(name string, wantOpen int) {
+		t.Helper()
+		checkCounts(t, p)
+		if p.all.open != wantOpen {
+			t.Fatalf("%s: %d open, want %d", name, p.all.open, wantOpen)
+		}
+	}
+	step("new", 1)
+	for range 4 {
+		once(t, p, req, ok)
+	}
+	step("grown to 6", 1)
+	var held []*Lease
+	for range 4 {
+		held = append(held, take(t, p, req))
+	}
+	step("4 leases", 1)
+	p.markLate(held[0])
+	step("late: back to 2", 0)
+	held[0].Release(ok)
+	step("3 leases, cap 3", 0)
+	held[1].Release(ok)
+	step("2 leases, cap 4", 1)
+	held[1] = take(t, p, req)
+	held[0] = take(t, p, req)
+	step("4 leases, cap 4", 0)
+	held[0].Release(connFail)
+	step("failed: 3 leases, cap 2", 0)
+	p.SetConcurrency(0)
+	step("no cap", 1)
+	p.SetConcurrency(1)
+	step("a cap of 2 from 2", 0)
+	for _, l := range held[1:] {
+		l.Release(ok)
+	}
+	step("all back", 1)
 }
