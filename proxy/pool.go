@@ -136,11 +136,13 @@ type Pool struct {
 
 	// The waiters by (group, domain) pair; how many are not plain; the
 	// pairs with plain ones; the count of dispatch passes (see
-	// dispatchLocked).
+	// dispatchLocked); the last key forgotten, for reuse, so that a queue
+	// that empties and fills again costs no allocation.
 	waitKeys  map[groupDomain]*waitKey
 	nonPlain  int
 	plainKeys int
 	pass      uint64
+	spareKey  *waitKey
 
 	// domainUntil is the latest end of a (proxy, domain) quarantine yet:
 	// none is in force after it.

@@ -47,7 +47,12 @@ func (p *Pool) enqueueLocked(req Request, dom string, g *group, now time.Time) *
 		if p.waitKeys == nil {
 			p.waitKeys = map[groupDomain]*waitKey{}
 		}
-		k = &waitKey{groupDomain: gd}
+		if k = p.spareKey; k != nil {
+			p.spareKey = nil
+			*k = waitKey{groupDomain: gd}
+		} else {
+			k = &waitKey{groupDomain: gd}
+		}
 		p.waitKeys[gd] = k
 	}
 	k.n++
@@ -74,6 +79,7 @@ func (p *Pool) removeLocked(w *waiter) {
 	}
 	if k.n--; k.n == 0 {
 		delete(p.waitKeys, k.groupDomain)
+		p.spareKey = k // no waiter refers to it: the next pair may
 	}
 }
 
