@@ -83,6 +83,7 @@ func (p *Pool) resizeLocked() {
 			max = p.capCfg.full(len(e.home.members))
 		}
 		e.cap.resize(max, p.capCfg)
+		p.reopenLocked(e)
 	}
 }
 

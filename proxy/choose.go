@@ -30,6 +30,9 @@ func (p *Pool) tryLocked(req Request, dom string, g *group, now time.Time) (l *L
 			return l, refused
 		}
 	}
+	if g.open == 0 {
+		return nil, false // what pick would find, at no cost
+	}
 	e := c.pick(sticky)
 	if e == nil {
 		return nil, len(c.denied) > 0
@@ -140,14 +143,34 @@ func (c *choice) weight(e *entry) float64 {
 // probes the lease would be: neither it nor the pair is quarantined or
 // already probing, and it is below its in-flight cap.
 func (p *Pool) usableLocked(e *entry, dom string, now time.Time) (ok, probeP, probeD bool) {
-	ok, probeP, probeD = p.healthUsableLocked(e, dom, now)
-	if !ok {
+	if !p.openLocked(e) { // first: it costs no map look-up
 		return false, false, false
 	}
-	if p.exclusive(e) && e.inFlight > 0 || !e.cap.admits(e.inFlight) {
-		return false, false, false
+	return p.healthUsableLocked(e, dom, now)
+}
+
+// openLocked reports whether e's cap (or, under the Exclusive model, its
+// being idle) lets it take one more lease, whatever its health.
+func (p *Pool) openLocked(e *entry) bool {
+	return !(p.exclusive(e) && e.inFlight > 0) && e.cap.admits(e.inFlight)
+}
+
+// reopenLocked counts e in its groups' open members, or not, after its
+// leases in flight or its cap changed: every change to either must call
+// it before the lock is let go or a proxy is picked.
+func (p *Pool) reopenLocked(e *entry) {
+	o := p.openLocked(e)
+	if o == e.open {
+		return
 	}
-	return true, probeP, probeD
+	e.open = o
+	d := 1
+	if !o {
+		d = -1
+	}
+	for _, m := range e.members {
+		m.g.open += d
+	}
 }
 
 // healthUsableLocked is usableLocked without the caps: whether the health

@@ -16,6 +16,10 @@ type group struct {
 	rrPos   int
 	lru     lruHeap
 	scratch []*member
+	stack   []int // for walks of lru
+	// open counts the members whose cap lets them take a lease (see
+	// Pool.openLocked): with none, no pick needs to look.
+	open int
 	// stuckSince is when a request first found no proxy of the group
 	// usable since one last worked; zero while one is.
 	stuckSince time.Time

@@ -81,6 +81,7 @@ func (p *Pool) newLeaseLocked(e *entry, req Request, dom string, probeP, probeD 
 	l.req.Avoid = nil // not kept: the registry shows no more than it needs
 	l.req.Allow = nil
 	e.inFlight++
+	p.reopenLocked(e)
 	e.leases++
 	e.sinceOK++
 	e.lastUse = now
@@ -113,6 +114,7 @@ func (p *Pool) markLate(l *Lease) {
 	l.isLate = true
 	if !p.answeredSinceLocked(l) {
 		l.e.cap.restart(p.capCfg)
+		p.reopenLocked(l.e)
 		l.e.h.soft++
 	}
 	close(l.late)
@@ -154,6 +156,7 @@ func (p *Pool) release(l *Lease, o Outcome) {
 	}
 	e.lastUse = now
 	e.fixHeaps()
+	p.reopenLocked(e) // after inFlight and the cap changed
 	p.dispatchLocked(now)
 }
 
@@ -209,6 +212,9 @@ func (p *Pool) recordDomainLocked(l *Lease, o Outcome, de effect, now time.Time)
 	}
 	before := dh.quarantines
 	dh.record(de, o.Latency, l.probeD, l.granted, now, hc, cooldown{hc.DomainCooldownBase, hc.DomainCooldownMax}, p.cfg.rng.Float64())
+	if dh.until.After(p.domainUntil) {
+		p.domainUntil = dh.until
+	}
 	if dh.quarantines > before {
 		dh.cause = o.Class
 	}

@@ -134,6 +134,20 @@ type Pool struct {
 	latency  float64 // EWMA of successful latencies over the pool, ns; 0: none yet
 	capCfg   capacity
 
+	// The waiters by (group, domain) pair; how many are not plain; the
+	// pairs with plain ones; the count of dispatch passes (see
+	// dispatchLocked); the last key forgotten, for reuse, so that a queue
+	// that empties and fills again costs no allocation.
+	waitKeys  map[groupDomain]*waitKey
+	nonPlain  int
+	plainKeys int
+	pass      uint64
+	spareKey  *waitKey
+
+	// domainUntil is the latest end of a (proxy, domain) quarantine yet:
+	// none is in force after it.
+	domainUntil time.Time
+
 	// dhealthSwept is the last sweep of dhealth; dhealthNext the size
 	// that asks for the next eviction (see domainHealthLocked).
 	dhealthSwept time.Time
@@ -162,6 +176,9 @@ type entry struct {
 	// it was caught.
 	sinceOK, catchCost int64
 	authFailed, everOK bool
+	// open: the proxy is counted in its groups' open members (see
+	// reopenLocked).
+	open bool
 	// timely is when the proxy last delivered an answer that was not late:
 	// a proxy that did so since a lease was granted is alive, so that
 	// lease running late or timing out is its target's doing.

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"container/heap"
 	"math/rand/v2"
 	"time"
 )
@@ -95,31 +94,42 @@ func (g *group) pickWeighted(accept func(*entry) bool, weight func(*entry) float
 	return c[len(c)-1].e
 }
 
-// pickLRU pops the heap, oldest last use first, to the first acceptable
-// member, then puts back what it popped.
+// pickLRU returns the acceptable member of oldest last use (ties by
+// rank): the first the heap would pop. It walks the heap's tree without
+// changing it, and skips every subtree whose root comes after the best
+// member found so far, as all of that subtree does.
 func (g *group) pickLRU(accept func(*entry) bool) *entry {
-	popped := g.scratch[:0]
-	var pick *entry
-	for g.lru.Len() > 0 {
-		m := heap.Pop(&g.lru).(*member)
-		popped = append(popped, m)
-		if accept(m.e) {
-			pick = m.e
-			break
+	var best *member
+	stack := append(g.stack[:0], 0)
+	for len(stack) > 0 {
+		i := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if i >= len(g.lru) {
+			continue
 		}
+		m := g.lru[i]
+		if best != nil && !before(m.e, best.e) {
+			continue
+		}
+		if accept(m.e) {
+			best = m // its subtree comes after it
+			continue
+		}
+		stack = append(stack, 2*i+2, 2*i+1)
 	}
-	for _, m := range popped {
-		heap.Push(&g.lru, m)
+	g.stack = stack
+	if best == nil {
+		return nil
 	}
-	g.scratch = popped[:0]
-	return pick
+	return best.e
 }
 
-// pickLRUWeighted maximises idle time × weight. Since a weight is at most
-// 1, no member idle for less than the best score can beat it: the heap is
-// popped in order of idle time only until that bound is reached.
+// pickLRUWeighted maximises idle time × weight, ties going to the member
+// the heap would pop first. Since a weight is at most 1, no member idle
+// for less than the best score can beat it, nor can any member of its
+// subtree (idle for no longer): the heap's tree is walked, without
+// changing it, skipping those subtrees.
 func (g *group) pickLRUWeighted(accept func(*entry) bool, weight func(*entry) float64, now time.Time) *entry {
-	popped := g.scratch[:0]
 	var best *entry
 	bestScore := -1.0
 	idle := func(e *entry) float64 {
@@ -127,38 +137,44 @@ func (g *group) pickLRUWeighted(accept func(*entry) bool, weight func(*entry) fl
 		// compare by weight.
 		return float64(max(now.Sub(e.lastUse), 0)) + 1
 	}
-	for g.lru.Len() > 0 {
-		if best != nil && idle(g.lru[0].e) <= bestScore {
-			break
-		}
-		m := heap.Pop(&g.lru).(*member)
-		popped = append(popped, m)
-		if !accept(m.e) {
+	stack := append(g.stack[:0], 0)
+	for len(stack) > 0 {
+		i := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if i >= len(g.lru) {
 			continue
 		}
-		if s := idle(m.e) * weight(m.e); s > bestScore {
-			best, bestScore = m.e, s
+		e := g.lru[i].e
+		id := idle(e)
+		if best != nil && id < bestScore {
+			continue
+		}
+		stack = append(stack, 2*i+2, 2*i+1)
+		if !accept(e) {
+			continue
+		}
+		if s := id * weight(e); s > bestScore || s == bestScore && before(e, best) {
+			best, bestScore = e, s
 		}
 	}
-	for _, m := range popped {
-		heap.Push(&g.lru, m)
-	}
-	g.scratch = popped[:0]
+	g.stack = stack
 	return best
+}
+
+// before reports whether a comes before b in the LRU heap's order.
+func before(a, b *entry) bool {
+	if !a.lastUse.Equal(b.lastUse) {
+		return a.lastUse.Before(b.lastUse)
+	}
+	return a.rank < b.rank
 }
 
 // lruHeap orders members by last use, oldest first; ties by a random rank
 // fixed at construction.
 type lruHeap []*member
 
-func (h lruHeap) Len() int { return len(h) }
-func (h lruHeap) Less(i, j int) bool {
-	a, b := h[i].e, h[j].e
-	if !a.lastUse.Equal(b.lastUse) {
-		return a.lastUse.Before(b.lastUse)
-	}
-	return a.rank < b.rank
-}
+func (h lruHeap) Len() int           { return len(h) }
+func (h lruHeap) Less(i, j int) bool { return before(h[i].e, h[j].e) }
 func (h lruHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].i = i

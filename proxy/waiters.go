@@ -13,9 +13,23 @@ type waiter struct {
 	req   Request
 	dom   string
 	g     *group
+	key   *waitKey // of (g, dom)
+	plain bool     // no session, nothing to avoid, no Allow
 	start time.Time
 	ch    chan grant // buffered 1: dispatch never blocks
 	elem  *list.Element
+}
+
+// waitKey is what the waiters for one (group, domain) pair share, so that
+// a pass over the waiters looks nothing up. It lives while such waiters
+// do; the pool's lock guards it.
+type waitKey struct {
+	groupDomain
+	n     int // waiters for the pair
+	plain int // of them, plain ones
+	// blocked is the dispatch pass (see Pool.pass) in which a plain waiter
+	// for the pair went unserved.
+	blocked uint64
 }
 
 // grant is what a waiter gets: a lease, or the error that ends its wait.
@@ -26,10 +40,47 @@ type grant struct {
 
 // enqueueLocked queues a request that found no usable proxy.
 func (p *Pool) enqueueLocked(req Request, dom string, g *group, now time.Time) *waiter {
-	w := &waiter{req: req, dom: dom, g: g, start: now, ch: make(chan grant, 1)}
+	plain := req.Session == "" && len(req.Avoid) == 0 && req.Allow == nil
+	gd := groupDomain{g, dom}
+	k := p.waitKeys[gd]
+	if k == nil {
+		if p.waitKeys == nil {
+			p.waitKeys = map[groupDomain]*waitKey{}
+		}
+		if k = p.spareKey; k != nil {
+			p.spareKey = nil
+			*k = waitKey{groupDomain: gd}
+		} else {
+			k = &waitKey{groupDomain: gd}
+		}
+		p.waitKeys[gd] = k
+	}
+	k.n++
+	if !plain {
+		p.nonPlain++
+	} else if k.plain++; k.plain == 1 {
+		p.plainKeys++
+	}
+	w := &waiter{req: req, dom: dom, g: g, key: k, plain: plain, start: now, ch: make(chan grant, 1)}
 	w.elem = p.waiters.PushBack(w)
 	p.armLocked(now)
 	return w
+}
+
+// removeLocked takes w out of the queue.
+func (p *Pool) removeLocked(w *waiter) {
+	p.waiters.Remove(w.elem)
+	w.elem = nil
+	k := w.key
+	if !w.plain {
+		p.nonPlain--
+	} else if k.plain--; k.plain == 0 {
+		p.plainKeys--
+	}
+	if k.n--; k.n == 0 {
+		delete(p.waitKeys, k.groupDomain)
+		p.spareKey = k // no waiter refers to it: the next pair may
+	}
 }
 
 // await waits for w's grant, ctx's end or the max wait.
@@ -54,8 +105,7 @@ func (p *Pool) await(ctx context.Context, w *waiter) (*Lease, error) {
 	}
 	p.mu.Lock()
 	if w.elem != nil {
-		p.waiters.Remove(w.elem)
-		w.elem = nil
+		p.removeLocked(w)
 		if err == ErrNoProxy {
 			p.timeouts++
 		}
@@ -80,20 +130,26 @@ func (p *Pool) dispatchLocked(now time.Time) {
 	}
 	// A plain request (no session, nothing to avoid) that cannot be served
 	// means no later plain request for the same group and domain can be.
-	var blocked map[groupDomain]bool
+	// Once every pair with plain waiters is so blocked and no other waiter
+	// is left, the rest of the queue is all skipped: the pass ends.
+	p.pass++
+	pass := p.pass
+	others, blocked := p.nonPlain, 0 // non-plain waiters ahead; pairs blocked
 	for el := p.waiters.Front(); el != nil; {
 		next := el.Next()
 		w := el.Value.(*waiter)
-		plain := w.req.Session == "" && len(w.req.Avoid) == 0 && w.req.Allow == nil
-		gd := groupDomain{w.g, w.dom}
 		switch {
-		case plain && blocked[gd]:
+		case w.plain && w.key.blocked == pass:
 		case p.serveLocked(w, now):
-		case plain:
-			if blocked == nil {
-				blocked = map[groupDomain]bool{}
-			}
-			blocked[gd] = true
+		case w.plain:
+			w.key.blocked = pass
+			blocked++
+		}
+		if !w.plain {
+			others--
+		}
+		if others == 0 && blocked == p.plainKeys {
+			break
 		}
 		el = next
 	}
@@ -112,8 +168,7 @@ func (p *Pool) serveLocked(w *waiter, now time.Time) bool {
 	} else {
 		p.countFailLocked(g.err)
 	}
-	p.waiters.Remove(w.elem)
-	w.elem = nil
+	p.removeLocked(w)
 	w.ch <- g
 	return true
 }
@@ -127,17 +182,10 @@ type groupDomain struct {
 // that blocks a waiter ends, or when a group's no-proxy timeout passes.
 func (p *Pool) armLocked(now time.Time) {
 	var at time.Time
-	seen := map[groupDomain]bool{}
-	for el := p.waiters.Front(); el != nil; el = el.Next() {
-		w := el.Value.(*waiter)
-		gd := groupDomain{w.g, w.dom}
-		if seen[gd] {
-			continue
-		}
-		seen[gd] = true
-		at = earliestAfter(now, at, p.quarantineEndLocked(w.g, w.dom, now))
-		if !w.g.stuckSince.IsZero() && p.cfg.noProxyTimeout > 0 {
-			at = earliestAfter(now, at, w.g.stuckSince.Add(p.cfg.noProxyTimeout))
+	for gd := range p.waitKeys { // in any order: at is the earliest
+		at = earliestAfter(now, at, p.quarantineEndLocked(gd.g, gd.dom, now))
+		if !gd.g.stuckSince.IsZero() && p.cfg.noProxyTimeout > 0 {
+			at = earliestAfter(now, at, gd.g.stuckSince.Add(p.cfg.noProxyTimeout))
 		}
 	}
 	if at.IsZero() {
@@ -171,12 +219,17 @@ func earliestAfter(now, at, t time.Time) time.Time {
 // proxy of g, or of one on dom; zero if none.
 func (p *Pool) quarantineEndLocked(g *group, dom string, now time.Time) time.Time {
 	var at time.Time
+	doms := p.domainUntil.After(now) // else no pair is quarantined: look none up
 	for _, m := range g.members {
 		e := m.e
-		for _, t := range [2]time.Time{e.h.until, p.untilDomainLocked(e, dom)} {
-			if t.After(now) && (at.IsZero() || t.Before(at)) {
-				at = t
-			}
+		if t := e.h.until; t.After(now) && (at.IsZero() || t.Before(at)) {
+			at = t
+		}
+		if !doms {
+			continue
+		}
+		if t := p.untilDomainLocked(e, dom); t.After(now) && (at.IsZero() || t.Before(at)) {
+			at = t
 		}
 	}
 	return at
@@ -186,6 +239,9 @@ func (p *Pool) quarantineEndLocked(g *group, dom string, now time.Time) time.Tim
 // quarantine of a proxy of g on dom; zero if none.
 func (p *Pool) domainQuarantineEndLocked(g *group, dom string, now time.Time) time.Time {
 	var at time.Time
+	if !p.domainUntil.After(now) {
+		return at
+	}
 	for _, m := range g.members {
 		if t := p.untilDomainLocked(m.e, dom); t.After(now) && (at.IsZero() || t.Before(at)) {
 			at = t
