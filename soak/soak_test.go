@@ -3,7 +3,11 @@ package soak
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -128,5 +132,49 @@ func TestVerdict(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: verdict %v, want %q", name, err, c.want)
 		}
+	}
+}
+
+// TestDumpStuck serves a member's /metrics and goroutine dump on
+// loopback: the dump of a soak whose lag does not drain keeps the
+// member's Kafka and stage lines and its goroutines, and drops the rest.
+func TestDumpStuck(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, "go_goroutines 80\nsluice_kafka_lag{partition=\"3\"} 324\nsluice_stage_queue_depth{stage=\"fetch\"} 7\nprocess_open_fds 20\n")
+	})
+	mux.HandleFunc("GET /debug/pprof/goroutine", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "goroutine profile: total 1 (debug=%s)\n1 @ 0x1\n#\tkafka.(*Kafka).fetch\n", r.URL.Query().Get("debug"))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	m := &member{name: "m1.2", done: make(chan struct{}), metrics: strings.TrimPrefix(srv.URL, "http://")}
+	gone := &member{name: "m2.1", done: make(chan struct{})}
+	close(gone.done) // exited: not asked
+	var log strings.Builder
+	s := &soak{cfg: Config{LogDir: t.TempDir(), Log: &log}, http: srv.Client(), members: []*member{m, gone}, start: time.Now()}
+	s.dumpStuck(t.Context())
+
+	data, err := os.ReadFile(filepath.Join(s.cfg.LogDir, "m1.2.stuck.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(data)
+	for _, want := range []string{"sluice_kafka_lag{partition=\"3\"} 324", "sluice_stage_queue_depth", "(debug=1)", "kafka.(*Kafka).fetch"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("dump lacks %q:\n%s", want, got)
+		}
+	}
+	for _, unwanted := range []string{"go_goroutines", "process_open_fds"} {
+		if strings.Contains(got, unwanted) {
+			t.Errorf("dump keeps %q:\n%s", unwanted, got)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(s.cfg.LogDir, "m2.1.stuck.txt")); err == nil {
+		t.Error("an exited member was dumped")
+	}
+	if !strings.Contains(log.String(), "m1.2.stuck.txt") {
+		t.Errorf("the soak's log does not name the dump: %q", log.String())
 	}
 }
