@@ -43,9 +43,9 @@ type domain[T any] struct {
 	leaseWait   time.Duration
 	lastUsed    time.Time
 
-	attempts, ok, s429, s503, failed, pauses, dispatched, parked int64
-	tokenWait                                                    time.Duration
-	start                                                        float64 // the controller's level when the domain was made
+	attempts, ok, s429, s503, failed, pauses, dispatched, parked, dropped int64
+	tokenWait                                                             time.Duration
+	start                                                                 float64 // the controller's level when the domain was made
 
 	pm      sync.Mutex // guards proxies and the jobs' seen lists
 	proxies map[string]*proxySlot
@@ -307,6 +307,7 @@ func (g *Governor[T]) dispatchLocked(now time.Time) time.Time {
 	if len(g.delayed) > 0 {
 		wake = earliest(wake, g.delayed[0].readyAt)
 	}
+	g.dropLocked()
 	if g.cfg.ParkAfter > 0 {
 		wake = earliest(wake, g.parkLocked(now))
 	}
@@ -321,6 +322,25 @@ func (g *Governor[T]) dispatchLocked(now time.Time) time.Time {
 		g.startLocked(d, now)
 	}
 	return wake
+}
+
+// dropLocked hands to idle workers, as dropped, the jobs at the heads of
+// the domains' queues that are no longer wanted (Job.Gone), without a
+// token. A dropped job behind a wanted one waits its turn, then goes at
+// once.
+func (g *Governor[T]) dropLocked() {
+	for _, d := range g.live {
+		for g.free > 0 && len(d.queue) > 0 && d.queue[0].Gone != nil && d.queue[0].Gone() {
+			j := d.queue[0]
+			d.queue[0] = nil
+			d.queue = d.queue[1:]
+			j.Dropped = true
+			d.dropped++
+			g.pending--
+			g.free--
+			g.jobs <- j
+		}
+	}
 }
 
 // parkLocked hands to idle workers, as parked, the queued jobs that

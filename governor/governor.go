@@ -105,6 +105,17 @@ type Job[T any] struct {
 	// ParkErr, for a job parked without an attempt because its domain
 	// was paused, is the error of the answer that paused it; nil if none.
 	ParkErr error
+	// Gone, if set, reports that the job is no longer wanted (its input
+	// was revoked from this process). A queued job for which it reports
+	// true is handed to a worker with Dropped set as soon as it reaches
+	// the head of its domain's queue: it takes no token and no slot of its
+	// domain, so the inputs of a revoked partition do not spend the
+	// domain's rate. The governor calls it under its lock: it must be
+	// cheap and must not call the governor.
+	Gone func() bool
+	// Dropped: the job is handed over only to be let go (see Gone). The
+	// worker must not attempt it, and calls Release.
+	Dropped bool
 
 	dom     *domain[T]
 	readyAt time.Time         // end of the retry backoff

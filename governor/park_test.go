@@ -1,8 +1,10 @@
 package governor
 
 import (
+	"fmt"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -148,6 +150,71 @@ func TestNoParkingWithoutParkAfter(t *testing.T) {
 		})
 		if len(finished) != 3 || len(parked) != 0 {
 			t.Fatalf("%d finished, %d parked; want 3 and 0", len(finished), len(parked))
+		}
+	})
+}
+
+// TestRevokedJobsSpendNoTokens: at one token a second, a wanted job, ten
+// jobs whose input was revoked while they queued (Job.Gone), and another
+// wanted job. The revoked ones are let go without a token or an attempt,
+// so the second wanted job starts a second after the first, not eleven.
+func TestRevokedJobsSpendNoTokens(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		g, err := New[string](Config{Concurrency: 2, StaggerMax: -1, DomainRate: 1, Rand: lockedRand(1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := t.Context()
+		var revoked atomic.Bool
+		revoked.Store(true)
+		jobs := []*Job[string]{{Key: "a.test", Item: "first"}}
+		for i := range 10 {
+			jobs = append(jobs, &Job[string]{Key: "a.test", Item: fmt.Sprint("revoked ", i), Gone: revoked.Load})
+		}
+		jobs = append(jobs, &Job[string]{Key: "a.test", Item: "last"})
+		intake := make(chan *Job[string])
+		var mu sync.Mutex
+		started := map[string]time.Duration{}
+		dropped := 0
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			defer close(intake)
+			for _, j := range jobs {
+				intake <- j
+			}
+		})
+		for range g.Workers() {
+			wg.Go(func() {
+				for j := range g.Jobs() {
+					mu.Lock()
+					if j.Dropped {
+						dropped++
+						mu.Unlock()
+						g.Release(ctx, 0)
+						continue
+					}
+					started[j.Item] = time.Since(start)
+					mu.Unlock()
+					o := answer(200, time.Millisecond, 0, "")
+					if v, _, _ := g.Report(ctx, j, o); v == Finish {
+						g.Release(ctx, o.Held)
+					}
+				}
+			})
+		}
+		g.Run(ctx, intake, func(j *Job[string]) { t.Errorf("%s abandoned", j.Item) })
+		wg.Wait()
+		if dropped != 10 || len(started) != 2 {
+			t.Fatalf("%d dropped, attempted %v; want 10 dropped and first and last attempted", dropped, started)
+		}
+		if d := started["last"] - started["first"]; d > 1500*time.Millisecond {
+			t.Errorf("the last wanted job started %v after the first: the revoked ones spent tokens", d)
+		}
+		for _, d := range g.Stats().Domains {
+			if d.Dropped != 10 || d.Attempts != 2 {
+				t.Errorf("%s: dropped %d, attempts %d; want 10 and 2", d.Domain, d.Dropped, d.Attempts)
+			}
 		}
 	})
 }

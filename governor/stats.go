@@ -38,6 +38,9 @@ type DomainStats struct {
 	// Parked counts the domain's tasks handed back as parked
 	// (Config.ParkAfter).
 	Parked int64
+	// Dropped counts the domain's queued jobs let go unattempted because
+	// they were no longer wanted (Job.Gone).
+	Dropped int64
 }
 
 // Stats is a snapshot of the governor.
@@ -169,7 +172,7 @@ func (d *domain[T]) statsLocked() DomainStats {
 		InFlight: d.inflight, Queued: len(d.queue),
 		Attempts: d.attempts, OK: d.ok, Status429: d.s429, Status503: d.s503, Failed: d.failed,
 		Pauses: d.pauses, TokenWait: d.tokenWait, Dispatched: d.dispatched, PausedUntil: d.pausedUntil,
-		Parked: d.parked,
+		Parked: d.parked, Dropped: d.dropped,
 	}
 }
 

@@ -95,8 +95,12 @@ func (s *Stage) intake(ctx context.Context, in flow.Inbox[record.Task], intake c
 				continue
 			}
 		}
+		j := &job{Key: t.URL.Hostname(), Item: &item{f: record.Fetched{Task: t, Method: s.shape.method(t)}}}
+		if t.Owned != nil { // an input that can be revoked
+			j.Gone = func() bool { return !t.Owned() }
+		}
 		select {
-		case intake <- &job{Key: t.URL.Hostname(), Item: &item{f: record.Fetched{Task: t, Method: s.shape.method(t)}}}:
+		case intake <- j:
 		case <-ctx.Done():
 			send(canceled(record.Fetched{Task: t}, ctx))
 			return
@@ -117,6 +121,11 @@ func canceled(f record.Fetched, ctx context.Context) record.Fetched {
 // worker (that is the backpressure).
 func (s *Stage) work(ctx context.Context, j *job, send func(record.Fetched)) {
 	it := j.Item
+	if j.Dropped { // revoked while queued: let go without a token (Job.Gone)
+		s.flow.Stats().Disown()
+		s.gov.Release(ctx, 0)
+		return
+	}
 	if !j.Park.IsZero() { // parked by the governor: no attempt (park.go)
 		if it.f.Task.StillOwned() {
 			send(s.parked(it.f, j.Park, j.ParkErr))
