@@ -215,6 +215,13 @@ func (s *Stage) attempt(ctx context.Context, t record.Task, n int, avoid []strin
 		lease, err = s.cfg.Pool.Acquire(ctx, proxy.Request{Domain: t.URL.Hostname(), URL: t.URL.Redacted(), Session: t.Msg.Session, Avoid: avoid, Allow: allow})
 		leave()
 		if err != nil {
+			var de *proxy.DomainError
+			if errors.As(err, &de) && de.Until.After(waitEnd) {
+				// Retry no sooner than the first of the domain's
+				// quarantines ends: an earlier try would fail the same
+				// way and spend an attempt.
+				res.retryAfter = de.Until.Sub(waitEnd)
+			}
 			return res, leaseError(ctx, err) // see nopool.go
 		}
 		res.proxy = lease.Proxy.ID

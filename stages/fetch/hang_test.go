@@ -42,11 +42,14 @@ func TestHangingDomainKeepsTheProxiesForTheOthers(t *testing.T) {
 	cfg.AttemptTimeout = 400 * time.Millisecond
 	cfg.HeaderTimeout = 300 * time.Millisecond
 	cfg.StaggerMax = -1
+	// A retry after a quarantined-domain failure waits for the first of
+	// the domain's quarantines to end, at most this long.
+	cfg.MaxRetryAfter = 2 * time.Second
 
 	// run fetches n URLs of each site, one hanging to three healthy,
 	// interleaved, and checks every input ends: the healthy ones with
 	// their page at the first attempt, the hanging ones as timeouts.
-	run := func(phase string, from, n int) {
+	run := func(phase string, from, n int) []record.Fetched {
 		t.Helper()
 		var ts []record.Task
 		for i := from; i < from+n; i++ {
@@ -80,6 +83,7 @@ func TestHangingDomainKeepsTheProxiesForTheOthers(t *testing.T) {
 			t.Errorf("%s: hanging domain's classes %v, want %d timeouts", phase, classes[hangHost], n)
 		}
 		t.Logf("%s: classes %v; %s", phase, classes, pool.Describe())
+		return got
 	}
 
 	// Phase 1, the pairs of the hanging domain get quarantined. Watch the
@@ -131,8 +135,16 @@ func TestHangingDomainKeepsTheProxiesForTheOthers(t *testing.T) {
 		waited[p.ID] = p.LeaseWait
 	}
 	hung := hang.Stats().Requests
-	run("phase 2", 31, 20)
+	got := run("phase 2", 31, 20)
 	st = pool.Stats()
+	// Each failed at once, and was tried again only when the domain's
+	// quarantine ended (here: capped at MaxRetryAfter), so its three
+	// attempts span at least two such waits, not a few milliseconds.
+	for _, f := range got {
+		if f.Task.URL.Hostname() == hangHost && (f.Attempts != 3 || f.Elapsed < 3900*time.Millisecond) {
+			t.Errorf("phase 2: %s: %d attempts over %v, want 3 over at least 2 × MaxRetryAfter", f.Task.URL, f.Attempts, f.Elapsed)
+		}
+	}
 	for _, p := range st.Proxies {
 		if p.Quarantines != 0 || p.LeaseWait != waited[p.ID] {
 			t.Errorf("phase 2: %s quarantined %d times, waited %v for leases: %+v", p.ID, p.Quarantines, p.LeaseWait-waited[p.ID], p)

@@ -15,7 +15,8 @@ import (
 // pool's max wait may be retried. A domain quarantined on every proxy
 // (proxy.ErrDomainQuarantined) fails the attempt at once with the class
 // that quarantined it (timeout if not known), retryable: the worker is
-// not held through the domain's cool-down.
+// not held through the domain's cool-down, and attempt sets the retry's
+// delay to the end of the first of the domain's quarantines.
 func leaseError(ctx context.Context, err error) error {
 	var de *proxy.DomainError
 	switch {
